@@ -1,0 +1,96 @@
+"""The workload catalog: kernel families, their FLOP formulas, shape sets and the suites built from them.
+
+Installed as ``npucheck.kernels``. Importing it imports torch: only the measuring layers use it.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import torch
+
+from npucheck.errors import UsageError
+from npucheck.kernels import conv, gemm, rnn
+from npucheck.kernels.base import Case, Check, NonFiniteOutput, Workload, generator_for
+
+DTYPE_NAMES = ("fp16", "bf16", "fp32")
+TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One kernel: how to count its work and how to build it on a device."""
+
+    name: str
+    family: str
+    version: int
+    flop_convention: str
+    flops: Callable[[Mapping[str, Any]], int]
+    builder: Callable[..., Workload]
+    shape_sets: Mapping[str, list[dict[str, Any]]]
+    label: Callable[[Mapping[str, Any]], str]
+
+    def case(self, dtype: str, shape: Mapping[str, Any], shape_set: str) -> Case:
+        return Case(kernel=self.name, family=self.family, dtype=dtype, shape=dict(shape), shape_set=shape_set,
+                    flops=self.flops(shape), flop_convention=self.flop_convention, kernel_version=self.version,
+                    shape_label=self.label(shape))
+
+
+def _recurrent(name: str) -> Kernel:
+    family = rnn.FAMILIES[name]
+    return Kernel(name, family, rnn.VERSION, rnn.FLOP_CONVENTION, functools.partial(rnn.flops, name),
+                  functools.partial(rnn.build, name), rnn.SHAPE_SETS[family], rnn.label)
+
+
+KERNELS: dict[str, Kernel] = {
+    "gemm": Kernel(gemm.NAME, gemm.FAMILY, gemm.VERSION, gemm.FLOP_CONVENTION, gemm.flops, gemm.build,
+                   gemm.SHAPE_SETS, gemm.label),
+    "conv2d": Kernel(conv.NAME, conv.FAMILY, conv.VERSION, conv.FLOP_CONVENTION, conv.flops, conv.build,
+                     conv.SHAPE_SETS, conv.label),
+    **{name: _recurrent(name) for name in ("rnn_tanh", "rnn_relu", "lstm", "gru")},
+}
+
+ALIASES = {"cnn": ("conv2d",), "conv": ("conv2d",), "rnn": ("rnn_tanh", "rnn_relu")}
+
+
+def select_kernels(names: list[str] | None) -> list[str]:
+    """Expand ``--kernels`` values (kernel names, or cnn/conv/rnn aliases) into kernel names, in catalog order."""
+    if not names:
+        return list(KERNELS)
+    chosen: set[str] = set()
+    for raw in names:
+        for name in (part.strip().lower() for part in raw.split(",") if part.strip()):
+            if name in KERNELS:
+                chosen.add(name)
+            elif name in ALIASES:
+                chosen.update(ALIASES[name])
+            else:
+                known = ", ".join([*KERNELS, *ALIASES])
+                raise UsageError(f"unknown kernel {name!r}; known: {known}")
+    return [name for name in KERNELS if name in chosen]
+
+
+def select_dtypes(names: list[str] | None) -> list[str]:
+    if not names:
+        return list(DTYPE_NAMES)
+    chosen = []
+    for raw in names:
+        for name in (part.strip().lower() for part in raw.split(",") if part.strip()):
+            if name not in DTYPE_NAMES:
+                raise UsageError(f"unknown dtype {name!r}; known: {', '.join(DTYPE_NAMES)}")
+            if name not in chosen:
+                chosen.append(name)
+    return chosen
+
+
+def build_workload(case: Case, device: torch.device, seed: int) -> Workload:
+    """Seeded inputs for ``case`` on ``device``."""
+    kernel = KERNELS[case.kernel]
+    generator = generator_for(case.id, seed, device)
+    return kernel.builder(case.shape, TORCH_DTYPES[case.dtype], case.dtype, device, generator)
+
+
+__all__ = ["Case", "Check", "DTYPE_NAMES", "KERNELS", "Kernel", "NonFiniteOutput", "Workload", "build_workload",
+           "select_dtypes", "select_kernels"]

@@ -1,0 +1,7 @@
+"""npucheck: measure an accelerator's FP16 throughput and efficiency, and judge it against targets.
+
+Importing this package is cheap: nothing here imports torch. Only the measuring layers
+(``npucheck.devices``, ``npucheck.timing``, ``npucheck.runner`` and ``npucheck.kernels``) do.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,271 @@
+"""The command line. The only layer that prints or chooses exit codes.
+
+Exit codes:
+  0    success (``run``: the run completed, whatever the verdicts; ``check``: every verdict PASS)
+  1    ``check``: at least one verdict FAIL
+  2    usage or bad input (unknown option value, bad target profile, missing or corrupt result file)
+  3    ``check``: nothing FAILed but some verdict is INCONCLUSIVE or ERROR
+  4    internal error (a bug: please report it)
+  130  interrupted (Ctrl-C); ``run`` saves what it measured first
+
+``check``, ``show`` and ``targets`` read stored data only and never import torch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from npucheck import __version__
+from npucheck.errors import NpucheckError
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+
+def _console(err: bool = False) -> Console:
+    return Console(stderr=err, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+
+
+class NpucheckGroup(click.Group):
+    """Maps npucheck's errors to one clear line and the documented exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NpucheckError as e:
+            click.echo(f"npucheck: error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("npucheck: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=NpucheckGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="npucheck")
+def cli() -> None:
+    """Measure an accelerator's FP16 throughput with evidence, and judge it against hardware targets."""
+
+
+# --------------------------------------------------------------------------------------------------------- env
+@cli.command()
+def env() -> None:
+    """Devices and power sources found here, and why others are not."""
+    from npucheck import power
+    from npucheck.devices import available_devices, resolve_device
+
+    console = _console()
+    ids, notes = available_devices()
+    console.print("[bold]Devices[/bold]")
+    for device_id in ids:
+        device = resolve_device(device_id)
+        console.print(f"  {device_id:8s} {device.name}  (timing: {device.timing_method})")
+    for note in notes:
+        console.print(f"  [dim]{note}[/dim]")
+    console.print("[bold]Power sources[/bold]")
+    for status in power.probe_all():
+        mark = "[green]found[/green]" if status.found else "[yellow]absent[/yellow]"
+        console.print(f"  {status.name:8s} {mark}  {status.detail}")
+    console.print(f"  [bold yellow]note:[/bold yellow] {power.MEASUREMENT_STATUS}")
+
+
+# --------------------------------------------------------------------------------------------------------- run
+@cli.command()
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, xpu:0, mps, npu:0, …")
+@click.option("--suite", default="standard", show_default=True, help="quick, standard or full")
+@click.option("--kernels", multiple=True, help="gemm, conv2d (cnn), rnn_tanh, rnn_relu (rnn), lstm, gru; "
+              "repeat or comma-separate. Default: all.")
+@click.option("--dtypes", multiple=True, help="fp16, bf16, fp32; repeat or comma-separate. Default: all.")
+@click.option("--target", "targets", multiple=True, help="Built-in target name or a .toml file; repeatable. "
+              "Default: every built-in target.")
+@click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--warmup", "warmup_s", type=click.FloatRange(min=0), default=None,
+              help="Seconds of device warm-up before the suite (default: the suite's).")
+@click.option("--no-flush", is_flag=True, help="Do not flush caches between samples (measures warm caches).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Result file to write (must not exist).")
+@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+              show_default=True, help="Where result files go when -o is not given.")
+def run(device: str, suite: str, kernels: tuple[str, ...], dtypes: tuple[str, ...], targets: tuple[str, ...],
+        threads: int | None, seed: int, warmup_s: float | None, no_flush: bool, output: Path | None,
+        results_dir: Path) -> None:
+    """Measure the device with a suite, judge it, and save a result profile."""
+    from npucheck import judge as judging
+    from npucheck import store
+    from npucheck import targets as target_profiles
+
+    if output is not None:
+        store.output_path_available(output)
+    chosen_targets = target_profiles.load_targets(list(targets) or None)
+    from npucheck.runner import RunOptions, Runner  # imports torch: only now that the input is known good
+
+    options = RunOptions(device=device, suite=suite, kernels=list(kernels) or None, dtypes=list(dtypes) or None,
+                         threads=threads, seed=seed, flush=not no_flush, warmup_s=warmup_s,
+                         target_names=[t.name for t in chosen_targets])
+    console = _console()
+    progress_display = _Progress(console)
+    runner = Runner(options, on_event=progress_display.on_event)
+    console.print(f"npucheck {__version__}: suite [bold]{suite}[/bold] on [bold]{runner.device.name}[/bold] "
+                  f"({runner.device.id}), {len(runner.cases)} cases, budget {runner.suite.suite_budget_s:g} s")
+    with progress_display:
+        profile = runner.run()
+    profile["verdicts"] = judging.judge(profile, chosen_targets)
+    path = _save(profile, output, results_dir, console)
+    _print_profile(console, profile)
+    console.print(f"\nresult saved to [bold]{path}[/bold]")
+    if profile["interrupted"]:
+        click.echo("npucheck: interrupted; partial result saved", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _save(profile: dict[str, Any], output: Path | None, results_dir: Path, console: Console) -> Path:
+    """Save; if the chosen place fails, save to a temporary directory rather than lose the measurements."""
+    import tempfile
+
+    from npucheck import store
+
+    try:
+        return store.save_result(profile, output, results_dir)
+    except NpucheckError as e:
+        if output is None:
+            raise
+        console.print(f"[yellow]warning:[/yellow] {e}; saving beside it under a new name instead")
+        return store.save_result(profile, None, output.parent if str(output.parent) else Path("."))
+    except OSError as e:
+        fallback = Path(tempfile.mkdtemp(prefix="npucheck-"))
+        console.print(f"[red]could not write the result ({e}); saving to {fallback} instead[/red]")
+        return store.save_result(profile, None, fallback)
+
+
+class _Progress:
+    """A rich progress bar fed by the runner's events."""
+
+    def __init__(self, console: Console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), console=console, transient=True)
+        self._task: Any = None
+
+    def __enter__(self) -> "_Progress":
+        self._progress.__enter__()
+        self._task = self._progress.add_task("starting", total=None)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._progress.__exit__(*exc)
+
+    def on_event(self, kind: str, data: dict[str, Any]) -> None:
+        if self._task is None:
+            return
+        if kind == "phase":
+            self._progress.update(self._task, description=data["name"])
+        elif kind == "start":
+            self._progress.update(self._task, total=data["total"], completed=0)
+        elif kind == "case_start":
+            self._progress.update(self._task, description=data["case"].id)
+        elif kind == "case_done":
+            self._progress.advance(self._task)
+
+
+# --------------------------------------------------------------------------------------------------------- check
+@cli.command()
+@click.argument("result", type=click.Path(path_type=Path))
+@click.option("--target", "targets", multiple=True, help="Built-in target name or .toml file; repeatable. "
+              "Default: every built-in target.")
+def check(result: Path, targets: tuple[str, ...]) -> None:
+    """Judge a stored result against targets. Exit 0 all PASS, 1 any FAIL, 3 otherwise."""
+    from npucheck import judge as judging
+    from npucheck import store
+    from npucheck import targets as target_profiles
+
+    profile = store.load_result(result)
+    verdicts = judging.judge(profile, target_profiles.load_targets(list(targets) or None))
+    console = _console()
+    from npucheck.render import header_lines, verdicts_table
+
+    for line in header_lines(profile):
+        console.print(line)
+    console.print(verdicts_table(verdicts))
+    sys.exit(judging.exit_code_for(verdicts))
+
+
+# --------------------------------------------------------------------------------------------------------- show
+@cli.command()
+@click.argument("result", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
+              show_default=True)
+def show(result: Path, fmt: str) -> None:
+    """Print a stored result profile."""
+    from npucheck import store
+    from npucheck.render import to_json, to_markdown
+
+    profile = store.load_result(result)
+    if fmt == "json":
+        click.echo(to_json(profile))
+    elif fmt == "markdown":
+        click.echo(to_markdown(profile), nl=False)
+    else:
+        _print_profile(_console(), profile)
+
+
+def _print_profile(console: Console, profile: dict[str, Any]) -> None:
+    from npucheck.render import header_lines, measurements_table, summary_table, support_table, verdicts_table
+
+    for line in header_lines(profile):
+        console.print(line)
+    console.print(measurements_table(profile))
+    console.print(summary_table(profile))
+    console.print(support_table(profile))
+    if profile.get("verdicts"):
+        console.print(verdicts_table(profile["verdicts"]))
+    for warning in profile.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+# --------------------------------------------------------------------------------------------------------- targets
+@cli.command("targets")
+@click.argument("name", required=False)
+def targets_command(name: str | None) -> None:
+    """List the built-in targets, or show one (a name or a .toml file) in full."""
+    from rich.table import Table
+
+    from npucheck import targets as target_profiles
+
+    console = _console()
+    chosen = [target_profiles.load_target(name)] if name else target_profiles.load_targets(None)
+    for target in chosen:
+        table = Table(title=f"{target.name}: {target.title}", title_justify="left")
+        for header in ("criterion", "op", "threshold", "unit", "note"):
+            table.add_column(header)
+        for c in target.criteria:
+            table.add_row(c.label, c.op, f"{c.threshold:g}", c.unit, c.note or "")
+        console.print(table)
+        if name:
+            console.print(f"source: {target.source}")
+            if target.description:
+                console.print(target.description)
+            console.print(f"file: {target.path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: expected failures exit with their code; bugs exit 4 with one line."""
+    try:
+        cli.main(args=argv, prog_name="npucheck", standalone_mode=True)
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001 - the last line of defence against a traceback
+        if os.environ.get("NPUCHECK_DEBUG"):
+            raise
+        click.echo(f"npucheck: internal error: {type(e).__name__}: {e} (set NPUCHECK_DEBUG=1 for a traceback; "
+                   "please report it)", err=True)
+        sys.exit(EXIT_INTERNAL)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""One exception tree. The CLI maps each class to an exit code; library code never exits."""
+
+from __future__ import annotations
+
+
+class NpucheckError(Exception):
+    """Base of every error npucheck raises on purpose."""
+
+    exit_code = 4
+
+
+class UsageError(NpucheckError):
+    """Bad input from the user: an unknown device, dtype, kernel, suite or option value."""
+
+    exit_code = 2
+
+
+class TargetProfileError(UsageError):
+    """A target profile (TOML) that is missing, malformed or invalid."""
+
+
+class ResultFileError(UsageError):
+    """A result profile (JSON) that is missing, corrupt, invalid or from a newer schema."""
+
+
+class DeviceUnavailableError(UsageError):
+    """The requested device does not exist here or cannot be used."""
+
+
+class MeasurementError(NpucheckError):
+    """A kernel failed to run, verify or time. The runner records it and goes on."""

@@ -1,0 +1,81 @@
+"""Other load on the device under test.
+
+A single stray process on the other core of a 2-core machine halves every CPU figure, so npucheck looks before
+the run (which processes are busy) and during each case (how much CPU time others used), and says so.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+BUSY_PROCESS_PERCENT = 10.0
+"""A process using more than this share of one core counts as other load."""
+FOREIGN_CORES_WARNING = 0.2
+"""Other processes using more than this many cores on average make a figure suspect."""
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    wall_s: float
+    busy_s: float
+    own_s: float
+
+
+class LoadMonitor:
+    """Measures CPU time used by everything but this process between two snapshots.
+
+    Steal time (a hypervisor giving our vCPU to someone else) counts as other load: for a benchmark it is the
+    same thing.
+    """
+
+    def __init__(self, process: psutil.Process | None = None):
+        self._process = process or psutil.Process(os.getpid())
+
+    def snapshot(self) -> CpuSnapshot:
+        times = psutil.cpu_times()
+        busy = sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
+        own = self._process.cpu_times()
+        own_s = own.user + own.system + getattr(own, "children_user", 0.0) + getattr(own, "children_system", 0.0)
+        return CpuSnapshot(wall_s=time.monotonic(), busy_s=busy, own_s=own_s)
+
+    @staticmethod
+    def foreign_cores(before: CpuSnapshot, after: CpuSnapshot) -> float | None:
+        """Average number of cores busy with other work between the snapshots (None if too short to tell)."""
+        wall = after.wall_s - before.wall_s
+        if wall < 0.05:
+            return None
+        foreign = (after.busy_s - before.busy_s) - (after.own_s - before.own_s)
+        return max(0.0, foreign / wall)
+
+
+def busy_processes(interval_s: float = 0.5) -> list[dict[str, Any]]:
+    """Processes other than this one using more than BUSY_PROCESS_PERCENT of a core over ``interval_s``."""
+    me = os.getpid()
+    procs = []
+    for proc in psutil.process_iter(["pid", "name"]):
+        if proc.info["pid"] == me:
+            continue
+        try:
+            proc.cpu_percent(None)
+            procs.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    time.sleep(interval_s)
+    busy = []
+    for proc in procs:
+        try:
+            percent = proc.cpu_percent(None)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if percent > BUSY_PROCESS_PERCENT:
+            busy.append({"pid": proc.info["pid"], "name": proc.info["name"], "cpu_percent": round(percent, 1)})
+    return sorted(busy, key=lambda p: -p["cpu_percent"])
+
+
+def describe_busy(processes: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{p['name']} (pid {p['pid']}, {p['cpu_percent']:.0f}% of a core)" for p in processes[:5])

@@ -1,0 +1,337 @@
+"""Walk a suite on a device and build the result profile. Never prints: progress goes to a callback.
+
+A case that raises, runs out of memory, returns NaN/Inf or a wrong answer is recorded as ``error`` with the
+reason and the run goes on. Ctrl-C stops the run; what was measured is returned, marked interrupted.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import torch
+
+from npucheck import __version__, environment
+from npucheck.devices import Device, resolve_device
+from npucheck.errors import UsageError
+from npucheck.kernels import KERNELS, Case, NonFiniteOutput, build_workload, select_dtypes, select_kernels
+from npucheck.load import FOREIGN_CORES_WARNING, LoadMonitor, busy_processes, describe_busy
+from npucheck.suites import Suite, get_suite
+from npucheck.support import check_support
+from npucheck.timing import TimingSettings, time_kernel
+
+CONFIDENCE = 0.95
+PROBE_MIN_CALL_S = 0.02
+PROBE_MAX_SIZE = 16384
+VERIFY_CALLS = {"gemm": 2, "cnn": 2, "rnn": 6, "lstm": 6, "gru": 6}
+"""Rough cost of verification in calls of the kernel (recurrent references run in float64 over the sequence)."""
+WARMUP_FRACTION = 0.1
+"""Share of a case's budget spent warming it up (at least two calls)."""
+
+EventCallback = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class RunOptions:
+    device: str = "auto"
+    suite: str = "standard"
+    kernels: list[str] | None = None
+    dtypes: list[str] | None = None
+    threads: int | None = None
+    seed: int = 0
+    flush: bool = True
+    warmup_s: float | None = None
+    target_names: list[str] = field(default_factory=list)
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
+class Runner:
+    """Runs one suite on one device. ``run()`` returns the profile dict (verdicts are added by the caller)."""
+
+    def __init__(self, options: RunOptions, on_event: EventCallback | None = None,
+                 clock: Callable[[], float] = time.perf_counter):
+        self.options = options
+        self._emit = on_event or (lambda kind, data: None)
+        self._clock = clock
+        # Validate everything the user typed before any measuring starts.
+        self.suite: Suite = get_suite(options.suite)
+        self.kernels = select_kernels(options.kernels)
+        self.dtypes = select_dtypes(options.dtypes)
+        if options.threads is not None and options.threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {options.threads}")
+        if options.threads is not None:
+            torch.set_num_threads(options.threads)
+        self.device: Device = resolve_device(options.device)
+        self.cases: list[Case] = self.suite.cases(self.kernels, self.dtypes)
+        self._rates: dict[tuple[str, str], float] = {}  # (kernel or "probe", dtype) -> TFLOPS seen
+        self._monitor = LoadMonitor()
+
+    # ----------------------------------------------------------------------------------------------- profile
+    def _skeleton(self) -> dict[str, Any]:
+        on_accelerator = self.device.backend != "cpu"
+        warmup = self.options.warmup_s
+        if warmup is None:
+            warmup = self.suite.accelerator_warmup_s if on_accelerator else self.suite.device_warmup_s
+        self._device_warmup_s = warmup
+        return {
+            "schema_version": 1,
+            "npucheck_version": __version__,
+            "created_utc": _utc_now(),
+            "finished_utc": None,
+            "interrupted": False,
+            "command": list(sys.argv),
+            "device": self.device.describe(),
+            "environment": environment.capture(),
+            "settings": {
+                "suite": self.suite.name, "seed": self.options.seed, "kernels": self.kernels, "dtypes": self.dtypes,
+                **self.suite.settings(), "device_warmup_s": warmup,
+                "cache_flush_bytes": self.device.cache_flush_bytes() if self.options.flush else 0,
+                "confidence": CONFIDENCE, "targets": list(self.options.target_names),
+            },
+            "load": {"before": None, "during_max_foreign_cpu_cores": None},
+            "measurements": [],
+            "support": {},
+            "summary": {},
+            "verdicts": [],
+            "warnings": [],
+        }
+
+    def run(self) -> dict[str, Any]:
+        profile = self._skeleton()
+        started = self._clock()
+        try:
+            self._emit("phase", {"name": "checking for other load"})
+            self._check_load_before(profile)
+            self._emit("phase", {"name": "probing dtypes"})
+            unsupported = self._probe(profile)
+            self._emit("phase", {"name": f"warming up the device ({self._device_warmup_s:g} s)"})
+            self._warm_up_device(unsupported)
+            flush = self.device.make_flush() if self.options.flush else (lambda: None)
+            flush_s = self._time_flush(flush)
+            self._emit("phase", {"name": "checking CNN/RNN/LSTM support in fp16"})
+            profile["support"] = check_support(self.device.torch_device, self.options.seed)
+            self._run_cases(profile, unsupported, flush, flush_s)
+        except KeyboardInterrupt:
+            profile["interrupted"] = True
+            profile["warnings"].append("interrupted: the run was stopped before the suite finished; "
+                                       "the cases not measured are missing")
+        profile["wall_s"] = self._clock() - started
+        profile["finished_utc"] = _utc_now()
+        profile["summary"] = summarize_profile(profile)
+        self._finish_warnings(profile)
+        return profile
+
+    # ----------------------------------------------------------------------------------------------- phases
+    def _check_load_before(self, profile: dict[str, Any]) -> None:
+        busy = busy_processes(0.5)
+        gpu = self.device.foreign_processes()
+        profile["load"]["before"] = {"busy_processes": busy, "device_processes": gpu}
+        if busy:
+            profile["warnings"].append(f"other load before the run: {describe_busy(busy)}; "
+                                       "figures will be lower than the device can do")
+        if gpu:
+            profile["warnings"].append(f"{len(gpu)} other process(es) use {self.device.id}: "
+                                       + ", ".join(str(p["pid"]) for p in gpu))
+
+    def _probe(self, profile: dict[str, Any]) -> dict[str, str]:
+        """Estimate each dtype's GEMM rate (to size cases) and find the dtypes the device cannot run."""
+        unsupported: dict[str, str] = {}
+        for dtype in self.dtypes:
+            reason = self.device.dtype_support(dtype)
+            if reason:
+                unsupported[dtype] = reason
+                continue
+            size = 64
+            with torch.inference_mode():
+                while True:
+                    case = KERNELS["gemm"].case(dtype, {"m": size, "n": size, "k": size, "layout": "NN"}, "probe")
+                    workload = build_workload(case, self.device.torch_device, self.options.seed)
+                    workload.run()
+                    call_s = min(self.device.time_calls(workload.run, 1) for _ in range(3))
+                    self._rates[("probe", dtype)] = case.flops / call_s / 1e12
+                    self._probe_case = workload
+                    if call_s >= PROBE_MIN_CALL_S or size * 2 > PROBE_MAX_SIZE:
+                        break
+                    size *= 2
+        profile["settings"]["probe_tflops"] = {d: self._rates[("probe", d)] for d in self.dtypes if d not in unsupported}
+        return unsupported
+
+    def _warm_up_device(self, unsupported: dict[str, str]) -> None:
+        if self._device_warmup_s <= 0 or not hasattr(self, "_probe_case"):
+            return
+        end = self._clock() + self._device_warmup_s
+        with torch.inference_mode():
+            while self._clock() < end:
+                self.device.time_calls(self._probe_case.run, 1)
+        del self._probe_case
+
+    def _time_flush(self, flush: Callable[[], None]) -> float:
+        flush()
+        start = self._clock()
+        flush()
+        self.device.synchronize()
+        return self._clock() - start
+
+    # ----------------------------------------------------------------------------------------------- cases
+    def _run_cases(self, profile: dict[str, Any], unsupported: dict[str, str], flush: Callable[[], None],
+                   flush_s: float) -> None:
+        deadline = self._clock() + self.suite.suite_budget_s
+        self._emit("start", {"total": len(self.cases)})
+        for index, case in enumerate(self.cases):
+            self._emit("case_start", {"index": index, "case": case})
+            if case.dtype in unsupported:
+                measurement = _skipped(case, unsupported[case.dtype])
+            else:
+                predicted = self._predict_s(case, flush_s)
+                left = deadline - self._clock()
+                rate = self._rate(case)
+                if predicted > self.suite.case_budget_s:
+                    measurement = _skipped(case, f"predicted {predicted:.3g} s for warm-up, check and "
+                                           f"{self.suite.min_samples} samples at ~{rate:.3g} TFLOPS exceeds the case "
+                                           f"budget of {self.suite.case_budget_s:g} s")
+                elif predicted > left:
+                    measurement = _skipped(case, f"suite budget: predicted {predicted:.3g} s but only "
+                                           f"{max(left, 0):.3g} s of the {self.suite.suite_budget_s:g} s budget left")
+                else:
+                    measurement = self._measure(case, flush, flush_s)
+                    measurement["predicted_s"] = predicted
+            profile["measurements"].append(measurement)
+            self._emit("case_done", {"index": index, "case": case, "measurement": measurement})
+
+    def _rate(self, case: Case) -> float:
+        return self._rates.get((case.kernel, case.dtype)) or self._rates[("probe", case.dtype)]
+
+    def _predict_s(self, case: Case, flush_s: float) -> float:
+        call_s = case.flops / (self._rate(case) * 1e12)
+        sample_s = max(call_s, self.suite.min_sample_s) + flush_s
+        fixed = (VERIFY_CALLS[case.family] + 2) * call_s
+        return fixed + self.suite.min_samples * sample_s
+
+    def _measure(self, case: Case, flush: Callable[[], None], flush_s: float) -> dict[str, Any]:
+        measurement = _base_measurement(case)
+        measurement["cache_flush_bytes"] = self.device.cache_flush_bytes() if self.options.flush else 0
+        started = self._clock()
+        before = self._monitor.snapshot()
+        workload = None
+        try:
+            with torch.inference_mode():
+                workload = build_workload(case, self.device.torch_device, self.options.seed)
+                check = workload.verify()
+                measurement["check"] = check.to_dict()
+                measurement["correct"] = check.ok
+                if not check.ok:
+                    raise _Mismatch(f"result differs from the {check.reference_dtype} reference: relative error "
+                                    f"{check.rel_error:.3g} > tolerance {check.tolerance:.0e}")
+                used = self._clock() - started
+                budget = self.suite.case_budget_s
+                settings = TimingSettings(
+                    budget_s=max(budget - used - budget * WARMUP_FRACTION, 0.0), min_samples=self.suite.min_samples,
+                    max_samples=self.suite.max_samples, min_sample_s=self.suite.min_sample_s,
+                    warmup_s=budget * WARMUP_FRACTION, confidence=CONFIDENCE)
+                timing = time_kernel(workload.run, self.device, flush, settings, clock=self._clock)
+        except _Mismatch as e:
+            measurement.update(status="error", error=str(e))
+        except NonFiniteOutput as e:
+            measurement.update(status="error", correct=False, error=f"non-finite output: {e}")
+        except torch.OutOfMemoryError as e:
+            measurement.update(status="error", error=f"out of memory: {_first_line(e)}")
+        except (RuntimeError, ValueError, TypeError, NotImplementedError, AssertionError) as e:
+            measurement.update(status="error", error=_first_line(e))
+        else:
+            stats = timing.stats
+            measurement.update(
+                status="ok", samples_s=timing.samples_s, calls_per_sample=timing.calls_per_sample,
+                warmup_calls=timing.warmup_calls, timing_method=timing.timing_method, stats=stats.to_dict(),
+                tflops=case.flops / stats.median_s / 1e12,
+                tflops_ci=[case.flops / stats.ci_high_s / 1e12, case.flops / stats.ci_low_s / 1e12],
+                warnings=list(timing.warnings))
+            self._rates[(case.kernel, case.dtype)] = measurement["tflops"]
+        finally:
+            del workload
+            self._release_memory()
+        foreign = LoadMonitor.foreign_cores(before, self._monitor.snapshot())
+        measurement["foreign_cpu_cores"] = foreign
+        if foreign is not None and foreign > FOREIGN_CORES_WARNING:
+            measurement["warnings"].append(f"other processes used {foreign:.2f} CPU cores during this case")
+        measurement["wall_s"] = self._clock() - started
+        return measurement
+
+    def _release_memory(self) -> None:
+        gc.collect()
+        if self.device.backend != "cpu":
+            try:
+                torch.accelerator.empty_cache()
+            except Exception:  # noqa: BLE001 - older torch or backends without the memory API
+                pass
+
+    def _finish_warnings(self, profile: dict[str, Any]) -> None:
+        measured = profile["measurements"]
+        loaded = [m for m in measured if (m.get("foreign_cpu_cores") or 0) > FOREIGN_CORES_WARNING]
+        foreign = [m["foreign_cpu_cores"] for m in measured if m.get("foreign_cpu_cores") is not None]
+        profile["load"]["during_max_foreign_cpu_cores"] = max(foreign) if foreign else None
+        if loaded:
+            profile["warnings"].append(f"other load during {len(loaded)} of {len(measured)} cases "
+                                       f"(up to {max(foreign):.2f} CPU cores used by other processes)")
+        unstable = [m for m in measured if any(w.startswith(("unstable", "very unstable")) for w in m["warnings"])]
+        if unstable:
+            profile["warnings"].append(f"{len(unstable)} cases were unstable (IQR > 10% of the median)")
+        skipped = [m for m in measured if m["status"] == "skipped"]
+        if skipped:
+            profile["warnings"].append(f"{len(skipped)} of {len(measured)} cases were skipped (see each reason)")
+        if self.device.backend != "cpu":
+            profile["warnings"].append("the accelerator code path has not yet been validated on real hardware by "
+                                       "the npucheck project; treat its figures with care")
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _base_measurement(case: Case) -> dict[str, Any]:
+    return {
+        "id": case.id, "kernel": case.kernel, "family": case.family, "kernel_version": case.kernel_version,
+        "shape_set": case.shape_set, "dtype": case.dtype, "shape": dict(case.shape), "flops": case.flops,
+        "flop_convention": case.flop_convention, "status": "error", "reason": None, "correct": None, "error": None,
+        "check": None, "samples_s": [], "calls_per_sample": None, "warmup_calls": None, "timing_method": None,
+        "cache_flush_bytes": None, "stats": None, "tflops": None, "tflops_ci": None, "foreign_cpu_cores": None,
+        "wall_s": 0.0, "warnings": [],
+    }
+
+
+def _skipped(case: Case, reason: str) -> dict[str, Any]:
+    measurement = _base_measurement(case)
+    measurement.update(status="skipped", reason=reason)
+    return measurement
+
+
+def summarize_profile(profile: dict[str, Any]) -> dict[str, Any]:
+    """Peak GEMM TFLOPS per dtype (best median over correct cases), TFLOPS/W per dtype, case counts."""
+    peak_tflops: dict[str, float] = {}
+    peak: dict[str, dict[str, Any]] = {}
+    for m in profile["measurements"]:
+        if m["kernel"] != "gemm" or m["status"] != "ok" or m["correct"] is False or m["tflops"] is None:
+            continue
+        if not math.isfinite(m["tflops"]):
+            continue
+        if m["tflops"] > peak_tflops.get(m["dtype"], -1.0):
+            peak_tflops[m["dtype"]] = m["tflops"]
+            low, high = m["tflops_ci"]
+            peak[m["dtype"]] = {"case": m["id"], "tflops": m["tflops"], "ci_low": low, "ci_high": high}
+    dtypes = profile["settings"].get("dtypes") or sorted(peak_tflops)
+    counts = {status: sum(1 for m in profile["measurements"] if m["status"] == status)
+              for status in ("ok", "error", "skipped")}
+    return {"peak_tflops": peak_tflops, "peak": peak, "tflops_per_watt": {d: None for d in dtypes},
+            "power_note": "power is not measured yet in this version of npucheck: TFLOPS/W is null", "counts": counts}
