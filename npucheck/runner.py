@@ -30,8 +30,8 @@ PROBE_MIN_CALL_S = 0.02
 PROBE_MAX_SIZE = 16384
 VERIFY_CALLS = {"gemm": 2, "cnn": 2, "rnn": 6, "lstm": 6, "gru": 6}
 """Rough cost of verification in calls of the kernel (recurrent references run in float64 over the sequence)."""
-WARMUP_FRACTION = 0.1
-"""Share of a case's budget spent warming it up (at least two calls)."""
+WARMUP_FRACTION = 0.2
+"""Share of a case's target time spent warming it up (at least two calls)."""
 
 EventCallback = Callable[[str, dict[str, Any]], None]
 
@@ -62,12 +62,12 @@ class Runner:
     """Runs one suite on one device. ``run()`` returns the profile dict (verdicts are added by the caller)."""
 
     def __init__(self, options: RunOptions, on_event: EventCallback | None = None,
-                 clock: Callable[[], float] = time.perf_counter):
+                 clock: Callable[[], float] = time.perf_counter, suite: Suite | None = None):
         self.options = options
         self._emit = on_event or (lambda kind, data: None)
         self._clock = clock
         # Validate everything the user typed before any measuring starts.
-        self.suite: Suite = get_suite(options.suite)
+        self.suite: Suite = suite or get_suite(options.suite)
         self.kernels = select_kernels(options.kernels)
         self.dtypes = select_dtypes(options.dtypes)
         if options.threads is not None and options.threads < 1:
@@ -76,7 +76,7 @@ class Runner:
             torch.set_num_threads(options.threads)
         self.device: Device = resolve_device(options.device)
         self.cases: list[Case] = self.suite.cases(self.kernels, self.dtypes)
-        self._rates: dict[tuple[str, str], float] = {}  # (kernel or "probe", dtype) -> TFLOPS seen
+        self._rates: dict[tuple[str, str], list[tuple[int, float]]] = {}  # (kernel, dtype) -> [(flops, TFLOPS)]
         self._monitor = LoadMonitor()
 
     # ----------------------------------------------------------------------------------------------- profile
@@ -149,25 +149,34 @@ class Runner:
     def _probe(self, profile: dict[str, Any]) -> dict[str, str]:
         """Estimate each dtype's GEMM rate (to size cases) and find the dtypes the device cannot run."""
         unsupported: dict[str, str] = {}
+        self._probe_rates: dict[str, float] = {}
         for dtype in self.dtypes:
             reason = self.device.dtype_support(dtype)
             if reason:
                 unsupported[dtype] = reason
                 continue
-            size = 64
-            with torch.inference_mode():
-                while True:
-                    case = KERNELS["gemm"].case(dtype, {"m": size, "n": size, "k": size, "layout": "NN"}, "probe")
-                    workload = build_workload(case, self.device.torch_device, self.options.seed)
-                    workload.run()
-                    call_s = min(self.device.time_calls(workload.run, 1) for _ in range(3))
-                    self._rates[("probe", dtype)] = case.flops / call_s / 1e12
-                    self._probe_case = workload
-                    if call_s >= PROBE_MIN_CALL_S or size * 2 > PROBE_MAX_SIZE:
-                        break
-                    size *= 2
-        profile["settings"]["probe_tflops"] = {d: self._rates[("probe", d)] for d in self.dtypes if d not in unsupported}
+            try:
+                self._probe_dtype(dtype)
+            except (RuntimeError, ValueError, TypeError, NotImplementedError) as e:
+                unsupported[dtype] = f"the {dtype} GEMM probe failed: {_first_line(e)}"
+        profile["settings"]["probe_tflops"] = dict(self._probe_rates)
         return unsupported
+
+    def _probe_dtype(self, dtype: str) -> None:
+        """Double a square GEMM until one call takes PROBE_MIN_CALL_S; its rate seeds the case predictions."""
+        size = 64
+        with torch.inference_mode():
+            while True:
+                case = KERNELS["gemm"].case(dtype, {"m": size, "n": size, "k": size, "layout": "NN"}, "probe")
+                workload = build_workload(case, self.device.torch_device, self.options.seed)
+                workload.run()
+                call_s = min(self.device.time_calls(workload.run, 1) for _ in range(3))
+                self._probe_rates[dtype] = case.flops / call_s / 1e12
+                self._rates.setdefault(("gemm", dtype), []).append((case.flops, self._probe_rates[dtype]))
+                self._probe_case = workload
+                if call_s >= PROBE_MIN_CALL_S or size * 2 > PROBE_MAX_SIZE:
+                    return
+                size *= 2
 
     def _warm_up_device(self, unsupported: dict[str, str]) -> None:
         if self._device_warmup_s <= 0 or not hasattr(self, "_probe_case"):
@@ -212,7 +221,12 @@ class Runner:
             self._emit("case_done", {"index": index, "case": case, "measurement": measurement})
 
     def _rate(self, case: Case) -> float:
-        return self._rates.get((case.kernel, case.dtype)) or self._rates[("probe", case.dtype)]
+        """Predicted TFLOPS: the rate of the measured case of the same kernel and dtype closest in FLOPs (rates
+        vary by orders of magnitude between a GEMV and a large GEMM), else the dtype's GEMM probe."""
+        seen = self._rates.get((case.kernel, case.dtype))
+        if not seen:
+            return self._probe_rates[case.dtype]
+        return min(seen, key=lambda point: abs(math.log(point[0] / case.flops)))[1]
 
     def _predict_s(self, case: Case, flush_s: float) -> float:
         call_s = case.flops / (self._rate(case) * 1e12)
@@ -235,12 +249,12 @@ class Runner:
                 if not check.ok:
                     raise _Mismatch(f"result differs from the {check.reference_dtype} reference: relative error "
                                     f"{check.rel_error:.3g} > tolerance {check.tolerance:.0e}")
-                used = self._clock() - started
-                budget = self.suite.case_budget_s
+                left = self.suite.case_budget_s - (self._clock() - started)
+                warmup_s = self.suite.case_target_s * WARMUP_FRACTION
                 settings = TimingSettings(
-                    budget_s=max(budget - used - budget * WARMUP_FRACTION, 0.0), min_samples=self.suite.min_samples,
-                    max_samples=self.suite.max_samples, min_sample_s=self.suite.min_sample_s,
-                    warmup_s=budget * WARMUP_FRACTION, confidence=CONFIDENCE)
+                    budget_s=max(min(self.suite.case_target_s - warmup_s, left - warmup_s), 0.0),
+                    min_samples=self.suite.min_samples, max_samples=self.suite.max_samples,
+                    min_sample_s=self.suite.min_sample_s, warmup_s=warmup_s, confidence=CONFIDENCE)
                 timing = time_kernel(workload.run, self.device, flush, settings, clock=self._clock)
         except _Mismatch as e:
             measurement.update(status="error", error=str(e))
@@ -258,7 +272,7 @@ class Runner:
                 tflops=case.flops / stats.median_s / 1e12,
                 tflops_ci=[case.flops / stats.ci_high_s / 1e12, case.flops / stats.ci_low_s / 1e12],
                 warnings=list(timing.warnings))
-            self._rates[(case.kernel, case.dtype)] = measurement["tflops"]
+            self._rates.setdefault((case.kernel, case.dtype), []).append((case.flops, measurement["tflops"]))
         finally:
             del workload
             self._release_memory()

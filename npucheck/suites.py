@@ -10,8 +10,8 @@ from typing import Any
 from npucheck.errors import UsageError
 from npucheck.kernels import KERNELS, Case
 
-_SUITE_KEYS = {"description", "suite_budget_s", "case_budget_s", "device_warmup_s", "accelerator_warmup_s",
-               "min_samples", "max_samples", "min_sample_s", "entries"}
+_SUITE_KEYS = {"description", "suite_budget_s", "case_budget_s", "case_target_s", "device_warmup_s",
+               "accelerator_warmup_s", "min_samples", "max_samples", "min_sample_s", "entries"}
 _ENTRY_KEYS = {"kernel", "shape_set", "where", "pick", "dtypes"}
 
 
@@ -23,6 +23,7 @@ class Suite:
     description: str
     suite_budget_s: float
     case_budget_s: float
+    case_target_s: float
     device_warmup_s: float
     accelerator_warmup_s: float
     min_samples: int
@@ -51,7 +52,7 @@ class Suite:
         return cases
 
     def settings(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in ("suite_budget_s", "case_budget_s", "device_warmup_s",
+        return {key: getattr(self, key) for key in ("suite_budget_s", "case_budget_s", "case_target_s", "device_warmup_s",
                                                     "accelerator_warmup_s", "min_samples", "max_samples",
                                                     "min_sample_s")}
 
@@ -83,7 +84,7 @@ def _parse_suite(name: str, body: Any) -> Suite:
     missing = _SUITE_KEYS - set(body)
     if unknown or missing:
         raise UsageError(f"{where}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
-    for key in ("suite_budget_s", "case_budget_s", "device_warmup_s", "accelerator_warmup_s", "min_sample_s"):
+    for key in ("suite_budget_s", "case_budget_s", "case_target_s", "device_warmup_s", "accelerator_warmup_s", "min_sample_s"):
         if not isinstance(body[key], (int, float)) or isinstance(body[key], bool) or body[key] < 0:
             raise UsageError(f"{where}: {key} must be a non-negative number")
     if not (isinstance(body["min_samples"], int) and 1 <= body["min_samples"] <= body["max_samples"]):
@@ -92,6 +93,7 @@ def _parse_suite(name: str, body: Any) -> Suite:
         _check_entry(where, entry)
     return Suite(name=name, description=str(body["description"]),
                  suite_budget_s=float(body["suite_budget_s"]), case_budget_s=float(body["case_budget_s"]),
+                 case_target_s=float(body["case_target_s"]),
                  device_warmup_s=float(body["device_warmup_s"]),
                  accelerator_warmup_s=float(body["accelerator_warmup_s"]),
                  min_samples=int(body["min_samples"]), max_samples=int(body["max_samples"]),

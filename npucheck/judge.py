@@ -1,0 +1,199 @@
+"""Judge a result profile against targets: criteria in, verdicts with confidence bounds out.
+
+Pure functions over the result profile as loaded from JSON (see docs/result-profile.md) and validated
+:class:`~npucheck.targets.Target` objects. Nothing here measures, prints or exits.
+
+The rule, for every criterion: PASS only when the whole confidence interval clears the threshold (its
+lower bound for ``>=``/``>``, its upper bound for ``<=``/``<``), FAIL only when the whole interval misses
+it, otherwise INCONCLUSIVE. A figure that was not measured is INCONCLUSIVE, never PASS; one whose every
+case errored is ERROR.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from npucheck.targets import Criterion, Target
+
+PASS, FAIL, INCONCLUSIVE, ERROR = "PASS", "FAIL", "INCONCLUSIVE", "ERROR"
+INTERRUPTED_NOTE = " (run was interrupted: judged on the cases measured)"
+
+
+def judge(profile: dict[str, Any], targets: list[Target]) -> list[dict[str, Any]]:
+    """Verdicts of a result profile against each target, in the order given.
+
+    Args:
+        profile: a result profile dict (schema version 1).
+        targets: validated targets.
+
+    Returns:
+        One dict per target: ``target``, ``title``, ``status`` and ``criteria`` (each with ``metric``, ``op``,
+        ``threshold``, ``unit``, ``measured``, ``lower``, ``upper``, ``status``, ``reason``).
+    """
+    verdicts = []
+    for target in targets:
+        criteria = [judge_criterion(profile, criterion) for criterion in target.criteria]
+        verdicts.append({"target": target.name, "title": target.title,
+                         "status": _combine([c["status"] for c in criteria]), "criteria": criteria})
+    return verdicts
+
+
+def judge_criterion(profile: dict[str, Any], criterion: Criterion) -> dict[str, Any]:
+    """The verdict of one criterion on a result profile (a ``verdicts[].criteria[]`` entry)."""
+    evaluate = _METRICS.get(criterion.metric)
+    if evaluate is None:
+        raise ValueError(f"unknown metric {criterion.metric!r}")  # targets.py validates; this is a bug
+    status, measured, lower, upper, reason = evaluate(profile, criterion)
+    if profile.get("interrupted") and status != PASS:
+        reason += INTERRUPTED_NOTE
+    return {"metric": criterion.label, "op": criterion.op, "threshold": criterion.threshold,
+            "unit": criterion.unit, "measured": measured, "lower": lower, "upper": upper, "status": status,
+            "reason": reason}
+
+
+def exit_code_for(verdicts: list[dict[str, Any]]) -> int:
+    """``npucheck check``'s exit code: 0 every verdict PASS, 1 any FAIL, 3 otherwise (or no verdicts)."""
+    statuses = [v["status"] for v in verdicts]
+    if FAIL in statuses:
+        return 1
+    if statuses and all(s == PASS for s in statuses):
+        return 0
+    return 3
+
+
+# -------------------------------------------------------------------------------------------------- decision
+def decide(op: str, threshold: float, lower: float, upper: float) -> str:
+    """PASS if all of [lower, upper] meets ``op threshold``, FAIL if none of it does, else INCONCLUSIVE."""
+    lower, upper = min(lower, upper), max(lower, upper)  # a reversed interval must not PASS and FAIL at once
+    if op == ">=":
+        return PASS if lower >= threshold else FAIL if upper < threshold else INCONCLUSIVE
+    if op == ">":
+        return PASS if lower > threshold else FAIL if upper <= threshold else INCONCLUSIVE
+    if op == "<=":
+        return PASS if upper <= threshold else FAIL if lower > threshold else INCONCLUSIVE
+    if op == "<":
+        return PASS if upper < threshold else FAIL if lower >= threshold else INCONCLUSIVE
+    raise ValueError(f"unknown op {op!r}")
+
+
+def _decision_reason(status: str, criterion: Criterion, lower: float, upper: float) -> str:
+    target = f"{criterion.op} {_fmt(criterion.threshold)}"
+    upward = criterion.op in (">=", ">")
+    if status == PASS:
+        bound, value = ("lower", lower) if upward else ("upper", upper)
+        return f"{bound} bound {_fmt(value)} clears {target}"
+    if status == FAIL:
+        bound, value = ("upper", upper) if upward else ("lower", lower)
+        return f"{bound} bound {_fmt(value)} misses {target}"
+    return f"interval [{_fmt(lower)}, {_fmt(upper)}] straddles the threshold ({target})"
+
+
+def _combine(statuses: list[str]) -> str:
+    for status in (FAIL, ERROR, INCONCLUSIVE):
+        if status in statuses:
+            return status
+    return PASS
+
+
+# --------------------------------------------------------------------------------------------------- metrics
+Outcome = tuple[str, float | None, float | None, float | None, str]
+
+
+def _peak_tflops(profile: dict[str, Any], criterion: Criterion) -> Outcome:
+    dtype = criterion.dtype
+    cases = [m for m in profile.get("measurements") or []
+             if m.get("kernel") == "gemm" and m.get("dtype") == dtype]
+    if not cases:
+        return INCONCLUSIVE, None, None, None, f"not measured: the run has no {dtype} GEMM case"
+    good = [m for m in cases if m.get("status") == "ok" and m.get("correct") is not False
+            and _number(m.get("tflops")) is not None]
+    errored = [m for m in cases if m.get("status") == "error"
+               or (m.get("status") == "ok" and m.get("correct") is False)]
+    skipped = [m for m in cases if m.get("status") == "skipped"]
+    if not good:
+        if len(errored) == len(cases):
+            return ERROR, None, None, None, f"all {len(cases)} {dtype} GEMM cases errored"
+        return (INCONCLUSIVE, None, None, None,
+                f"not measured: no {dtype} GEMM case ran correctly "
+                f"({len(errored)} errored, {len(skipped)} skipped)")
+
+    best = max(good, key=lambda m: _number(m["tflops"]))
+    bounds = [_bounds(m) for m in good]
+    measured = _number(best["tflops"])
+    lower, upper = max(b[0] for b in bounds), max(b[1] for b in bounds)
+    status = decide(criterion.op, criterion.threshold, lower, upper)
+    reason = (f"{_decision_reason(status, criterion, lower, upper)}; best of {len(good)} {dtype} GEMM cases: "
+              f"{best.get('id')}")
+    # a FAIL on the sizes measured stays a FAIL, but the reader must know bigger sizes were never tried
+    largest_flops = max((_number(m.get("flops")) or 0.0) for m in good)
+    larger = sum(1 for m in skipped if (_number(m.get("flops")) or 0.0) > largest_flops)
+    notes = [f"{larger} larger cases skipped"] if larger else []
+    if len(skipped) > larger:
+        notes.append(f"{len(skipped) - larger} other cases skipped")
+    if errored:
+        notes.append(f"{len(errored)} errored")
+    return status, measured, lower, upper, reason + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _tflops_per_watt(profile: dict[str, Any], criterion: Criterion) -> Outcome:
+    dtype = criterion.dtype
+    summary = profile.get("summary") or {}
+    value = _number((summary.get("tflops_per_watt") or {}).get(dtype))
+    if value is None:
+        cases = [m for m in profile.get("measurements") or []
+                 if m.get("kernel") == "gemm" and m.get("dtype") == dtype]
+        if cases and all(m.get("status") == "error" for m in cases):
+            return (ERROR, None, None, None,
+                    f"all {len(cases)} {dtype} GEMM cases errored, so there is no throughput to divide")
+        return (INCONCLUSIVE, None, None, None,
+                f"power was not measured (no power source gave a reading), so {dtype} TFLOPS/W is unknown")
+    interval = (summary.get("tflops_per_watt_ci") or {}).get(dtype)
+    lower, upper = _pair(interval) or (value, value)
+    if (summary.get("tflops_per_watt_quality") or {}).get(dtype) == "Q0":
+        # Green500 quality Q0 is a TDP or model estimate: reporting it is useful, judging on it is not honest
+        return INCONCLUSIVE, value, lower, upper, "estimated power (Q0) never decides a verdict"
+    status = decide(criterion.op, criterion.threshold, lower, upper)
+    return status, value, lower, upper, _decision_reason(status, criterion, lower, upper)
+
+
+def _supported_families(profile: dict[str, Any], criterion: Criterion) -> Outcome:
+    support = profile.get("support") or {}
+    found: dict[bool | None, list[str]] = {True: [], False: [], None: []}
+    for family in criterion.families or ():
+        supported = (support.get(family) or {}).get("supported")
+        found[supported if isinstance(supported, bool) else None].append(family)
+    lower = len(found[True])
+    upper = lower + len(found[None])
+    status = decide(criterion.op, criterion.threshold, lower, upper)
+    listing = "; ".join(f"{label}: {', '.join(found[key]) or 'none'}"
+                        for key, label in ((True, "supported"), (False, "unsupported"), (None, "unchecked")))
+    return status, lower, lower, upper, f"{_decision_reason(status, criterion, lower, upper)}; {listing}"
+
+
+_METRICS = {"peak_tflops": _peak_tflops, "tflops_per_watt": _tflops_per_watt,
+            "supported_families": _supported_families}
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+def _number(value: Any) -> float | None:
+    """A finite number from JSON, or None (null, bool, NaN and infinities never count as measured)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _pair(value: Any) -> tuple[float, float] | None:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        return None
+    low, high = _number(value[0]), _number(value[1])
+    return None if low is None or high is None else (min(low, high), max(low, high))
+
+
+def _bounds(measurement: dict[str, Any]) -> tuple[float, float]:
+    tflops = _number(measurement["tflops"])
+    return _pair(measurement.get("tflops_ci")) or (tflops, tflops)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6g}"

@@ -1,0 +1,127 @@
+"""The runner on the real CPU with a tiny suite: faults are recorded and the run goes on; Ctrl-C keeps data."""
+
+import pytest
+import torch
+
+import npucheck.runner as runner_module
+from npucheck.kernels.base import Check, Workload
+from npucheck.runner import RunOptions, Runner
+from npucheck.suites import Suite
+
+TINY = Suite(name="tiny", description="test", suite_budget_s=20, case_budget_s=0.5, case_target_s=0.03,
+             device_warmup_s=0, accelerator_warmup_s=0, min_samples=6, max_samples=8, min_sample_s=0.0005,
+             entries=({"kernel": "gemm", "shape_set": "square", "where": {"m": [128, 256]}},
+                      {"kernel": "lstm", "shape_set": "small", "pick": [0]}))
+
+
+def _run(monkeypatch=None, on_event=None, **options):
+    runner = Runner(RunOptions(device="cpu", dtypes=options.pop("dtypes", ["fp32"]), flush=False, **options),
+                    on_event=on_event, suite=TINY)
+    return runner.run()
+
+
+@pytest.fixture(autouse=True)
+def _no_load_scan(monkeypatch):
+    monkeypatch.setattr(runner_module, "busy_processes", lambda interval_s=0.5: [])
+
+
+def test_a_tiny_run_measures_every_case_and_keeps_raw_samples():
+    profile = _run()
+    ok = [m for m in profile["measurements"] if m["status"] == "ok"]
+    assert [m["kernel"] for m in ok] == ["gemm", "gemm", "lstm"]
+    for m in ok:
+        assert m["correct"] is True
+        assert len(m["samples_s"]) >= 6
+        assert m["tflops_ci"][0] <= m["tflops"] <= m["tflops_ci"][1]
+        assert m["tflops"] == pytest.approx(m["flops"] / m["stats"]["median_s"] / 1e12)
+    assert profile["summary"]["peak_tflops"]["fp32"] == max(m["tflops"] for m in ok if m["kernel"] == "gemm")
+    assert profile["summary"]["tflops_per_watt"] == {"fp32": None}
+    assert profile["support"]["lstm"]["supported"] is True
+
+
+def _fault_workload(kind):
+    def run():
+        if kind == "raise":
+            raise RuntimeError("kernel exploded\nsecond line")
+        if kind == "oom":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return torch.full((4,), float("nan"))
+
+    def verify():
+        out = run()
+        from npucheck.kernels.base import compare
+
+        return compare(out, torch.ones(4, dtype=torch.float64), "fp32", "all")
+
+    return Workload(run=run, verify=verify, footprint_bytes=0)
+
+
+@pytest.mark.parametrize("kind,expected", [("raise", "RuntimeError: kernel exploded"),
+                                           ("oom", "out of memory"), ("nan", "non-finite output")])
+def test_a_failing_kernel_is_recorded_as_error_and_the_run_goes_on(monkeypatch, kind, expected):
+    real = runner_module.build_workload
+
+    def flaky(case, device, seed):
+        return _fault_workload(kind) if case.id == "gemm/fp32/m128_n128_k128_NN" and case.shape_set == "square" \
+            else real(case, device, seed)
+
+    monkeypatch.setattr(runner_module, "build_workload", flaky)
+    profile = _run()
+    first, second = profile["measurements"][:2]
+    assert first["status"] == "error" and expected in first["error"]
+    assert "\n" not in first["error"]
+    assert first["tflops"] is None
+    assert second["status"] == "ok"
+
+
+def test_a_wrong_answer_is_an_error_and_never_a_peak(monkeypatch):
+    real = runner_module.build_workload
+
+    def wrong(case, device, seed):
+        workload = real(case, device, seed)
+        if case.kernel == "gemm":
+            workload.verify = lambda: Check(rel_error=0.5, tolerance=2e-3, reference_dtype="float64", checked="all")
+        return workload
+
+    monkeypatch.setattr(runner_module, "build_workload", wrong)
+    profile = _run()
+    gemms = [m for m in profile["measurements"] if m["kernel"] == "gemm"]
+    assert all(m["status"] == "error" and m["correct"] is False for m in gemms)
+    assert "fp32" not in profile["summary"]["peak_tflops"]
+
+
+def test_ctrl_c_keeps_what_was_measured_and_marks_the_run_interrupted():
+    def interrupt(kind, data):
+        if kind == "case_start" and data["index"] == 2:
+            raise KeyboardInterrupt
+
+    profile = _run(on_event=interrupt)
+    assert profile["interrupted"] is True
+    assert len(profile["measurements"]) == 2
+    assert all(m["status"] == "ok" for m in profile["measurements"])
+    assert any("interrupted" in w for w in profile["warnings"])
+
+
+def test_a_case_predicted_over_budget_is_skipped_with_the_reason():
+    big = Suite(**{**TINY.__dict__, "entries": ({"kernel": "gemm", "shape_set": "square", "where": {"m": [16384]}},)})
+    profile = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False), suite=big).run()
+    (m,) = profile["measurements"]
+    assert m["status"] == "skipped"
+    assert "exceeds the case budget" in m["reason"]
+
+
+def test_other_load_before_the_run_is_warned_about(monkeypatch):
+    monkeypatch.setattr(runner_module, "busy_processes",
+                        lambda interval_s=0.5: [{"pid": 42, "name": "stress", "cpu_percent": 99.0}])
+    profile = _run()
+    assert profile["load"]["before"]["busy_processes"][0]["name"] == "stress"
+    assert any("stress (pid 42" in w for w in profile["warnings"])
+
+
+def test_threads_option_is_applied_and_recorded():
+    before = torch.get_num_threads()
+    try:
+        profile = _run(threads=1)
+        assert profile["environment"]["threads"]["intra_op"] == 1
+    finally:
+        torch.set_num_threads(before)
