@@ -102,18 +102,16 @@ Outcome = tuple[str, float | None, float | None, float | None, str]
 
 def _peak_tflops(profile: dict[str, Any], criterion: Criterion) -> Outcome:
     dtype = criterion.dtype
-    cases = [m for m in profile.get("measurements") or []
-             if m.get("kernel") == "gemm" and m.get("dtype") == dtype]
+    cases = _gemm_cases(profile, dtype)
     if not cases:
         return INCONCLUSIVE, None, None, None, f"not measured: the run has no {dtype} GEMM case"
     good = [m for m in cases if m.get("status") == "ok" and m.get("correct") is not False
             and _number(m.get("tflops")) is not None]
-    errored = [m for m in cases if m.get("status") == "error"
-               or (m.get("status") == "ok" and m.get("correct") is False)]
+    errored = [m for m in cases if _errored(m)]
     skipped = [m for m in cases if m.get("status") == "skipped"]
     if not good:
         if len(errored) == len(cases):
-            return ERROR, None, None, None, f"all {len(cases)} {dtype} GEMM cases errored"
+            return ERROR, None, None, None, f"all {_cases(len(cases), f'{dtype} GEMM')} errored"
         return (INCONCLUSIVE, None, None, None,
                 f"not measured: no {dtype} GEMM case ran correctly "
                 f"({len(errored)} errored, {len(skipped)} skipped)")
@@ -123,14 +121,14 @@ def _peak_tflops(profile: dict[str, Any], criterion: Criterion) -> Outcome:
     measured = _number(best["tflops"])
     lower, upper = max(b[0] for b in bounds), max(b[1] for b in bounds)
     status = decide(criterion.op, criterion.threshold, lower, upper)
-    reason = (f"{_decision_reason(status, criterion, lower, upper)}; best of {len(good)} {dtype} GEMM cases: "
-              f"{best.get('id')}")
+    reason = (f"{_decision_reason(status, criterion, lower, upper)}; "
+              f"best of {_cases(len(good), f'{dtype} GEMM')}: {best.get('id')}")
     # a FAIL on the sizes measured stays a FAIL, but the reader must know bigger sizes were never tried
     largest_flops = max((_number(m.get("flops")) or 0.0) for m in good)
     larger = sum(1 for m in skipped if (_number(m.get("flops")) or 0.0) > largest_flops)
-    notes = [f"{larger} larger cases skipped"] if larger else []
+    notes = [f"{_cases(larger, 'larger')} skipped"] if larger else []
     if len(skipped) > larger:
-        notes.append(f"{len(skipped) - larger} other cases skipped")
+        notes.append(f"{_cases(len(skipped) - larger, 'other')} skipped")
     if errored:
         notes.append(f"{len(errored)} errored")
     return status, measured, lower, upper, reason + (f" ({', '.join(notes)})" if notes else "")
@@ -141,13 +139,12 @@ def _tflops_per_watt(profile: dict[str, Any], criterion: Criterion) -> Outcome:
     summary = profile.get("summary") or {}
     value = _number((summary.get("tflops_per_watt") or {}).get(dtype))
     if value is None:
-        cases = [m for m in profile.get("measurements") or []
-                 if m.get("kernel") == "gemm" and m.get("dtype") == dtype]
-        if cases and all(m.get("status") == "error" for m in cases):
+        cases = _gemm_cases(profile, dtype)
+        if cases and all(_errored(m) for m in cases):
             return (ERROR, None, None, None,
-                    f"all {len(cases)} {dtype} GEMM cases errored, so there is no throughput to divide")
-        return (INCONCLUSIVE, None, None, None,
-                f"power was not measured (no power source gave a reading), so {dtype} TFLOPS/W is unknown")
+                    f"all {_cases(len(cases), f'{dtype} GEMM')} errored, so there is no throughput to divide")
+        why = summary.get("power_note") or "no power source gave a reading"
+        return (INCONCLUSIVE, None, None, None, f"power was not measured ({why}), so {dtype} TFLOPS/W is unknown")
     interval = (summary.get("tflops_per_watt_ci") or {}).get(dtype)
     lower, upper = _pair(interval) or (value, value)
     if (summary.get("tflops_per_watt_quality") or {}).get(dtype) == "Q0":
@@ -176,6 +173,17 @@ _METRICS = {"peak_tflops": _peak_tflops, "tflops_per_watt": _tflops_per_watt,
 
 
 # --------------------------------------------------------------------------------------------------- helpers
+def _gemm_cases(profile: dict[str, Any], dtype: str | None) -> list[dict[str, Any]]:
+    measurements = profile.get("measurements") or []
+    return [m for m in measurements if m.get("kernel") == "gemm" and m.get("dtype") == dtype]
+
+
+def _errored(measurement: dict[str, Any]) -> bool:
+    """The case failed to run, or ran and gave a wrong answer (a fast wrong answer is no throughput)."""
+    status = measurement.get("status")
+    return status == "error" or (status == "ok" and measurement.get("correct") is False)
+
+
 def _number(value: Any) -> float | None:
     """A finite number from JSON, or None (null, bool, NaN and infinities never count as measured)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -193,6 +201,10 @@ def _pair(value: Any) -> tuple[float, float] | None:
 def _bounds(measurement: dict[str, Any]) -> tuple[float, float]:
     tflops = _number(measurement["tflops"])
     return _pair(measurement.get("tflops_ci")) or (tflops, tflops)
+
+
+def _cases(count: int, kind: str) -> str:
+    return f"{count} {kind} case{'' if count == 1 else 's'}"
 
 
 def _fmt(value: float) -> str:

@@ -348,4 +348,4 @@ def summarize_profile(profile: dict[str, Any]) -> dict[str, Any]:
     counts = {status: sum(1 for m in profile["measurements"] if m["status"] == status)
               for status in ("ok", "error", "skipped")}
     return {"peak_tflops": peak_tflops, "peak": peak, "tflops_per_watt": {d: None for d in dtypes},
-            "power_note": "power is not measured yet in this version of npucheck: TFLOPS/W is null", "counts": counts}
+            "power_note": "power measurement is not implemented in this version of npucheck", "counts": counts}

@@ -1,0 +1,368 @@
+"""The judge: PASS only when the interval clears the threshold, FAIL only when it misses it."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from npucheck.judge import exit_code_for, judge
+from npucheck.targets import Criterion, Target, load_targets
+
+RANK = {"FAIL": 0, "INCONCLUSIVE": 1, "PASS": 2}
+
+
+def gemm(size: int = 1024, tflops: float | None = 100.0, ci: tuple[float, float] | None = None,
+         status: str = "ok", correct: bool | None = True, dtype: str = "fp16") -> dict[str, Any]:
+    """One GEMM measurement as the runner writes it (only the keys the judge reads, plus id and flops)."""
+    return {"id": f"gemm/{dtype}/m{size}_n{size}_k{size}", "kernel": "gemm", "family": "gemm", "dtype": dtype,
+            "flops": 2 * size**3, "status": status, "correct": correct,
+            "tflops": tflops if status == "ok" else None,
+            "tflops_ci": list(ci) if ci is not None and status == "ok" else None}
+
+
+def make_profile(measurements: list[dict[str, Any]] | None = None,
+                 support: dict[str, bool | None] | None = None, tflops_per_watt: float | None = None,
+                 tflops_per_watt_ci: tuple[float, float] | None = None, quality: str | None = None,
+                 interrupted: bool = False) -> dict[str, Any]:
+    """A result profile with the parts the judge reads, built by hand."""
+    summary: dict[str, Any] = {"tflops_per_watt": {"fp16": tflops_per_watt}}
+    if tflops_per_watt_ci is not None:
+        summary["tflops_per_watt_ci"] = {"fp16": list(tflops_per_watt_ci)}
+    if quality is not None:
+        summary["tflops_per_watt_quality"] = {"fp16": quality}
+    return {"schema_version": 1, "interrupted": interrupted, "measurements": measurements or [],
+            "support": {family: {"supported": value} for family, value in (support or {}).items()},
+            "summary": summary}
+
+
+def peak(op: str = ">=", threshold: float = 128.0, dtype: str = "fp16") -> Criterion:
+    return Criterion("peak_tflops", op, threshold, dtype=dtype)
+
+
+def per_watt(op: str = ">", threshold: float = 1.0) -> Criterion:
+    return Criterion("tflops_per_watt", op, threshold, dtype="fp16")
+
+
+def families(threshold: int = 1, names: tuple[str, ...] = ("cnn", "rnn", "lstm")) -> Criterion:
+    return Criterion("supported_families", ">=", threshold, families=names)
+
+
+def target(*criteria: Criterion, name: str = "t") -> Target:
+    return Target(name=name, title=f"title of {name}", source="", description="", criteria=criteria, path="")
+
+
+def judged(profile: dict[str, Any], criterion: Criterion) -> dict[str, Any]:
+    """The verdict entry of a single criterion."""
+    return judge(profile, [target(criterion)])[0]["criteria"][0]
+
+
+# ----------------------------------------------------------------------------------------------------- shape
+def test_verdict_has_the_documented_keys():
+    verdict = judge(make_profile([gemm(tflops=200.0)]), [target(peak(), name="cloud")])[0]
+    assert verdict == {"target": "cloud", "title": "title of cloud", "status": "PASS", "criteria": [{
+        "metric": "peak_tflops.fp16", "op": ">=", "threshold": 128.0, "unit": "TFLOPS", "measured": 200.0,
+        "lower": 200.0, "upper": 200.0, "status": "PASS", "reason": verdict["criteria"][0]["reason"]}]}
+
+
+def test_verdicts_follow_the_order_of_the_targets():
+    verdicts = judge(make_profile(), [target(peak(), name="b"), target(peak(), name="a")])
+    assert [v["target"] for v in verdicts] == ["b", "a"]
+
+
+def test_builtin_targets_judge_a_profile_without_power_as_not_pass():
+    profile = make_profile([gemm(tflops=300.0, ci=(290.0, 310.0))],
+                           support={"cnn": True, "rnn": True, "lstm": True})
+    statuses = {v["target"]: v["status"] for v in judge(profile, load_targets(None))}
+    assert statuses == {"miit-2020-cloud": "INCONCLUSIVE", "miit-2020-terminal": "INCONCLUSIVE",
+                        "miit-2020-terminal-strict": "INCONCLUSIVE"}
+
+
+# ------------------------------------------------------------------------------------------------ the bounds
+def test_lower_bound_equal_to_threshold_passes_greater_or_equal():
+    assert judged(make_profile([gemm(tflops=130.0, ci=(128.0, 131.0))]), peak(">="))["status"] == "PASS"
+
+
+def test_lower_bound_equal_to_threshold_is_inconclusive_for_strictly_greater():
+    verdict = judged(make_profile([gemm(tflops=130.0, ci=(128.0, 131.0))]), peak(">"))
+    assert verdict["status"] == "INCONCLUSIVE"
+
+
+def test_upper_bound_just_below_threshold_fails():
+    below = math.nextafter(128.0, 0.0)
+    assert judged(make_profile([gemm(tflops=120.0, ci=(110.0, below))]), peak(">="))["status"] == "FAIL"
+
+
+def test_upper_bound_equal_to_threshold_fails_strictly_greater():
+    assert judged(make_profile([gemm(tflops=120.0, ci=(110.0, 128.0))]), peak(">"))["status"] == "FAIL"
+
+
+def test_interval_straddling_the_threshold_is_inconclusive_and_says_so():
+    verdict = judged(make_profile([gemm(tflops=128.5, ci=(126.0, 131.0))]), peak(">="))
+    assert verdict["status"] == "INCONCLUSIVE"
+    assert "straddles the threshold" in verdict["reason"]
+
+
+def test_upper_bound_equal_to_threshold_passes_less_or_equal():
+    profile = make_profile(tflops_per_watt=0.9, tflops_per_watt_ci=(0.8, 1.0))
+    assert judged(profile, per_watt("<=", 1.0))["status"] == "PASS"
+
+
+def test_upper_bound_equal_to_threshold_is_inconclusive_for_strictly_less():
+    profile = make_profile(tflops_per_watt=0.9, tflops_per_watt_ci=(0.8, 1.0))
+    assert judged(profile, per_watt("<", 1.0))["status"] == "INCONCLUSIVE"
+
+
+def test_lower_bound_above_threshold_fails_less_or_equal():
+    profile = make_profile(tflops_per_watt=1.2, tflops_per_watt_ci=(1.1, 1.3))
+    assert judged(profile, per_watt("<=", 1.0))["status"] == "FAIL"
+
+
+# ----------------------------------------------------------------------------------------------- peak_tflops
+def test_peak_takes_the_best_median_and_the_best_bounds_over_cases():
+    cases = [gemm(1024, 100.0, (95.0, 104.0)), gemm(2048, 140.0, (120.0, 150.0)),
+             gemm(4096, 130.0, (125.0, 160.0))]
+    verdict = judged(make_profile(cases), peak())
+    assert (verdict["measured"], verdict["lower"], verdict["upper"]) == (140.0, 125.0, 160.0)
+    assert "gemm/fp16/m2048_n2048_k2048" in verdict["reason"]
+
+
+def test_peak_without_an_interval_uses_the_median_for_both_bounds():
+    verdict = judged(make_profile([gemm(tflops=140.0, ci=None)]), peak())
+    assert (verdict["lower"], verdict["upper"], verdict["status"]) == (140.0, 140.0, "PASS")
+
+
+def test_peak_ignores_incorrect_errored_and_skipped_cases():
+    cases = [gemm(1024, 100.0), gemm(2048, 500.0, correct=False), gemm(4096, status="error"),
+             gemm(8192, status="skipped")]
+    assert judged(make_profile(cases), peak())["measured"] == 100.0
+
+
+def test_peak_counts_cases_whose_correctness_was_not_checked():
+    assert judged(make_profile([gemm(tflops=150.0, correct=None)]), peak())["status"] == "PASS"
+
+
+def test_peak_ignores_other_dtypes():
+    cases = [gemm(1024, 100.0, dtype="fp16"), gemm(1024, 900.0, dtype="bf16")]
+    assert judged(make_profile(cases), peak(dtype="fp16"))["measured"] == 100.0
+
+
+def test_peak_ignores_non_finite_throughput():
+    cases = [gemm(1024, 100.0), gemm(2048, float("nan")), gemm(4096, float("inf"))]
+    assert judged(make_profile(cases), peak())["measured"] == 100.0
+
+
+def test_peak_with_no_gemm_case_of_the_dtype_is_inconclusive_not_measured():
+    verdict = judged(make_profile([gemm(dtype="bf16")]), peak(dtype="fp16"))
+    assert verdict["status"] == "INCONCLUSIVE"
+    assert verdict["measured"] is None and "not measured" in verdict["reason"]
+
+
+def test_peak_with_every_case_errored_is_error_and_says_how_many():
+    cases = [gemm(size, status="error") for size in (1024, 2048, 4096)]
+    verdict = judged(make_profile(cases), peak())
+    assert verdict["status"] == "ERROR"
+    assert "all 3 fp16 GEMM cases errored" in verdict["reason"]
+
+
+def test_peak_with_every_case_wrong_is_error():
+    cases = [gemm(1024, 900.0, correct=False), gemm(2048, status="error")]
+    assert judged(make_profile(cases), peak())["status"] == "ERROR"
+
+
+def test_peak_with_every_case_skipped_is_inconclusive():
+    verdict = judged(make_profile([gemm(size, status="skipped") for size in (1024, 2048)]), peak())
+    assert verdict["status"] == "INCONCLUSIVE"
+    assert "2 skipped" in verdict["reason"]
+
+
+def test_peak_fail_stays_fail_but_reports_larger_cases_skipped():
+    cases = [gemm(1024, 50.0, (48.0, 52.0)), gemm(8192, status="skipped"), gemm(16384, status="skipped")]
+    verdict = judged(make_profile(cases), peak())
+    assert verdict["status"] == "FAIL"
+    assert "2 larger cases skipped" in verdict["reason"]
+
+
+def test_peak_reason_counts_errored_cases_beside_the_best():
+    cases = [gemm(1024, 200.0), gemm(2048, status="error")]
+    assert "1 errored" in judged(make_profile(cases), peak())["reason"]
+
+
+# ------------------------------------------------------------------------------------------- tflops_per_watt
+def test_per_watt_without_power_is_inconclusive_never_pass():
+    verdict = judged(make_profile([gemm(tflops=500.0)], tflops_per_watt=None), per_watt())
+    assert verdict["status"] == "INCONCLUSIVE"
+    assert verdict["reason"].startswith("power was not measured (no power source")
+
+
+def test_per_watt_without_a_summary_is_inconclusive():
+    profile = make_profile()
+    del profile["summary"]
+    assert judged(profile, per_watt())["status"] == "INCONCLUSIVE"
+
+
+def test_per_watt_without_an_interval_judges_the_figure_itself():
+    verdict = judged(make_profile(tflops_per_watt=1.4), per_watt())
+    assert (verdict["measured"], verdict["lower"], verdict["upper"]) == (1.4, 1.4, 1.4)
+    assert verdict["status"] == "PASS"
+
+
+def test_per_watt_exactly_one_fails_more_than_one():
+    assert judged(make_profile(tflops_per_watt=1.0), per_watt(">", 1.0))["status"] == "FAIL"
+
+
+def test_per_watt_interval_straddling_one_is_inconclusive():
+    profile = make_profile(tflops_per_watt=1.05, tflops_per_watt_ci=(0.95, 1.15))
+    assert judged(profile, per_watt())["status"] == "INCONCLUSIVE"
+
+
+def test_estimated_power_never_decides_a_verdict():
+    verdict = judged(make_profile(tflops_per_watt=5.0, quality="Q0"), per_watt())
+    assert verdict["status"] == "INCONCLUSIVE"
+    assert verdict["measured"] == 5.0
+    assert "estimated power (Q0) never decides a verdict" in verdict["reason"]
+
+
+def test_measured_power_quality_decides():
+    assert judged(make_profile(tflops_per_watt=5.0, quality="Q2"), per_watt())["status"] == "PASS"
+
+
+def test_per_watt_with_every_gemm_case_errored_is_error():
+    profile = make_profile([gemm(1024, status="error"), gemm(2048, status="error")])
+    verdict = judged(profile, per_watt())
+    assert verdict["status"] == "ERROR" and "all 2 fp16 GEMM cases errored" in verdict["reason"]
+
+
+# ---------------------------------------------------------------------------------------- supported_families
+def test_support_counts_supported_as_lower_and_unchecked_as_possible():
+    verdict = judged(make_profile(support={"cnn": True, "rnn": None, "lstm": False}), families(1))
+    assert (verdict["measured"], verdict["lower"], verdict["upper"]) == (1, 1, 2)
+    assert verdict["status"] == "PASS"
+
+
+def test_support_reason_lists_supported_unsupported_and_unchecked():
+    reason = judged(make_profile(support={"cnn": True, "rnn": None, "lstm": False}), families(1))["reason"]
+    assert "supported: cnn" in reason and "unsupported: lstm" in reason and "unchecked: rnn" in reason
+
+
+def test_support_with_an_unchecked_family_that_could_decide_is_inconclusive():
+    verdict = judged(make_profile(support={"cnn": True, "rnn": None, "lstm": True}), families(3))
+    assert verdict["status"] == "INCONCLUSIVE"
+
+
+def test_support_that_cannot_reach_the_threshold_fails():
+    verdict = judged(make_profile(support={"cnn": True, "rnn": None, "lstm": False}), families(3))
+    assert verdict["status"] == "FAIL"
+
+
+def test_support_missing_from_the_profile_counts_as_unchecked():
+    verdict = judged(make_profile(support={}), families(1))
+    assert (verdict["lower"], verdict["upper"], verdict["status"]) == (0, 3, "INCONCLUSIVE")
+
+
+def test_every_family_supported_passes_the_strict_target():
+    profile = make_profile(support={"cnn": True, "rnn": True, "lstm": True})
+    assert judged(profile, families(3))["status"] == "PASS"
+
+
+def test_support_ignores_families_the_criterion_does_not_list():
+    verdict = judged(make_profile(support={"gru": True, "cnn": False}), families(1, ("cnn",)))
+    assert verdict["status"] == "FAIL"
+
+
+# --------------------------------------------------------------------------------------------- target status
+@pytest.mark.parametrize("statuses, expected", [
+    (["PASS", "PASS"], "PASS"),
+    (["PASS", "INCONCLUSIVE"], "INCONCLUSIVE"),
+    (["INCONCLUSIVE", "ERROR"], "ERROR"),
+    (["ERROR", "FAIL"], "FAIL"),
+    (["PASS", "FAIL"], "FAIL"),
+])
+def test_target_status_is_the_worst_of_its_criteria(statuses, expected):
+    # here 1.0 TFLOPS/W passes ">= 1" and fails "> 1", the fp16 peak straddles 128, every bf16 case errored
+    make = {"PASS": per_watt(">=", 1.0), "FAIL": per_watt(">", 1.0), "INCONCLUSIVE": peak(),
+            "ERROR": peak(dtype="bf16")}
+    profile = make_profile([gemm(tflops=128.5, ci=(126.0, 131.0)), gemm(status="error", dtype="bf16")],
+                           tflops_per_watt=1.0)
+    verdict = judge(profile, [target(*(make[s] for s in statuses))])[0]
+    assert [c["status"] for c in verdict["criteria"]] == statuses
+    assert verdict["status"] == expected
+
+
+def test_interrupted_run_notes_it_on_every_reason_but_a_pass():
+    profile = make_profile([gemm(tflops=200.0)], interrupted=True)
+    verdict = judge(profile, [target(peak(), per_watt())])[0]
+    passed, unknown = verdict["criteria"]
+    assert "interrupted" not in passed["reason"]
+    assert unknown["reason"].endswith(" (run was interrupted: judged on the cases measured)")
+
+
+# ------------------------------------------------------------------------------------------------ exit codes
+@pytest.mark.parametrize("statuses, code", [
+    (["PASS"], 0), (["PASS", "PASS"], 0), (["PASS", "FAIL"], 1), (["INCONCLUSIVE", "FAIL"], 1),
+    (["PASS", "INCONCLUSIVE"], 3), (["ERROR"], 3), ([], 3),
+])
+def test_exit_code_is_0_all_pass_1_any_fail_3_otherwise(statuses, code):
+    assert exit_code_for([{"status": s} for s in statuses]) == code
+
+
+# ------------------------------------------------------------------------------------------------ properties
+thresholds = st.floats(min_value=0.0, max_value=1e4, allow_nan=False)
+values = st.floats(min_value=0.0, max_value=1e4, allow_nan=False)
+ops = st.sampled_from([">=", ">", "<=", "<"])
+
+
+def _holds(value: float, op: str, threshold: float) -> bool:
+    return {">=": value >= threshold, ">": value > threshold,
+            "<=": value <= threshold, "<": value < threshold}[op]
+
+
+@given(ops, thresholds, values, values)
+def test_pass_means_both_bounds_meet_and_fail_means_neither_does(op, threshold, a, b):
+    lower, upper = min(a, b), max(a, b)
+    profile = make_profile(tflops_per_watt=lower, tflops_per_watt_ci=(lower, upper))
+    verdict = judged(profile, per_watt(op, threshold))
+    met = [_holds(lower, op, threshold), _holds(upper, op, threshold)]
+    expected = "PASS" if all(met) else "FAIL" if not any(met) else "INCONCLUSIVE"
+    assert verdict["status"] == expected
+
+
+@given(ops, thresholds, values)
+def test_a_point_estimate_is_never_inconclusive(op, threshold, value):
+    assert judged(make_profile(tflops_per_watt=value), per_watt(op, threshold))["status"] in ("PASS", "FAIL")
+
+
+@given(st.sampled_from([">=", ">"]), thresholds, values, values, st.floats(min_value=0.0, max_value=1e4))
+def test_raising_the_interval_never_lowers_the_verdict_of_an_at_least_criterion(op, threshold, a, b, shift):
+    lower, upper = min(a, b), max(a, b)
+    before = judged(make_profile([gemm(tflops=lower, ci=(lower, upper))]), peak(op, threshold))
+    raised = gemm(tflops=lower + shift, ci=(lower + shift, upper + shift))
+    after = judged(make_profile([raised]), peak(op, threshold))
+    assert RANK[after["status"]] >= RANK[before["status"]]
+
+
+@given(st.lists(st.tuples(values, values), min_size=1, max_size=5), st.tuples(values, values), thresholds)
+def test_adding_a_gemm_case_never_lowers_the_peak_or_its_verdict(pairs, extra, threshold):
+    def case(i: int, pair: tuple[float, float]) -> dict[str, Any]:
+        lower, upper = min(pair), max(pair)
+        return gemm(1024 + i, lower, (lower, upper))
+
+    cases = [case(i, pair) for i, pair in enumerate(pairs)]
+    before = judged(make_profile(cases), peak(">=", threshold))
+    after = judged(make_profile(cases + [case(len(cases), extra)]), peak(">=", threshold))
+    assert after["measured"] >= before["measured"] and after["lower"] >= before["lower"]
+    assert after["upper"] >= before["upper"]
+    assert RANK[after["status"]] >= RANK[before["status"]]
+
+
+@given(st.lists(st.sampled_from([True, False, None]), min_size=3, max_size=3), st.integers(0, 3))
+def test_support_bounds_bracket_every_way_the_unchecked_families_could_go(flags, threshold):
+    support = dict(zip(("cnn", "rnn", "lstm"), flags))
+    verdict = judged(make_profile(support=support), families(threshold))
+    assert verdict["lower"] == flags.count(True)
+    assert verdict["upper"] == flags.count(True) + flags.count(None)
+    if None not in flags:
+        assert verdict["status"] in ("PASS", "FAIL")
