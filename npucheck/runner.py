@@ -30,6 +30,9 @@ PROBE_MIN_CALL_S = 0.02
 PROBE_MAX_SIZE = 16384
 VERIFY_CALLS = {"gemm": 2, "cnn": 2, "rnn": 6, "lstm": 6, "gru": 6}
 """Rough cost of verification in calls of the kernel (recurrent references run in float64 over the sequence)."""
+PILOT_SHARE = 0.25
+"""A kernel's first case gets a pilot call when the probe predicts one call takes at most this share of the case
+budget."""
 WARMUP_FRACTION = 0.2
 """Share of a case's target time spent warming it up (at least two calls)."""
 
@@ -203,27 +206,43 @@ class Runner:
             self._emit("case_start", {"index": index, "case": case})
             if case.dtype in unsupported:
                 measurement = _skipped(case, unsupported[case.dtype])
+            elif self._needs_pilot(case):
+                measurement = self._measure(case, flush, flush_s, deadline)
             else:
-                predicted = self._predict_s(case, flush_s)
-                left = deadline - self._clock()
-                rate = self._rate(case)
-                if predicted > self.suite.case_budget_s:
-                    measurement = _skipped(case, f"predicted {predicted:.3g} s for warm-up, check and "
-                                           f"{self.suite.min_samples} samples at ~{rate:.3g} TFLOPS exceeds the case "
-                                           f"budget of {self.suite.case_budget_s:g} s")
-                elif predicted > left:
-                    measurement = _skipped(case, f"suite budget: predicted {predicted:.3g} s but only "
-                                           f"{max(left, 0):.3g} s of the {self.suite.suite_budget_s:g} s budget left")
-                else:
-                    measurement = self._measure(case, flush, flush_s)
-                    measurement["predicted_s"] = predicted
+                reason = self._skip_reason(case, flush_s, deadline)
+                measurement = _skipped(case, reason) if reason else self._measure(case, flush, flush_s, deadline)
             profile["measurements"].append(measurement)
             self._emit("case_done", {"index": index, "case": case, "measurement": measurement})
 
+    def _needs_pilot(self, case: Case) -> bool:
+        """True when no case of this kernel and dtype has been measured yet, and one call predicted from the GEMM
+        probe fits the case budget: the probe's rate can be 15x off for convolutions and recurrent layers (fp16
+        LSTM runs at ~45 GFLOPS on our CPU, fp16 GEMM at ~3), so one timed call decides instead."""
+        if (case.kernel, case.dtype) in self._rates:
+            return False
+        return case.flops / (self._rate(case) * 1e12) <= self.suite.case_budget_s * PILOT_SHARE
+
+    def _skip_reason(self, case: Case, flush_s: float, deadline: float) -> str | None:
+        """Why the case must be skipped given its predicted time and the budgets, or None to measure it."""
+        predicted = self._predict_s(case, flush_s)
+        left = deadline - self._clock()
+        if predicted > self.suite.case_budget_s:
+            return (f"predicted {predicted:.3g} s for warm-up, check and {self.suite.min_samples} samples at "
+                    f"~{self._rate(case):.3g} TFLOPS exceeds the case budget of {self.suite.case_budget_s:g} s")
+        if predicted > left:
+            return (f"suite budget: predicted {predicted:.3g} s but only {max(left, 0):.3g} s of the "
+                    f"{self.suite.suite_budget_s:g} s budget left")
+        return None
+
     def _rate(self, case: Case) -> float:
-        """Predicted TFLOPS: the rate of the measured case of the same kernel and dtype closest in FLOPs (rates
-        vary by orders of magnitude between a GEMV and a large GEMM), else the dtype's GEMM probe."""
+        """Predicted TFLOPS: the rate of the measured case closest in FLOPs (rates vary by orders of magnitude
+        between a GEMV and a large GEMM) of the same kernel and dtype, else of a kernel of the same kind (RNN,
+        LSTM and GRU run alike), else the dtype's GEMM probe."""
         seen = self._rates.get((case.kernel, case.dtype))
+        if not seen:
+            kind = _rate_kind(case.kernel)
+            seen = [point for (kernel, dtype), points in self._rates.items() for point in points
+                    if dtype == case.dtype and kernel != "gemm" and _rate_kind(kernel) == kind]
         if not seen:
             return self._probe_rates[case.dtype]
         return min(seen, key=lambda point: abs(math.log(point[0] / case.flops)))[1]
@@ -234,7 +253,15 @@ class Runner:
         fixed = (VERIFY_CALLS[case.family] + 2) * call_s
         return fixed + self.suite.min_samples * sample_s
 
-    def _measure(self, case: Case, flush: Callable[[], None], flush_s: float) -> dict[str, Any]:
+    def _pilot(self, case: Case, workload: Any) -> None:
+        """Time one call (after an untimed first call, which pays for lazy initialisation) to seed the rate of
+        this kernel and dtype."""
+        workload.run()
+        call_s = self.device.time_calls(workload.run, 1)
+        if math.isfinite(call_s) and call_s > 0:
+            self._rates.setdefault((case.kernel, case.dtype), []).append((case.flops, case.flops / call_s / 1e12))
+
+    def _measure(self, case: Case, flush: Callable[[], None], flush_s: float, deadline: float) -> dict[str, Any]:
         measurement = _base_measurement(case)
         measurement["cache_flush_bytes"] = self.device.cache_flush_bytes() if self.options.flush else 0
         started = self._clock()
@@ -243,6 +270,12 @@ class Runner:
         try:
             with torch.inference_mode():
                 workload = build_workload(case, self.device.torch_device, self.options.seed)
+                if (case.kernel, case.dtype) not in self._rates:
+                    self._pilot(case, workload)
+                    reason = self._skip_reason(case, flush_s, deadline)
+                    if reason:
+                        raise _Skip(f"{reason} (rate from one timed call)")
+                measurement["predicted_s"] = self._predict_s(case, flush_s)
                 check = workload.verify()
                 measurement["check"] = check.to_dict()
                 measurement["correct"] = check.ok
@@ -256,6 +289,8 @@ class Runner:
                     min_samples=self.suite.min_samples, max_samples=self.suite.max_samples,
                     min_sample_s=self.suite.min_sample_s, warmup_s=warmup_s, confidence=CONFIDENCE)
                 timing = time_kernel(workload.run, self.device, flush, settings, clock=self._clock)
+        except _Skip as e:
+            measurement.update(status="skipped", reason=str(e))
         except _Mismatch as e:
             measurement.update(status="error", error=str(e))
         except NonFiniteOutput as e:
@@ -310,7 +345,15 @@ class Runner:
                                        "the npucheck project; treat its figures with care")
 
 
+def _rate_kind(kernel: str) -> str:
+    return "recurrent" if kernel in ("rnn_tanh", "rnn_relu", "lstm", "gru") else kernel
+
+
 class _Mismatch(Exception):
+    pass
+
+
+class _Skip(Exception):
     pass
 
 

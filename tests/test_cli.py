@@ -55,7 +55,7 @@ def test_check_exit_codes_follow_the_verdicts(runner, tmp_path, result_file):
 @pytest.mark.parametrize("content,message", [
     (None, "does not exist"),
     ("{\"schema_version\": 1, \"measure", "truncated"),
-    ("[1, 2]", "not a JSON object"),
+    ("[1, 2]", "not a json object"),
     ("{\"schema_version\": 99}", "newer npucheck"),
 ])
 def test_bad_result_files_are_one_line_and_exit_2(runner, tmp_path, content, message):

@@ -125,3 +125,23 @@ def test_threads_option_is_applied_and_recorded():
         assert profile["environment"]["threads"]["intra_op"] == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_kernels_first_case_is_sized_from_one_timed_call_not_the_gemm_probe(monkeypatch):
+    """The GEMM probe predicts the LSTM is quick; one pilot call shows it is slow, so it is skipped, saying why."""
+    import time
+
+    real = runner_module.build_workload
+
+    def slow_lstm(case, device, seed):
+        workload = real(case, device, seed)
+        if case.kernel == "lstm":
+            inner = workload.run
+            workload.run = lambda: (time.sleep(0.2), inner())[1]
+        return workload
+
+    monkeypatch.setattr(runner_module, "build_workload", slow_lstm)
+    profile = _run()
+    lstm = [m for m in profile["measurements"] if m["kernel"] == "lstm"]
+    assert [m["status"] for m in lstm] == ["skipped"]
+    assert "exceeds the case budget" in lstm[0]["reason"] and "rate from one timed call" in lstm[0]["reason"]

@@ -1,0 +1,365 @@
+"""Read and write result profiles: schema version, migrations, validation, atomic save that never overwrites.
+
+No torch here, and jsonschema is imported only when a document is first validated: commands that only read
+results must start fast.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import itertools
+import json
+import math
+import os
+import re
+import secrets
+import stat
+import unicodedata
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from npucheck.errors import ResultFileError, UsageError
+
+# Format history (bump SCHEMA_VERSION, add a one-step migration to MIGRATIONS and a new schema file):
+#   1 - first format (npucheck 0.1)
+SCHEMA_VERSION = 1
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+"""``MIGRATIONS[n]`` turns a version-n document into version n+1 content; ``migrate`` sets the version number."""
+
+SCHEMA_FILE = f"result-v{SCHEMA_VERSION}.schema.json"
+MAX_RESULT_BYTES = 512 * 2**20
+"""Larger files are refused rather than read: a real profile is a few MiB at most."""
+MAX_MESSAGE_CHARS = 200
+"""jsonschema messages repr the offending value, which may be a whole measurement; keep the line readable."""
+SLUG_MAX_CHARS = 40
+_LINK_UNSUPPORTED = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
+
+
+# --------------------------------------------------------------------------------------------------- schema
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema of the current result format, as shipped in the ``npucheck.schema`` package."""
+    return json.loads(resources.files("npucheck.schema").joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _validator() -> Any:
+    # Built on first use, once per process: loading jsonschema and compiling the schema costs ~0.1 s.
+    from jsonschema import Draft202012Validator
+
+    schema = load_schema()
+    Draft202012Validator.check_schema(schema)
+    # No format checker: what it checks depends on optional packages; the schema's patterns are enough.
+    return Draft202012Validator(schema)
+
+
+def validate(doc: dict[str, Any], origin: str) -> None:
+    """Check ``doc`` against the current schema.
+
+    Args:
+        doc: a result profile at the current schema version.
+        origin: where it came from or is going (a path), to start the message with.
+
+    Raises:
+        ResultFileError: one line, ``<origin>: <json path>: <message>``, for the most relevant error.
+    """
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator().iter_errors(doc))
+    if error is None:
+        return
+    message = " ".join(error.message.split())
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 1] + "…"
+    raise ResultFileError(f"{origin}: {error.json_path}: {message}")
+
+
+def migrate(doc: dict[str, Any], migrations: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
+            target_version: int | None = None) -> dict[str, Any]:
+    """Bring an older document up to ``target_version`` one step at a time.
+
+    Args:
+        doc: a document with an integer ``schema_version``; steps may change it in place.
+        migrations: one-step migrations by source version (default ``MIGRATIONS``).
+        target_version: the version to reach (default ``SCHEMA_VERSION``).
+
+    Returns:
+        The migrated document.
+
+    Raises:
+        ValueError: the document is newer than the target, or a step is missing.
+    """
+    migrations = MIGRATIONS if migrations is None else migrations
+    target_version = SCHEMA_VERSION if target_version is None else target_version
+    version = doc["schema_version"]
+    if version > target_version:
+        raise ValueError(f"schema {version} is newer than {target_version}")
+    while version < target_version:
+        if version not in migrations:
+            raise ValueError(f"no migration from schema {version} to {version + 1}")
+        doc = migrations[version](doc)
+        version += 1
+        doc["schema_version"] = version
+    return doc
+
+
+# --------------------------------------------------------------------------------------------------- load
+def load_result(path: str | Path) -> dict[str, Any]:
+    """Read, upgrade and validate a result profile.
+
+    Raises:
+        ResultFileError: one line saying what is wrong with the file, prefixed with its path.
+    """
+    path = Path(path)
+    text = _read_text(path)
+    try:
+        # NaN/Infinity are Python extensions to JSON; a file holding them was not written by npucheck.
+        doc = json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as e:
+        raise ResultFileError(f"{path}: {_describe_json_error(e, text)}") from e
+    except RecursionError as e:
+        raise ResultFileError(f"{path}: invalid JSON: nested too deeply") from e
+    except ValueError as e:  # _refuse_constant, or an integer beyond Python's digit limit
+        raise ResultFileError(f"{path}: invalid JSON: {e}") from e
+    if not isinstance(doc, dict):
+        raise ResultFileError(f"{path}: not a JSON object at the top level (found {_json_type(doc)}); "
+                              "not an npucheck result profile")
+    if "schema_version" not in doc:
+        raise ResultFileError(f"{path}: no schema_version; not an npucheck result profile")
+    version = doc["schema_version"]
+    if type(version) is not int:  # bool is an int subclass, and true is no version
+        raise ResultFileError(f"{path}: schema_version must be an integer, not {_json_type(version)}")
+    if version > SCHEMA_VERSION:
+        raise ResultFileError(f"{path}: written by a newer npucheck (schema {version} > {SCHEMA_VERSION}); "
+                              "upgrade npucheck")
+    if version < SCHEMA_VERSION:
+        if any(step not in MIGRATIONS for step in range(version, SCHEMA_VERSION)):
+            raise ResultFileError(f"{path}: schema_version {version} is not a format npucheck knows")
+        try:
+            doc = migrate(doc)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ResultFileError(f"{path}: cannot upgrade from schema {version}: {type(e).__name__}: {e}") from e
+    validate(doc, str(path))
+    return doc
+
+
+def _read_text(path: Path) -> str:
+    try:
+        info = path.stat()
+    except FileNotFoundError as e:
+        raise ResultFileError(f"{path}: does not exist") from e
+    except OSError as e:
+        raise ResultFileError(f"{path}: cannot be read: {e.strerror or e}") from e
+    if stat.S_ISDIR(info.st_mode):
+        raise ResultFileError(f"{path}: is a directory, not a result file")
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or device could block or never end
+        raise ResultFileError(f"{path}: is not a regular file")
+    if info.st_size > MAX_RESULT_BYTES:
+        raise ResultFileError(f"{path}: is {info.st_size / 2**20:.0f} MiB, larger than the "
+                              f"{MAX_RESULT_BYTES / 2**20:.0f} MiB limit for a result file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_RESULT_BYTES + 1)  # the file may have grown since stat
+    except PermissionError as e:
+        raise ResultFileError(f"{path}: cannot be read: permission denied") from e
+    except OSError as e:
+        raise ResultFileError(f"{path}: cannot be read: {e.strerror or e}") from e
+    if len(data) > MAX_RESULT_BYTES:
+        raise ResultFileError(f"{path}: larger than the {MAX_RESULT_BYTES / 2**20:.0f} MiB limit for a result file")
+    try:
+        return data.decode("utf-8-sig")  # tolerate a BOM added by an editor
+    except UnicodeDecodeError as e:
+        raise ResultFileError(f"{path}: not UTF-8 text (invalid byte at offset {e.start})") from e
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _describe_json_error(e: json.JSONDecodeError, text: str) -> str:
+    if not text.strip():
+        return "is empty"
+    # Input that stops mid-document fails at its end, at the start of an unterminated string, or at the start
+    # of a cut number or literal (`1.` `nu`): all of these mean the file is incomplete, not malformed.
+    rest = text[e.pos:].rstrip()
+    if (e.msg.startswith("Unterminated string") or re.fullmatch(r"[-+0-9.eE]*", rest)
+            or any(literal.startswith(rest) for literal in ("true", "false", "null"))):
+        return (f"truncated JSON: the document ends at line {e.lineno}, column {e.colno} before it is complete "
+                "(an interrupted copy?)")
+    return f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+# --------------------------------------------------------------------------------------------------- save
+def save_result(doc: dict[str, Any], path: str | Path | None = None, results_dir: str | Path = "results") -> Path:
+    """Validate ``doc`` and write it atomically, never overwriting a file.
+
+    Args:
+        doc: a complete result profile at the current schema version.
+        path: the file to write (an explicit ``-o``); None for ``results_dir/<created>-<device>-<suite>.json``,
+            where a numbered suffix (``-1``, ``-2``, …) is added while the name is taken.
+        results_dir: directory for the default name; created if missing.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: ``doc`` holds a NaN or an infinity (the runner must record those as errors, not figures).
+        TypeError: ``doc`` holds a value JSON cannot represent.
+        ResultFileError: ``doc`` does not match the schema; nothing is written.
+        UsageError: an explicit ``path`` already exists.
+        OSError: the directory or file could not be written.
+    """
+    where = _find_non_finite(doc)
+    if where is not None:
+        raise ValueError(f"result not saved: {where} is not a finite number")
+    text = json.dumps(doc, indent=1, sort_keys=False, allow_nan=False, ensure_ascii=False) + "\n"
+    # Validate what will be on disk (tuples become arrays, float subclasses become floats), not the Python object.
+    validate(json.loads(text), f"result not saved to {path if path is not None else results_dir}")
+    if path is not None:
+        output_path_available(path)
+        candidates: Iterator[Path] = iter([Path(path)])
+    else:
+        candidates = _numbered(Path(results_dir) / default_name(doc))
+    first = next(candidates)
+    first.parent.mkdir(parents=True, exist_ok=True)
+    final = _write_new(first.parent, text.encode("utf-8"), itertools.chain([first], candidates))
+    if final is None:
+        raise UsageError(f"{first}: already exists; npucheck never overwrites a result")
+    return final
+
+
+def default_name(doc: dict[str, Any]) -> str:
+    """``<YYYYmmddTHHMMSSZ>-<device-slug>-<suite-slug>.json`` from the run's start time, device and suite."""
+    started = datetime.fromisoformat(doc["created_utc"]).astimezone(timezone.utc)
+    return f"{started:%Y%m%dT%H%M%SZ}-{slug(doc['device']['name'])}-{slug(doc['settings']['suite'])}.json"
+
+
+def slug(text: str) -> str:
+    """Lowercase ``[a-z0-9-]`` form of ``text``, at most SLUG_MAX_CHARS characters (``unknown`` if nothing is left)."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:SLUG_MAX_CHARS].rstrip("-") or "unknown"
+
+
+def _numbered(path: Path) -> Iterator[Path]:
+    yield path
+    for number in range(1, 10_000):
+        yield path.with_name(f"{path.stem}-{number}{path.suffix}")
+
+
+def _write_new(directory: Path, data: bytes, candidates: Iterator[Path]) -> Path | None:
+    """Write ``data`` under the first candidate name that does not exist; None if all are taken.
+
+    A complete temporary file is hard-linked to the final name, so a reader never sees a partial file and an
+    existing file is never replaced (link fails with EEXIST, where rename would overwrite).
+    """
+    temporary = directory / f".npucheck-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    _write_synced(temporary, data)
+    try:
+        for candidate in candidates:
+            try:
+                os.link(temporary, candidate)
+            except FileExistsError:
+                continue
+            except OSError as e:
+                if e.errno not in _LINK_UNSUPPORTED:
+                    raise
+                return _write_exclusive(data, candidate, candidates)
+            _sync_directory(directory)
+            return candidate
+        return None
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _write_exclusive(data: bytes, first: Path, rest: Iterator[Path]) -> Path | None:
+    """Fallback for filesystems without hard links: O_EXCL still never overwrites, but a crash mid-write can
+    leave a partial file."""
+    for candidate in itertools.chain([first], rest):
+        try:
+            _write_synced(candidate, data)
+        except FileExistsError:
+            continue
+        _sync_directory(candidate.parent)
+        return candidate
+    return None
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    """Create ``path`` (never an existing one), write ``data`` and fsync; remove it again if writing fails."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _sync_directory(directory: Path) -> None:
+    # Makes the new name itself durable; not possible everywhere (Windows), and not worth failing a save over.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _find_non_finite(value: Any, where: str = "$") -> str | None:
+    """JSON path of the first NaN or infinity in ``value``, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{where} ({value})"
+    if isinstance(value, dict):
+        items: Any = ((f"{where}.{key}", item) for key, item in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = ((f"{where}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    for item_where, item in items:
+        found = _find_non_finite(item, item_where)
+        if found is not None:
+            return found
+    return None
+
+
+def output_path_available(path: str | Path) -> None:
+    """Refuse an explicit output path that exists, before a run starts, so that no run is wasted.
+
+    Raises:
+        UsageError: ``path`` exists (a dangling symbolic link counts: it would block the save too).
+    """
+    if os.path.lexists(path):
+        raise UsageError(f"{path}: already exists; npucheck never overwrites a result (choose another -o path)")
+
+
+# --------------------------------------------------------------------------------------------------- list
+def iter_results(directory: str | Path) -> Iterator[tuple[Path, dict[str, Any] | ResultFileError]]:
+    """Every ``*.json`` file directly in ``directory``, sorted by name, loaded or with the reason it could not be.
+
+    Raises:
+        ResultFileError: ``directory`` is not a directory.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ResultFileError(f"{directory}: not a directory")
+    for path in sorted(p for p in directory.iterdir() if p.suffix == ".json"):
+        try:
+            yield path, load_result(path)
+        except ResultFileError as e:
+            yield path, e
