@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from npucheck import __version__
 from npucheck.errors import NpucheckError
@@ -65,12 +66,13 @@ def env() -> None:
         device = resolve_device(device_id)
         console.print(f"  {device_id:8s} {device.name}  (timing: {device.timing_method})")
     for note in notes:
-        console.print(f"  [dim]{note}[/dim]")
+        console.print(f"  [dim]{escape(note)}[/dim]")
     console.print("[bold]Power sources[/bold]")
     for status in power.probe_all():
         mark = "[green]found[/green]" if status.found else "[yellow]absent[/yellow]"
-        console.print(f"  {status.name:8s} {mark}  {status.detail}")
-    console.print(f"  [bold yellow]note:[/bold yellow] {power.MEASUREMENT_STATUS}")
+        console.print(f"  {status.name:8s} {mark}  {escape(status.detail)}")
+    console.print("  meter    use --power meter:PATH for an external meter's log; constant:WATTS for a stated "
+                  "figure (Q0, never judged)")
 
 
 # --------------------------------------------------------------------------------------------------------- run
@@ -87,12 +89,23 @@ def env() -> None:
 @click.option("--warmup", "warmup_s", type=click.FloatRange(min=0), default=None,
               help="Seconds of device warm-up before the suite (default: the suite's).")
 @click.option("--no-flush", is_flag=True, help="Do not flush caches between samples (measures warm caches).")
+@click.option("--power", "power_spec", default="auto", show_default=True,
+              help="Power source: auto, none, nvml[:N], rapl[:package|psys|dram], hwmon[:DRIVER[:LABEL]], "
+                   "amdsmi[:N], meter:PATH[,accuracy=0.01,sample=average|instant,period=1,scope=wall,offset=0], "
+                   "constant:WATTS.")
+@click.option("--power-window", "power_window_s", type=float, default=None,
+              help="Seconds of sustained loop per headline energy window (default: the suite's: quick 5, "
+                   "standard 30, full 60).")
+@click.option("--idle-seconds", "idle_s", type=float, default=None,
+              help="Seconds of idle power measured before the suite (default: the suite's).")
+@click.option("--power-hz", type=float, default=10.0, show_default=True, help="Power sampling rate.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Result file to write (must not exist).")
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Where result files go when -o is not given.")
 def run(device: str, suite: str, kernels: tuple[str, ...], dtypes: tuple[str, ...], targets: tuple[str, ...],
-        threads: int | None, seed: int, warmup_s: float | None, no_flush: bool, output: Path | None,
+        threads: int | None, seed: int, warmup_s: float | None, no_flush: bool, power_spec: str,
+        power_window_s: float | None, idle_s: float | None, power_hz: float, output: Path | None,
         results_dir: Path) -> None:
     """Measure the device with a suite, judge it, and save a result profile."""
     from npucheck import judge as judging
@@ -106,12 +119,19 @@ def run(device: str, suite: str, kernels: tuple[str, ...], dtypes: tuple[str, ..
 
     options = RunOptions(device=device, suite=suite, kernels=list(kernels) or None, dtypes=list(dtypes) or None,
                          threads=threads, seed=seed, flush=not no_flush, warmup_s=warmup_s,
-                         target_names=[t.name for t in chosen_targets])
+                         target_names=[t.name for t in chosen_targets], power=power_spec,
+                         power_window_s=power_window_s, idle_s=idle_s, power_hz=power_hz)
     console = _console()
     progress_display = _Progress(console)
     runner = Runner(options, on_event=progress_display.on_event)
     console.print(f"npucheck {__version__}: suite [bold]{suite}[/bold] on [bold]{runner.device.name}[/bold] "
                   f"({runner.device.id}), {len(runner.cases)} cases, budget {runner.suite.suite_budget_s:g} s")
+    if runner.power is not None:
+        console.print(f"power: {runner.power.name} ({runner.power.detail}), quality {runner.power.quality}, "
+                      f"scope {runner.power.scope}")
+    else:
+        console.print("[yellow]power: none[/yellow] — "
+                      + ("; ".join(runner.power_notes) or "no source") + "; TFLOPS/W will be INCONCLUSIVE")
     with progress_display:
         profile = runner.run()
     profile["verdicts"] = judging.judge(profile, chosen_targets)

@@ -20,7 +20,11 @@ from npucheck import __version__, environment
 from npucheck.devices import Device, resolve_device
 from npucheck.errors import UsageError
 from npucheck.kernels import KERNELS, Case, NonFiniteOutput, build_workload, select_dtypes, select_kernels
+from npucheck import energy as energy_windows
 from npucheck.load import FOREIGN_CORES_WARNING, LoadMonitor, busy_processes, describe_busy
+from npucheck.power import PowerSource, open_source
+from npucheck.power.summary import summarize_power
+from npucheck.power.window import DEFAULT_SAMPLE_HZ
 from npucheck.suites import Suite, get_suite
 from npucheck.support import check_support
 from npucheck.timing import TimingSettings, time_kernel
@@ -50,6 +54,10 @@ class RunOptions:
     flush: bool = True
     warmup_s: float | None = None
     target_names: list[str] = field(default_factory=list)
+    power: str = "auto"
+    power_window_s: float | None = None
+    idle_s: float | None = None
+    power_hz: float = DEFAULT_SAMPLE_HZ
 
 
 def _utc_now() -> str:
@@ -65,7 +73,8 @@ class Runner:
     """Runs one suite on one device. ``run()`` returns the profile dict (verdicts are added by the caller)."""
 
     def __init__(self, options: RunOptions, on_event: EventCallback | None = None,
-                 clock: Callable[[], float] = time.perf_counter, suite: Suite | None = None):
+                 clock: Callable[[], float] = time.perf_counter, suite: Suite | None = None,
+                 power_source: PowerSource | None = None):
         self.options = options
         self._emit = on_event or (lambda kind, data: None)
         self._clock = clock
@@ -81,6 +90,20 @@ class Runner:
         self.cases: list[Case] = self.suite.cases(self.kernels, self.dtypes)
         self._rates: dict[tuple[str, str], list[tuple[int, float]]] = {}  # (kernel, dtype) -> [(flops, TFLOPS)]
         self._monitor = LoadMonitor()
+        for name in ("power_window_s", "idle_s"):
+            value = getattr(options, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise UsageError(f"--{name[:-2].replace('_', '-')} must be a non-negative number of seconds")
+        if not (math.isfinite(options.power_hz) and 0 < options.power_hz <= 100):
+            raise UsageError("--power-hz must be in (0, 100]")
+        # An explicitly named source that cannot be used is bad input: refuse it before measuring anything.
+        if power_source is not None:
+            self.power, self.power_notes = power_source, []
+        else:
+            self.power, self.power_notes = open_source(options.power, self.device.describe())
+        self._window_s = self.suite.power_window_s if options.power_window_s is None else options.power_window_s
+        self._idle_s = self.suite.idle_s if options.idle_s is None else options.idle_s
+        self._idle_watts: float | None = None
 
     # ----------------------------------------------------------------------------------------------- profile
     def _skeleton(self) -> dict[str, Any]:
@@ -90,7 +113,7 @@ class Runner:
             warmup = self.suite.accelerator_warmup_s if on_accelerator else self.suite.device_warmup_s
         self._device_warmup_s = warmup
         return {
-            "schema_version": 1,
+            "schema_version": 2,
             "npucheck_version": __version__,
             "created_utc": _utc_now(),
             "finished_utc": None,
@@ -104,6 +127,10 @@ class Runner:
                 "cache_flush_bytes": self.device.cache_flush_bytes() if self.options.flush else 0,
                 "confidence": CONFIDENCE, "targets": list(self.options.target_names),
             },
+            "power": {"spec": self.options.power, "source": self.power.describe() if self.power else None,
+                      "notes": list(self.power_notes), "window_s": self._window_s if self.power else None,
+                      "sweep_window_s": None, "sample_hz": self.options.power_hz if self.power else None,
+                      "idle": None},
             "load": {"before": None, "during_max_foreign_cpu_cores": None},
             "measurements": [],
             "support": {},
@@ -118,6 +145,7 @@ class Runner:
         try:
             self._emit("phase", {"name": "checking for other load"})
             self._check_load_before(profile)
+            self._measure_idle(profile)
             self._emit("phase", {"name": "probing dtypes"})
             unsupported = self._probe(profile)
             self._emit("phase", {"name": f"warming up the device ({self._device_warmup_s:g} s)"})
@@ -127,6 +155,7 @@ class Runner:
             self._emit("phase", {"name": "checking CNN/RNN/LSTM support in fp16"})
             profile["support"] = check_support(self.device.torch_device, self.options.seed)
             self._run_cases(profile, unsupported, flush, flush_s)
+            self._energy_phase(profile)
         except KeyboardInterrupt:
             profile["interrupted"] = True
             profile["warnings"].append("interrupted: the run was stopped before the suite finished; "
@@ -135,7 +164,51 @@ class Runner:
         profile["finished_utc"] = _utc_now()
         profile["summary"] = summarize_profile(profile)
         self._finish_warnings(profile)
+        if self.power is not None:
+            self.power.close()
         return profile
+
+    # ----------------------------------------------------------------------------------------------- power
+    def _measure_idle(self, profile: dict[str, Any]) -> None:
+        if self.power is None or self._idle_s <= 0 or self.power.quality == "Q0":
+            return  # a stated figure has no idle to measure
+        self._emit("phase", {"name": f"measuring idle power ({self._idle_s:g} s)"})
+        idle = energy_windows.measure_idle(self.power, self._idle_s, self.device, self.options.power_hz)
+        idle["kind"] = "idle"
+        profile["power"]["idle"] = idle
+        if idle["valid"]:
+            self._idle_watts = idle["avg_watts"]
+        else:
+            profile["warnings"].append(f"idle power not measured: {idle['reason']}; no net TFLOPS/W")
+
+    def _energy_phase(self, profile: dict[str, Any]) -> None:
+        """Energy windows for the headline and sweep cases (see npucheck.energy)."""
+        if self.power is None:
+            return
+        sweep_s, why = energy_windows.sweep_window_s(self.power, self._window_s)
+        profile["power"]["sweep_window_s"] = sweep_s
+        if why:
+            profile["warnings"].append(why)
+        plan = energy_windows.window_plan(profile["measurements"], sweep_s, self._window_s)
+        self._emit("start", {"total": len(plan)})
+        for index, (measurement, window_s, kind) in enumerate(plan):
+            self._emit("phase", {"name": f"energy window {index + 1}/{len(plan)}: {measurement['id']} "
+                                         f"({window_s:g} s)"})
+            try:
+                energy = energy_windows.run_window(measurement, window_s, self.device, self.power,
+                                                   self.options.power_hz, self.options.seed, self._idle_watts,
+                                                   clock=self._clock)
+            except torch.OutOfMemoryError as e:
+                energy = energy_windows.invalid_energy(self.power, f"out of memory: {_first_line(e)}")
+            except (RuntimeError, ValueError, TypeError, NotImplementedError) as e:
+                energy = energy_windows.invalid_energy(self.power, _first_line(e))
+            finally:
+                self._release_memory()
+            energy.update(kind=kind, case=measurement["id"])
+            measurement["energy"] = energy
+            for warning in energy.get("warnings", []):
+                measurement["warnings"].append(f"energy window: {warning}")
+            self._emit("case_done", {"index": index, "case": None, "measurement": measurement})
 
     # ----------------------------------------------------------------------------------------------- phases
     def _check_load_before(self, profile: dict[str, Any]) -> None:
@@ -364,7 +437,7 @@ def _base_measurement(case: Case) -> dict[str, Any]:
         "flop_convention": case.flop_convention, "status": "error", "reason": None, "correct": None, "error": None,
         "check": None, "samples_s": [], "calls_per_sample": None, "warmup_calls": None, "timing_method": None,
         "cache_flush_bytes": None, "stats": None, "tflops": None, "tflops_ci": None, "foreign_cpu_cores": None,
-        "wall_s": 0.0, "warnings": [],
+        "wall_s": 0.0, "warnings": [], "energy": None,
     }
 
 
@@ -390,5 +463,4 @@ def summarize_profile(profile: dict[str, Any]) -> dict[str, Any]:
     dtypes = profile["settings"].get("dtypes") or sorted(peak_tflops)
     counts = {status: sum(1 for m in profile["measurements"] if m["status"] == status)
               for status in ("ok", "error", "skipped")}
-    return {"peak_tflops": peak_tflops, "peak": peak, "tflops_per_watt": {d: None for d in dtypes},
-            "power_note": "power measurement is not implemented in this version of npucheck", "counts": counts}
+    return {"peak_tflops": peak_tflops, "peak": peak, **summarize_power(profile, peak, dtypes), "counts": counts}

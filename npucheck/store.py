@@ -26,9 +26,21 @@ from npucheck.errors import ResultFileError, UsageError
 
 # Format history (bump SCHEMA_VERSION, add a one-step migration to MIGRATIONS and a new schema file):
 #   1 - first format (npucheck 0.1)
-SCHEMA_VERSION = 1
+#   2 - power: top-level `power`, `energy` on every measurement, summary TFLOPS/W with interval, quality, scope
+SCHEMA_VERSION = 2
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 files predate power measurement: no energy windows, no source."""
+    for measurement in doc.get("measurements") or []:
+        if isinstance(measurement, dict):
+            measurement.setdefault("energy", None)
+    doc.setdefault("power", {"spec": None, "source": None,
+                             "notes": ["written by npucheck before it measured power (schema 1)"], "idle": None})
+    return doc
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
 """``MIGRATIONS[n]`` turns a version-n document into version n+1 content; ``migrate`` sets the version number."""
 
 SCHEMA_FILE = f"result-v{SCHEMA_VERSION}.schema.json"

@@ -11,7 +11,8 @@ from npucheck.errors import UsageError
 from npucheck.kernels import KERNELS, Case
 
 _SUITE_KEYS = {"description", "suite_budget_s", "case_budget_s", "case_target_s", "device_warmup_s",
-               "accelerator_warmup_s", "min_samples", "max_samples", "min_sample_s", "entries"}
+               "accelerator_warmup_s", "min_samples", "max_samples", "min_sample_s", "power_window_s", "idle_s",
+               "entries"}
 _ENTRY_KEYS = {"kernel", "shape_set", "where", "pick", "dtypes"}
 
 
@@ -29,6 +30,8 @@ class Suite:
     min_samples: int
     max_samples: int
     min_sample_s: float
+    power_window_s: float
+    idle_s: float
     entries: tuple[dict[str, Any], ...]
 
     def cases(self, kernels: list[str], dtypes: list[str]) -> list[Case]:
@@ -54,7 +57,7 @@ class Suite:
     def settings(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in ("suite_budget_s", "case_budget_s", "case_target_s", "device_warmup_s",
                                                     "accelerator_warmup_s", "min_samples", "max_samples",
-                                                    "min_sample_s")}
+                                                    "min_sample_s", "power_window_s", "idle_s")}
 
 
 def _select(shapes: list[dict[str, Any]], entry: dict[str, Any]) -> list[dict[str, Any]]:
@@ -84,7 +87,8 @@ def _parse_suite(name: str, body: Any) -> Suite:
     missing = _SUITE_KEYS - set(body)
     if unknown or missing:
         raise UsageError(f"{where}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
-    for key in ("suite_budget_s", "case_budget_s", "case_target_s", "device_warmup_s", "accelerator_warmup_s", "min_sample_s"):
+    for key in ("suite_budget_s", "case_budget_s", "case_target_s", "device_warmup_s", "accelerator_warmup_s",
+                "min_sample_s", "power_window_s", "idle_s"):
         if not isinstance(body[key], (int, float)) or isinstance(body[key], bool) or body[key] < 0:
             raise UsageError(f"{where}: {key} must be a non-negative number")
     if not (isinstance(body["min_samples"], int) and 1 <= body["min_samples"] <= body["max_samples"]):
@@ -97,7 +101,8 @@ def _parse_suite(name: str, body: Any) -> Suite:
                  device_warmup_s=float(body["device_warmup_s"]),
                  accelerator_warmup_s=float(body["accelerator_warmup_s"]),
                  min_samples=int(body["min_samples"]), max_samples=int(body["max_samples"]),
-                 min_sample_s=float(body["min_sample_s"]), entries=tuple(body["entries"]))
+                 min_sample_s=float(body["min_sample_s"]), power_window_s=float(body["power_window_s"]),
+                 idle_s=float(body["idle_s"]), entries=tuple(body["entries"]))
 
 
 def _check_entry(where: str, entry: Any) -> None:

@@ -1,4 +1,4 @@
-"""Shared test data: a complete, realistic schema-v1 result profile (``make_profile`` / ``minimal_profile``)."""
+"""Shared test data: a complete, realistic schema-v2 result profile (``make_profile`` / ``minimal_profile``)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def make_measurement(**overrides: Any) -> dict[str, Any]:
         "check": {"rel_error": 2.4e-4, "tolerance": 1e-2, "reference_dtype": "float64", "checked": "whole output"},
         "samples_s": list(SAMPLES_S), "calls_per_sample": 100, "warmup_calls": 20, "timing_method": "host_clock_sync",
         "cache_flush_bytes": 0, "stats": dict(STATS), "tflops": TFLOPS, "tflops_ci": list(TFLOPS_CI),
-        "foreign_cpu_cores": 0.01, "wall_s": 0.42, "predicted_s": 0.35, "warnings": [],
+        "foreign_cpu_cores": 0.01, "wall_s": 0.42, "predicted_s": 0.35, "warnings": [], "energy": None,
     }
     measurement.update(overrides)
     return measurement
@@ -39,7 +39,7 @@ def _support(family: str, checks: list[str]) -> dict[str, Any]:
 
 
 def make_profile(**overrides: Any) -> dict[str, Any]:
-    """A complete schema-v1 result profile of a short CPU run; top-level keys in ``overrides`` replace.
+    """A complete schema-v2 result profile of a short CPU run; top-level keys in ``overrides`` replace.
 
     One ``ok`` fp16 GEMM (raw samples, stats, TFLOPS and interval), one skipped fp16 GEMM, support checked for
     cnn/rnn/lstm/gru, a summary without power, and one verdict (miit-2020-cloud: FAIL). A fresh object each call.
@@ -51,7 +51,7 @@ def make_profile(**overrides: Any) -> dict[str, Any]:
         foreign_cpu_cores=None, wall_s=0.0, predicted_s=26000.0,
         reason="predicted 2.6e+04 s for warm-up, check and 10 samples at ~0.336 TFLOPS exceeds the case budget of 60 s")
     profile = {
-        "schema_version": 1,
+        "schema_version": 2,
         "npucheck_version": "0.1.0",
         "created_utc": "2026-11-23T10:00:00Z",
         "finished_utc": "2026-11-23T10:00:09Z",
@@ -81,6 +81,8 @@ def make_profile(**overrides: Any) -> dict[str, Any]:
                      "accelerator_warmup_s": 5.0, "min_samples": 10, "max_samples": 1000, "min_sample_s": 0.01,
                      "cache_flush_bytes": 0, "confidence": 0.95, "targets": ["miit-2020-cloud"],
                      "probe_tflops": {"fp16": 0.31}},
+        "power": {"spec": "auto", "source": None, "notes": ["rapl: /sys/class/powercap is not present"],
+                  "window_s": 5.0, "sweep_window_s": None, "sample_hz": 10.0, "idle": None},
         "load": {"before": {"busy_processes": [], "device_processes": []}, "during_max_foreign_cpu_cores": 0.01},
         "measurements": [make_measurement(), skipped],
         "support": {"cnn": _support("cnn", ["conv2d", "conv_block"]), "rnn": _support("rnn", ["rnn_tanh", "rnn_relu"]),
@@ -113,3 +115,12 @@ def make_profile(**overrides: Any) -> dict[str, Any]:
 def minimal_profile() -> dict[str, Any]:
     """A fresh ``make_profile()`` for each test."""
     return make_profile()
+
+
+def make_v1_profile() -> dict[str, Any]:
+    """The same run as written by npucheck 0.1 (schema 1): no power, no energy."""
+    profile = make_profile(schema_version=1)
+    del profile["power"]
+    for measurement in profile["measurements"]:
+        del measurement["energy"]
+    return profile

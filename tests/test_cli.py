@@ -107,7 +107,7 @@ def test_show_renders_each_format(runner, result_file, fmt, needle):
     assert result.exit_code == 0, result.output
     assert needle in result.output
     if fmt == "json":
-        assert json.loads(result.output)["schema_version"] == 1
+        assert json.loads(result.output)["schema_version"] == 2
 
 
 @pytest.mark.parametrize("command", [["show"], ["check"], ["show", "--format", "markdown"]])
@@ -129,5 +129,5 @@ def test_env_lists_the_cpu_and_says_why_power_sources_are_missing(runner, tmp_pa
     result = runner.invoke(cli, ["env"])
     assert result.exit_code == 0, result.output
     assert "cpu" in result.output
-    assert "rapl" in result.output and "does not exist" in result.output
-    assert "not implemented" in result.output
+    assert "rapl" in result.output and "is not present" in result.output
+    assert "meter:PATH" in result.output

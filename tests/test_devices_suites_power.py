@@ -1,10 +1,7 @@
-"""Device detection and description, suite data, and power-source detection through injected roots."""
-
-import os
+"""Device detection and description, and suite data (power sources: test_power.py)."""
 
 import pytest
 
-from npucheck import power
 from npucheck.devices import CpuDevice, available_devices, cpu_caches, resolve_device
 from npucheck.errors import DeviceUnavailableError, UsageError
 from npucheck.kernels import select_dtypes, select_kernels
@@ -70,42 +67,7 @@ def test_malformed_suite_files_are_usage_errors(text, message):
 
 def test_unknown_shape_set_in_a_suite_is_named():
     text = ("[s]\ndescription='x'\nsuite_budget_s=1\ncase_budget_s=1\ncase_target_s=1\ndevice_warmup_s=0\n"
-            "accelerator_warmup_s=0\nmin_samples=6\nmax_samples=9\nmin_sample_s=0.001\n"
+            "accelerator_warmup_s=0\nmin_samples=6\nmax_samples=9\nmin_sample_s=0.001\npower_window_s=1\nidle_s=0\n"
             "entries=[{kernel='gemm', shape_set='nope'}]\n")
     with pytest.raises(UsageError, match="no shape set 'nope'"):
         load_suites(text)
-
-
-def test_rapl_absent_and_permission_denied_are_told_apart(tmp_path):
-    assert "does not exist" in power.probe_rapl(tmp_path).detail
-    zone = tmp_path / "class/powercap/intel-rapl:0"
-    _write(zone / "name", "package-0\n")
-    _write(zone / "energy_uj", "123\n")
-    os.chmod(zone / "energy_uj", 0o000)
-    status = power.probe_rapl(tmp_path)
-    if os.geteuid() == 0:  # root reads files whatever their mode
-        assert status.found and "package-0" in status.detail
-    else:
-        assert not status.found and "not readable" in status.detail
-
-
-def test_sysfs_root_can_be_moved_by_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("NPUCHECK_SYSFS_ROOT", str(tmp_path))
-    _write(tmp_path / "class/hwmon/hwmon0/power1_input", "5000000\n")
-    assert power.probe_hwmon().found
-
-
-class FakeNvml:
-    """Follows pynvml's failure mode when no driver is loaded."""
-
-    class NVMLError_DriverNotLoaded(Exception):
-        pass
-
-    def nvmlInit(self):
-        raise self.NVMLError_DriverNotLoaded("Driver Not Loaded")
-
-
-def test_nvml_without_a_driver_says_so():
-    status = power.probe_nvml(FakeNvml())
-    assert not status.found
-    assert "Driver Not Loaded" in status.detail

@@ -202,11 +202,20 @@ def test_non_integer_schema_version_is_refused(tmp_path, minimal_profile, versio
 
 
 def test_newer_schema_is_refused_with_the_upgrade_message(tmp_path, minimal_profile):
-    minimal_profile["schema_version"] = 2
+    minimal_profile["schema_version"] = 3
     path = write(tmp_path / "r.json", json.dumps(minimal_profile))
     with pytest.raises(ResultFileError) as info:
         store.load_result(path)
-    assert str(info.value) == f"{path}: written by a newer npucheck (schema 2 > 1); upgrade npucheck"
+    assert str(info.value) == f"{path}: written by a newer npucheck (schema 3 > 2); upgrade npucheck"
+
+
+def test_a_version_1_file_is_upgraded_with_no_power_and_no_energy(tmp_path):
+    from conftest import make_v1_profile
+
+    loaded = store.load_result(write(tmp_path / "r.json", json.dumps(make_v1_profile())))
+    assert loaded["schema_version"] == 2
+    assert loaded["power"]["source"] is None and "schema 1" in loaded["power"]["notes"][0]
+    assert all(m["energy"] is None for m in loaded["measurements"])
 
 
 def test_unknown_older_schema_is_refused(tmp_path, minimal_profile):
@@ -266,13 +275,13 @@ def test_load_migrates_an_older_file_before_validating(tmp_path, monkeypatch, mi
         doc["measurements"] = doc.pop("results")
         return doc
 
-    monkeypatch.setattr(store, "MIGRATIONS", {0: zero_to_one})
+    monkeypatch.setattr(store, "MIGRATIONS", {0: zero_to_one, 1: store.MIGRATIONS[1]})
     assert store.load_result(write(tmp_path / "r.json", json.dumps(old))) == minimal_profile
 
 
 def test_a_failing_migration_is_a_result_file_error(tmp_path, monkeypatch, minimal_profile):
     minimal_profile["schema_version"] = 0
-    monkeypatch.setattr(store, "MIGRATIONS", {0: lambda doc: doc["results"]})
+    monkeypatch.setattr(store, "MIGRATIONS", {0: lambda doc: doc["results"], 1: store.MIGRATIONS[1]})
     with pytest.raises(ResultFileError, match="cannot upgrade from schema 0: KeyError"):
         store.load_result(write(tmp_path / "r.json", json.dumps(minimal_profile)))
 
@@ -356,7 +365,7 @@ def test_non_finite_numbers_are_refused_with_their_path(tmp_path, minimal_profil
 
 def test_file_is_indented_json_in_document_order(tmp_path, minimal_profile):
     text = store.save_result(minimal_profile, tmp_path / "r.json").read_text(encoding="utf-8")
-    assert text.startswith('{\n "schema_version": 1,\n "npucheck_version": "0.1.0",')
+    assert text.startswith('{\n "schema_version": 2,\n "npucheck_version": "0.1.0",')
     assert text.endswith("}\n")
 
 

@@ -1,0 +1,298 @@
+"""Energy over a window: counters read at the edges, power sampled in a background thread, integrated.
+
+The caller synchronizes the device, enters the window, runs its sustained loop, synchronizes again and leaves
+the window; the edges are read right there, so the energy covers exactly the work that was timed.
+
+Integration is zero-order hold: each power sample holds until the next one (the last holds until the window
+ends, the first is held back to the window's start). A trapezoid rule would invent values between samples; with
+a counter present the counter decides and the integral is the cross-check (their ratio is reported).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from npucheck.power.base import CounterReset, PowerReadError, PowerSource
+
+DEFAULT_SAMPLE_HZ = 10.0
+MAX_TRACE_POINTS = 600
+"""Trace samples kept per window in the result (evenly thinned beyond this); the integral uses all of them."""
+MIN_COVERAGE = 0.5
+"""A window whose power samples cover less than this share of it (sources without a counter) is invalid."""
+COUNTER_AGREEMENT = 0.10
+"""A counter agrees with integrated power when their ratio is within 1 ± this."""
+
+
+def integrate_zoh(samples: Sequence[tuple[float, float]], start: float, end: float) -> tuple[float, float]:
+    """Energy in joules of a power trace over [start, end] by zero-order hold, and the share of the window the
+    samples cover (from the first sample on).
+
+    Args:
+        samples: (time in seconds, watts), sorted by time, any clock as long as ``start``/``end`` use it.
+        start: window start.
+        end: window end.
+
+    Returns:
+        (joules, coverage); (0.0, 0.0) when no sample falls at or before ``end``.
+    """
+    if end <= start:
+        return 0.0, 0.0
+    inside = [(t, w) for t, w in samples if t <= end]
+    if not inside:
+        return 0.0, 0.0
+    before = [s for s in inside if s[0] <= start]
+    points = ([(start, before[-1][1])] if before else []) + [(t, w) for t, w in inside if t > start]
+    first_t = points[0][0]
+    joules = points[0][1] * (first_t - start)  # hold the first value back to the start
+    for (t0, w0), (t1, _) in zip(points, points[1:]):
+        joules += w0 * (t1 - t0)
+    joules += points[-1][1] * (end - points[-1][0])
+    coverage = (end - first_t) / (end - start)
+    return joules, coverage
+
+
+def integrate_interval_averages(samples: Sequence[tuple[float, float]], start: float, end: float,
+                                period_s: float) -> tuple[float, float]:
+    """Energy of meter samples that are averages over the ``period_s`` before their timestamp."""
+    joules = 0.0
+    covered = 0.0
+    for t, watts in samples:
+        lo, hi = max(t - period_s, start), min(t, end)
+        if hi > lo:
+            joules += watts * (hi - lo)
+            covered += hi - lo
+    return joules, covered / (end - start) if end > start else 0.0
+
+
+@dataclass
+class _Trace:
+    power: list[tuple[float, float]] = field(default_factory=list)
+    energy: list[tuple[float, float]] = field(default_factory=list)
+    dropped: int = 0
+    errors: list[str] = field(default_factory=list)
+    reset: str | None = None
+
+
+class PowerSampler:
+    """Polls a source in a daemon thread: power (and the counter, which keeps wraparounds tracked)."""
+
+    def __init__(self, source: PowerSource, hz: float = DEFAULT_SAMPLE_HZ,
+                 clock: Callable[[], float] = time.monotonic):
+        if not hz > 0:
+            raise ValueError("sample rate must be positive")
+        self.source = source
+        self.period_s = 1.0 / hz
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.trace = _Trace()
+        self._lock = threading.Lock()
+
+    def sample_once(self) -> None:
+        """Take one sample of everything the source offers; a failed read is counted and dropped."""
+        now = self._clock()
+        for kind, has, read in (("power", self.source.has_power, self.source.read_power_w),
+                                ("energy", self.source.has_counter, self.source.read_energy_j)):
+            if not has:
+                continue
+            try:
+                value = read()
+            except CounterReset as e:
+                self.trace.reset = str(e)
+                continue
+            except PowerReadError as e:
+                self.trace.dropped += 1
+                if len(self.trace.errors) < 5:
+                    self.trace.errors.append(str(e))
+                continue
+            getattr(self.trace, kind).append((now, value))
+
+    def _loop(self) -> None:
+        next_t = self._clock()
+        while not self._stop.is_set():
+            with self._lock:
+                self.sample_once()
+            next_t += self.period_s
+            delay = next_t - self._clock()
+            if delay < 0:  # fell behind (a slow read): skip ahead rather than burst
+                next_t = self._clock()
+                delay = 0
+            self._stop.wait(delay)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="npucheck-power", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+class EnergyWindow:
+    """One measured window. Use as a context manager around work that starts and ends device-synchronized.
+
+    Example::
+
+        device.synchronize()
+        with EnergyWindow(source) as window:
+            ...  # sustained loop
+            device.synchronize()
+        energy = window.result(flops=calls * flops_per_call)
+    """
+
+    def __init__(self, source: PowerSource, hz: float = DEFAULT_SAMPLE_HZ,
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time):
+        self.source = source
+        self._clock = clock
+        self._wall = wall_clock
+        self._sampler = PowerSampler(source, hz, clock)
+        self.start_s = self.end_s = 0.0
+        self.start_unix = self.end_unix = 0.0
+        self.edge_energy: list[float | None] = [None, None]
+        self.edge_errors: list[str] = []
+        self.context_before: dict[str, Any] = {}
+        self.context_after: dict[str, Any] = {}
+
+    def _edge(self, index: int) -> None:
+        if not self.source.has_counter:
+            return
+        try:
+            self.edge_energy[index] = self.source.read_energy_j()
+        except PowerReadError as e:
+            self.edge_errors.append(f"{'start' if index == 0 else 'end'} edge: {e}")
+
+    def __enter__(self) -> "EnergyWindow":
+        self.context_before = _safe_context(self.source)
+        self._sampler.sample_once()  # a power value at the start edge
+        self._edge(0)
+        self.start_s, self.start_unix = self._clock(), self._wall()
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.end_s, self.end_unix = self._clock(), self._wall()
+        self._edge(1)
+        self._sampler.stop()
+        self._sampler.sample_once()
+        self.context_after = _safe_context(self.source)
+
+    # ------------------------------------------------------------------------------------------------ result
+    def result(self, flops: float | None = None, idle_watts: float | None = None,
+               meter_wait_s: float = 0.0) -> dict[str, Any]:
+        """The ``energy`` object of a measurement (see docs/result-profile.md). Never raises for a bad reading:
+        an unusable window comes back with ``valid: false`` and the reason, and no power figures."""
+        window_s = self.end_s - self.start_s
+        trace = self._sampler.trace
+        src = self.source
+        out: dict[str, Any] = {
+            "source": src.name, "scope": src.scope, "quality": src.quality, "uncertainty_rel": src.uncertainty_rel,
+            "window_s": window_s, "start_unix": self.start_unix, "valid": False, "reason": None,
+            "joules": None, "joules_counter": None, "joules_integrated": None, "counter_vs_integrated": None,
+            "avg_watts": None, "idle_watts": idle_watts, "flops": flops, "tflops": None, "tflops_per_watt": None,
+            "tflops_per_watt_net": None, "samples": len(trace.power), "dropped_samples": trace.dropped,
+            "coverage": None, "trace": [], "context_before": self.context_before,
+            "context_after": self.context_after, "throttle": _throttle(self.context_before, self.context_after),
+            "warnings": [],
+        }
+        power = [(t, w) for t, w in trace.power if self.start_s - 1.0 <= t <= self.end_s + 1.0]
+        out["trace"] = _thin([[round(t - self.start_s, 4), w] for t, w in power])
+        reasons = []
+        if trace.reset:
+            reasons.append(f"energy counter reset during the window ({trace.reset})")
+        if self.edge_errors:
+            reasons.append("; ".join(self.edge_errors))
+        # ---- the counter, read at the edges
+        if src.has_counter and not reasons:
+            e0, e1 = self.edge_energy
+            if e0 is not None and e1 is not None:
+                if src.counter_update_s and window_s < src.counter_update_s:
+                    reasons.append(f"window of {window_s:.3g} s is shorter than the counter's update period "
+                                   f"({src.counter_update_s:g} s): its energy cannot be measured")
+                elif e1 - e0 < 0:
+                    reasons.append("energy counter went backwards")
+                else:
+                    out["joules_counter"] = e1 - e0
+        # ---- integrated power (polled), or a meter's log
+        if src.is_log:
+            try:
+                samples, malformed = src.log_samples(self.start_unix, self.end_unix, wait_s=meter_wait_s)
+            except PowerReadError as e:
+                reasons.append(str(e))
+                samples, malformed = [], 0
+            out["malformed_lines"] = malformed
+            out["samples"] = len(samples)
+            out["trace"] = _thin([[round(t - self.start_unix, 4), w] for t, w in samples])
+            if samples and not reasons:
+                period = src.power_update_s or 1.0
+                if getattr(src, "sample_type", "average") == "average":
+                    joules, coverage = integrate_interval_averages(samples, self.start_unix, self.end_unix, period)
+                else:
+                    joules, coverage = integrate_zoh(samples, self.start_unix, self.end_unix)
+                out["joules_integrated"], out["coverage"] = joules, coverage
+                if coverage < 0.95:
+                    reasons.append(f"the meter log covers only {coverage:.0%} of the window")
+            elif not reasons:
+                reasons.append("the meter log has no sample inside the window")
+        elif src.has_power:
+            joules, coverage = integrate_zoh(power, self.start_s, self.end_s)
+            if power:
+                out["joules_integrated"], out["coverage"] = joules, coverage
+        # ---- decide
+        if out["joules_counter"] is not None:
+            out["joules"] = out["joules_counter"]
+            if out["joules_integrated"]:
+                ratio = out["joules_counter"] / out["joules_integrated"]
+                out["counter_vs_integrated"] = ratio
+                if abs(ratio - 1) > COUNTER_AGREEMENT:
+                    out["warnings"].append(f"energy counter and integrated power disagree: ratio {ratio:.3f}")
+        elif out["joules_integrated"] is not None and not src.has_counter:
+            if not src.is_log and (out["coverage"] or 0) < MIN_COVERAGE:
+                reasons.append(f"power samples cover only {out['coverage']:.0%} of the window")
+            else:
+                out["joules"] = out["joules_integrated"]
+        elif not reasons:
+            reasons.append(f"{src.name} gave no usable reading during the window"
+                           + (f" ({'; '.join(trace.errors)})" if trace.errors else ""))
+        if reasons:
+            out["reason"] = "; ".join(reasons)
+            out["joules"] = None
+            return out
+        out["valid"] = True
+        out["avg_watts"] = out["joules"] / window_s
+        if out["avg_watts"] <= 0:
+            out.update(valid=False, reason="average power is not positive", avg_watts=None, joules=None)
+            return out
+        if flops is not None and window_s > 0:
+            out["tflops"] = flops / window_s / 1e12
+            out["tflops_per_watt"] = out["tflops"] / out["avg_watts"]
+            if idle_watts is not None and out["avg_watts"] > idle_watts:
+                out["tflops_per_watt_net"] = out["tflops"] / (out["avg_watts"] - idle_watts)
+        if trace.dropped:
+            out["warnings"].append(f"{trace.dropped} power readings failed and were dropped")
+        if out["throttle"].get("reasons"):
+            out["warnings"].append("throttled during the window: " + ", ".join(out["throttle"]["reasons"]))
+        return out
+
+
+def _safe_context(source: PowerSource) -> dict[str, Any]:
+    try:
+        return source.context()
+    except Exception as e:  # noqa: BLE001 - context is evidence, never a reason to lose the window
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def _throttle(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    reasons = sorted(set(before.get("throttle_reasons") or []) | set(after.get("throttle_reasons") or []))
+    return {"reasons": reasons, "seen": bool(reasons)} if ("throttle_reasons" in before
+                                                          or "throttle_reasons" in after) else {}
+
+
+def _thin(points: list[list[float]]) -> list[list[float]]:
+    if len(points) <= MAX_TRACE_POINTS:
+        return points
+    step = len(points) / MAX_TRACE_POINTS
+    return [points[int(i * step)] for i in range(MAX_TRACE_POINTS)]
