@@ -235,12 +235,16 @@ def show(result: Path, fmt: str) -> None:
 
 
 def _print_profile(console: Console, profile: dict[str, Any]) -> None:
-    from npucheck.render import header_lines, measurements_table, summary_table, support_table, verdicts_table
+    from npucheck.render import (energy_table, header_lines, measurements_table, summary_table, support_table,
+                                 verdicts_table)
 
     for line in header_lines(profile):
-        console.print(line)
+        console.print(escape(line))
     console.print(measurements_table(profile))
     console.print(summary_table(profile))
+    energy = energy_table(profile)
+    if energy is not None:
+        console.print(energy)
     console.print(support_table(profile))
     if profile.get("verdicts"):
         console.print(verdicts_table(profile["verdicts"]))

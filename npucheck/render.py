@@ -87,6 +87,45 @@ def summary_table(profile: dict[str, Any]) -> Table:
     return table
 
 
+ENERGY_HEADERS = ["case", "window", "source", "scope", "quality", "avg W", "idle W", "TFLOPS", "TFLOPS/W",
+                  "net TFLOPS/W", "counter/integrated", "note"]
+
+
+def energy_rows(profile: dict[str, Any]) -> Iterable[list[str]]:
+    """One row per energy window: every power figure beside its source, scope, quality and window length."""
+    idle = (profile.get("power") or {}).get("idle")
+    windows = ([("idle", idle)] if idle else []) + [
+        (m["id"], m["energy"]) for m in profile.get("measurements", []) if m.get("energy")]
+    for case, e in windows:
+        note = e.get("reason") if not e.get("valid") else "; ".join(e.get("warnings") or [])
+        label = case if case == "idle" else f"{case.split('/', 1)[1]} ({e.get('kind', '')})"
+        yield [label, f"{e.get('window_s') or 0:.1f} s", e["source"], e["scope"], e["quality"],
+               fmt_number(e.get("avg_watts")), fmt_number(e.get("idle_watts")), fmt_tflops(e.get("tflops")),
+               fmt_number(e.get("tflops_per_watt")), fmt_number(e.get("tflops_per_watt_net")),
+               fmt_number(e.get("counter_vs_integrated")), note or ""]
+
+
+def energy_table(profile: dict[str, Any]) -> Table | None:
+    rows = list(energy_rows(profile))
+    if not rows:
+        return None
+    table = Table(title="Energy windows (power over the same window as the sustained TFLOPS)", title_justify="left")
+    for header in ENERGY_HEADERS:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def power_line(profile: dict[str, Any]) -> str:
+    power = profile.get("power") or {}
+    source = power.get("source")
+    if source is None:
+        return "power: none (" + ("; ".join(power.get("notes") or []) or "not measured") + ")"
+    return (f"power: {source['name']} — {source.get('detail', '')}; quality {source['quality']}, scope "
+            f"{source['scope']}, ±{source.get('uncertainty_rel', 0):.0%}")
+
+
 def support_table(profile: dict[str, Any]) -> Table:
     table = Table(title="FP16 support on the device (terminal-chip criterion)", title_justify="left")
     for header in ("family", "supported", "checks", "reason"):
@@ -132,6 +171,7 @@ def header_lines(profile: dict[str, Any]) -> list[str]:
         f"threads {env.get('threads', {}).get('intra_op')}",
         f"suite: {settings.get('suite')}, seed {settings.get('seed')}, created {profile['created_utc']}"
         + (", INTERRUPTED" if profile.get("interrupted") else ""),
+        power_line(profile),
     ]
     return lines
 
@@ -147,6 +187,10 @@ def to_markdown(profile: dict[str, Any]) -> str:
         out.append(f"| {dtype} | {fmt_tflops(peak['tflops'])} | {fmt_tflops(peak['ci_low'])}–"
                    f"{fmt_tflops(peak['ci_high'])} | {_md(peak['case'])} | "
                    f"{fmt_number(per_watt) if per_watt is not None else 'not measured'} |")
+    energy = list(energy_rows(profile))
+    if energy:
+        out += ["", "## Energy windows", "", "| " + " | ".join(ENERGY_HEADERS) + " |", "|" + "---|" * len(ENERGY_HEADERS)]
+        out += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in energy]
     out += ["", "## FP16 support", "", "| family | supported | reason |", "|---|---|---|"]
     for family, entry in profile.get("support", {}).items():
         out.append(f"| {family} | {entry.get('supported')} | {_md(entry.get('reason') or '')} |")

@@ -50,7 +50,8 @@ def discover_zones(root: Path) -> list[tuple[Path, str]]:
     """Every powercap zone with an ``energy_uj`` file (top-level and sub-zones), with its name."""
     base = root / "class/powercap"
     zones = []
-    for path in sorted(base.glob("intel-rapl:*")) + sorted(base.glob("intel-rapl:*:*")):
+    # sysfs lists sub-zones both beside their parent (class/powercap/intel-rapl:0:0) and inside it
+    for path in sorted(base.glob("intel-rapl:*")) + sorted(base.glob("intel-rapl:*/intel-rapl:*")):
         name_file = path / "name"
         if not (path / "energy_uj").exists() or not name_file.exists():
             continue

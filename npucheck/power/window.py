@@ -71,6 +71,7 @@ def integrate_interval_averages(samples: Sequence[tuple[float, float]], start: f
 class _Trace:
     power: list[tuple[float, float]] = field(default_factory=list)
     energy: list[tuple[float, float]] = field(default_factory=list)
+    contexts: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     dropped: int = 0
     errors: list[str] = field(default_factory=list)
     reset: str | None = None
@@ -110,11 +111,22 @@ class PowerSampler:
                 continue
             getattr(self.trace, kind).append((now, value))
 
+    def sample_context(self) -> None:
+        """Clocks, temperature and throttle reasons (once a second: they matter between the edges too)."""
+        context = _safe_context(self.source)
+        if context:
+            self.trace.contexts.append((self._clock(), context))
+
     def _loop(self) -> None:
         next_t = self._clock()
+        every = max(1, round(1.0 / self.period_s))
+        ticks = 0
         while not self._stop.is_set():
             with self._lock:
                 self.sample_once()
+                ticks += 1
+                if ticks % every == 0:
+                    self.sample_context()
             next_t += self.period_s
             delay = next_t - self._clock()
             if delay < 0:  # fell behind (a slow read): skip ahead rather than burst
@@ -195,9 +207,15 @@ class EnergyWindow:
             "avg_watts": None, "idle_watts": idle_watts, "flops": flops, "tflops": None, "tflops_per_watt": None,
             "tflops_per_watt_net": None, "samples": len(trace.power), "dropped_samples": trace.dropped,
             "coverage": None, "trace": [], "context_before": self.context_before,
-            "context_after": self.context_after, "throttle": _throttle(self.context_before, self.context_after),
+            "context_after": self.context_after,
+            "throttle": _throttle([self.context_before, self.context_after] + [c for _, c in trace.contexts]),
+            "context_trace": [[round(t - self.start_s, 3), c] for t, c in trace.contexts][:MAX_TRACE_POINTS],
             "warnings": [],
         }
+        if out["throttle"].get("reasons"):
+            out["warnings"].append("throttled during the window: " + ", ".join(out["throttle"]["reasons"]))
+        if trace.dropped:
+            out["warnings"].append(f"{trace.dropped} power readings failed and were dropped")
         power = [(t, w) for t, w in trace.power if self.start_s - 1.0 <= t <= self.end_s + 1.0]
         out["trace"] = _thin([[round(t - self.start_s, 4), w] for t, w in power])
         reasons = []
@@ -271,10 +289,6 @@ class EnergyWindow:
             out["tflops_per_watt"] = out["tflops"] / out["avg_watts"]
             if idle_watts is not None and out["avg_watts"] > idle_watts:
                 out["tflops_per_watt_net"] = out["tflops"] / (out["avg_watts"] - idle_watts)
-        if trace.dropped:
-            out["warnings"].append(f"{trace.dropped} power readings failed and were dropped")
-        if out["throttle"].get("reasons"):
-            out["warnings"].append("throttled during the window: " + ", ".join(out["throttle"]["reasons"]))
         return out
 
 
@@ -285,10 +299,14 @@ def _safe_context(source: PowerSource) -> dict[str, Any]:
         return {"error": f"{type(e).__name__}: {e}"}
 
 
-def _throttle(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    reasons = sorted(set(before.get("throttle_reasons") or []) | set(after.get("throttle_reasons") or []))
-    return {"reasons": reasons, "seen": bool(reasons)} if ("throttle_reasons" in before
-                                                          or "throttle_reasons" in after) else {}
+def _throttle(contexts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Limiting clock-event reasons seen at the edges or in between; empty when the source cannot tell."""
+    known = [c for c in contexts if "throttle_reasons" in c]
+    if not known:
+        return {}
+    reasons = sorted({reason for c in known for reason in c["throttle_reasons"]})
+    throttled = sum(1 for c in known if c["throttle_reasons"])
+    return {"reasons": reasons, "seen": bool(reasons), "checks": len(known), "throttled_checks": throttled}
 
 
 def _thin(points: list[list[float]]) -> list[list[float]]:

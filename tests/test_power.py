@@ -1,0 +1,414 @@
+"""Power sources through fakes that follow the real semantics, integration, and energy windows."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fakes import FakeAmdSmi, FakeNvml, make_hwmon, make_zone
+
+from npucheck import power
+from npucheck.power import rapl as rapl_module
+from npucheck.power.amd import AmdSmiSource
+from npucheck.power.base import CounterReset, PowerReadError, PowerSource, PowerSourceError
+from npucheck.power.hwmon import HwmonSource
+from npucheck.power.meter import ConstantSource, MeterLogSource, parse_line
+from npucheck.power.nvml import NvmlSource, decode_clock_events
+from npucheck.power.rapl import RaplSource
+from npucheck.power.window import EnergyWindow, integrate_interval_averages, integrate_zoh
+
+
+# ------------------------------------------------------------------------------------------------------ RAPL
+def test_rapl_absent_is_said_plainly(tmp_path):
+    with pytest.raises(PowerSourceError, match="is not present"):
+        RaplSource(tmp_path)
+
+
+def test_rapl_permission_denied_is_not_absent(tmp_path, monkeypatch):
+    make_zone(tmp_path, "intel-rapl:0", "package-0", 1000)
+    real = rapl_module._read_int
+
+    def denied(path):
+        if path.name == "energy_uj":
+            raise PermissionError(13, "Permission denied", str(path))  # what a non-root read gets since 5.10
+        return real(path)
+
+    monkeypatch.setattr(rapl_module, "_read_int", denied)
+    with pytest.raises(PowerSourceError, match="permission denied .*root-only"):
+        RaplSource(tmp_path)
+    status = power.probe_rapl(tmp_path)
+    assert not status.found and "permission denied" in status.detail
+
+
+def test_rapl_zone_without_a_wrap_range_is_refused(tmp_path):
+    make_zone(tmp_path, "intel-rapl:0", "package-0", 1000, max_uj=None)
+    with pytest.raises(PowerSourceError, match="max_energy_range_uj"):
+        RaplSource(tmp_path)
+
+
+def _set(zone, uj):
+    (zone / "energy_uj").write_text(f"{uj}\n")
+
+
+def test_rapl_unwraps_one_wrap_between_reads(tmp_path):
+    zone = make_zone(tmp_path, "intel-rapl:0", "package-0", 990_000_000, max_uj=999_999_999)
+    source = RaplSource(tmp_path)
+    _set(zone, 5_000_000)  # passed the top: 10 J to the wrap, 5 J after it
+    assert source.read_energy_j() == pytest.approx(15.000001)
+
+
+def test_rapl_unwraps_two_wraps_read_in_between(tmp_path):
+    zone = make_zone(tmp_path, "intel-rapl:0", "package-0", 600_000_000, max_uj=999_999_999)
+    source = RaplSource(tmp_path)
+    for uj in (900_000_000, 100_000_000, 700_000_000, 50_000_000):
+        _set(zone, uj)
+        source.read_energy_j()
+    # 300 J, then 200 J across the first wrap, 600 J, then 350 J across the second wrap
+    assert source.read_energy_j() == pytest.approx(1450.000002)
+
+
+def test_rapl_on_a_laptop_counts_the_package_once_and_keeps_psys_apart(tmp_path):
+    make_zone(tmp_path, "intel-rapl:0", "package-0", 1_000_000)
+    make_zone(tmp_path, "intel-rapl:0/intel-rapl:0:0", "core", 500_000)
+    make_zone(tmp_path, "intel-rapl:0/intel-rapl:0:1", "uncore", 100_000)
+    make_zone(tmp_path, "intel-rapl:0/intel-rapl:0:2", "dram", 200_000)
+    make_zone(tmp_path, "intel-rapl:1", "psys", 3_000_000)
+    for sub in ("0:0", "0:1", "0:2"):  # as in sysfs: each sub-zone is also listed beside its parent
+        (tmp_path / f"class/powercap/intel-rapl:{sub}").symlink_to(tmp_path / f"class/powercap/intel-rapl:0/intel-rapl:{sub}")
+    assert RaplSource(tmp_path).zones == ["package-0"]
+    assert RaplSource(tmp_path, "dram").zones == ["dram"]
+    psys = RaplSource(tmp_path, "psys")
+    assert psys.zones == ["psys"] and psys.scope == "soc-rail"
+
+
+def test_rapl_sums_two_sockets(tmp_path):
+    zero = make_zone(tmp_path, "intel-rapl:0", "package-0", 0)
+    one = make_zone(tmp_path, "intel-rapl:1", "package-1", 0)
+    source = RaplSource(tmp_path)
+    _set(zero, 40_000_000)
+    _set(one, 60_000_000)
+    assert source.zones == ["package-0", "package-1"]
+    assert source.read_energy_j() == pytest.approx(100.0)
+
+
+def test_rapl_counts_mirrored_dies_of_one_package_once(tmp_path):
+    make_zone(tmp_path, "intel-rapl:0", "package-0-die-0", 7_777_000)
+    make_zone(tmp_path, "intel-rapl:1", "package-0-die-1", 7_777_000)
+    assert RaplSource(tmp_path).zones == ["package-0-die-0"]
+
+
+def test_rapl_chooses_zones_by_name_not_index(tmp_path):
+    make_zone(tmp_path, "intel-rapl:0", "package-0", 0)
+    make_zone(tmp_path, "intel-rapl:0/intel-rapl:0:0", "dram", 0)
+    make_zone(tmp_path, "intel-rapl:1", "package-1", 0)
+    assert RaplSource(tmp_path).zones == ["package-0", "package-1"]
+    assert RaplSource(tmp_path, "dram").zones == ["dram"]
+
+
+def test_rapl_transient_read_error_drops_the_reading_and_invents_no_wrap(tmp_path, monkeypatch):
+    zone = make_zone(tmp_path, "intel-rapl:0", "package-0", 1_000_000)
+    source = RaplSource(tmp_path)
+    real = rapl_module._read_int
+    monkeypatch.setattr(rapl_module, "_read_int", lambda path: (_ for _ in ()).throw(OSError(5, "I/O error")))
+    with pytest.raises(PowerReadError):
+        source.read_energy_j()
+    monkeypatch.setattr(rapl_module, "_read_int", real)
+    _set(zone, 3_000_000)
+    assert source.read_energy_j() == pytest.approx(2.0)
+
+
+# ------------------------------------------------------------------------------------------------------ integration
+def test_zero_order_hold_of_a_step_trace_matches_the_analytic_energy():
+    # 100 W for 3 s then 300 W for 2 s, sampled at 10 Hz: 900 J
+    samples = [(i / 10, 100.0 if i < 30 else 300.0) for i in range(50)]
+    joules, coverage = integrate_zoh(samples, 0.0, 5.0)
+    assert joules == pytest.approx(900.0, rel=1e-3)
+    assert coverage == pytest.approx(1.0)
+
+
+def test_one_sample_in_a_constant_window_is_not_zero_joules():
+    assert integrate_zoh([(0.2, 50.0)], 0.0, 2.0)[0] == pytest.approx(100.0)
+
+
+def test_interval_average_samples_cover_the_period_before_them():
+    samples = [(t, 200.0) for t in (1.0, 2.0, 3.0)]
+    joules, coverage = integrate_interval_averages(samples, 0.0, 3.0, period_s=1.0)
+    assert joules == pytest.approx(600.0) and coverage == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------------------------------------------ windows
+class RampSource(PowerSource):
+    """A counter advancing at ``watts`` in ``update_s`` steps, plus instant power; faults on demand."""
+
+    name = "ramp"
+    quality = "Q2"
+
+    def __init__(self, watts=200.0, update_s=0.001, reset_after=None, fail_edges=False):
+        self.watts, self.counter_update_s, self.power_update_s = watts, update_s, 0.01
+        self.t0 = time.monotonic()
+        self.reads = 0
+        self.reset_after = reset_after
+        self.fail_edges = fail_edges
+
+    has_counter = property(lambda self: True)
+    has_power = property(lambda self: True)
+
+    def read_energy_j(self):
+        self.reads += 1
+        if self.fail_edges:
+            raise PowerReadError("device fell off the bus")
+        if self.reset_after is not None and self.reads > self.reset_after:
+            raise CounterReset("counter fell to 0")
+        elapsed = time.monotonic() - self.t0
+        return self.watts * (elapsed // self.counter_update_s) * self.counter_update_s
+
+    def read_power_w(self):
+        return self.watts
+
+
+def test_a_window_reports_the_sources_power_and_tflops_per_watt():
+    window = EnergyWindow(RampSource(watts=200.0), hz=50)
+    with window:
+        time.sleep(0.3)
+    energy = window.result(flops=60e12, idle_watts=50.0)
+    assert energy["valid"], energy["reason"]
+    assert energy["avg_watts"] == pytest.approx(200.0, rel=0.02)
+    assert energy["tflops_per_watt"] == pytest.approx(energy["tflops"] / energy["avg_watts"])
+    assert energy["tflops_per_watt_net"] == pytest.approx(energy["tflops"] / (energy["avg_watts"] - 50.0))
+    assert energy["counter_vs_integrated"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_a_window_shorter_than_the_counter_update_is_an_error_not_zero_joules():
+    window = EnergyWindow(RampSource(update_s=0.1), hz=50)
+    with window:
+        time.sleep(0.03)
+    energy = window.result(flops=1e12)
+    assert not energy["valid"] and energy["joules"] is None
+    assert "shorter than the counter's update period" in energy["reason"]
+
+
+def test_a_counter_reset_during_the_window_invalidates_it():
+    window = EnergyWindow(RampSource(reset_after=2), hz=50)
+    with window:
+        time.sleep(0.1)
+    energy = window.result(flops=1e12)
+    assert not energy["valid"] and "reset" in energy["reason"]
+
+
+def test_a_source_failing_mid_window_invalidates_it_with_the_reason():
+    window = EnergyWindow(RampSource(fail_edges=True), hz=50)
+    with window:
+        time.sleep(0.05)
+    energy = window.result(flops=1e12)
+    assert not energy["valid"] and "fell off the bus" in energy["reason"]
+    assert energy["tflops_per_watt"] is None
+
+
+def test_a_constant_figure_is_quality_q0():
+    source = ConstantSource(350)
+    window = EnergyWindow(source, hz=50)
+    with window:
+        time.sleep(0.05)
+    energy = window.result(flops=1e12)
+    assert energy["valid"] and energy["avg_watts"] == pytest.approx(350.0) and energy["quality"] == "Q0"
+
+
+# ------------------------------------------------------------------------------------------------------ NVML
+def test_nvml_uses_the_energy_counter_and_the_instant_power_field():
+    fake = FakeNvml()
+    source = NvmlSource(fake, uuid="GPU-1234")
+    assert source.has_counter and source.quality == "Q2" and source.scope == "board"
+    assert source.read_energy_j() == pytest.approx(1000.0)
+    assert source.read_power_w() == pytest.approx(300.0)  # the instant field, not the 1 s average
+    source.close()
+    assert fake.initialised == 0
+
+
+def test_nvml_without_an_energy_counter_falls_back_to_polled_power():
+    source = NvmlSource(FakeNvml(energy_mj=None))
+    assert not source.has_counter and source.quality == "Q1" and source.has_power
+
+
+def test_nvml_without_the_instant_field_says_it_uses_the_1s_average():
+    source = NvmlSource(FakeNvml(instant_mw=None))
+    assert source.read_power_w() == pytest.approx(280.0)
+    assert "1 s average" in source.detail and source.describe()["power_field"] == "average_1s"
+
+
+def test_nvml_that_answers_not_supported_to_everything_is_unusable():
+    with pytest.raises(PowerSourceError, match="NotSupported to every energy and power query"):
+        NvmlSource(FakeNvml(energy_mj=None, instant_mw=None, average_mw=None))
+
+
+def test_nvml_counter_going_backwards_is_a_reset():
+    fake = FakeNvml()
+    source = NvmlSource(fake)
+    source.read_energy_j()
+    fake.energy_mj = 10
+    with pytest.raises(CounterReset, match="fell from 1000000 to 10"):
+        source.read_energy_j()
+
+
+def test_nvml_throttle_reasons_are_decoded_and_limiting_ones_flagged():
+    source = NvmlSource(FakeNvml(clock_events=0x1 | 0x4 | 0x40))
+    context = source.context()
+    assert context["clock_event_reasons"] == ["GpuIdle", "SwPowerCap", "HwThermalSlowdown"]
+    assert context["throttle_reasons"] == ["SwPowerCap", "HwThermalSlowdown"]
+    assert context["sm_clock_mhz"] == 1980 and context["power_limit_w"] == 700.0
+    assert decode_clock_events(0x80) == ["HwPowerBrakeSlowdown"]
+
+
+def test_nvml_finds_the_gpu_under_test_by_uuid_whatever_cuda_visible_devices_says():
+    fake = FakeNvml(uuid="GPU-abcd")
+    source, _ = power.open_source("auto", {"backend": "cuda", "properties": {"uuid": "abcd"}}, nvml=fake)
+    assert isinstance(source, NvmlSource) and fake.handles_by_uuid == ["GPU-abcd"]
+
+
+def test_nvml_under_mig_reports_the_whole_gpu_and_says_so():
+    assert "MIG enabled" in NvmlSource(FakeNvml(mig=True)).detail
+
+
+def test_throttling_between_the_edges_is_caught_and_becomes_a_warning():
+    fake = FakeNvml(clock_events=0)
+    window = EnergyWindow(NvmlSource(fake), hz=20)
+    with window:
+        time.sleep(0.1)
+        fake.clock_events = 0x4  # power capping for a while, gone before the end edge
+        time.sleep(1.2)
+        fake.clock_events = 0
+    energy = window.result(flops=1e12)
+    assert energy["throttle"]["reasons"] == ["SwPowerCap"] and energy["throttle"]["throttled_checks"] >= 1
+    assert any("throttled" in w for w in energy["warnings"])
+
+
+# ------------------------------------------------------------------------------------------------------ hwmon
+def test_hwmon_amdgpu_power_average_is_microwatts(tmp_path):
+    make_hwmon(tmp_path, 0, "amdgpu", {"power1_average": "215000000"})
+    source = HwmonSource(tmp_path)
+    assert source.read_power_w() == pytest.approx(215.0) and source.scope == "board" and source.quality == "Q1"
+
+
+def test_hwmon_energy_counter_is_microjoules(tmp_path):
+    path = make_hwmon(tmp_path, 0, "amdgpu", {"energy1_input": "5000000", "power1_input": "100000000"})
+    source = HwmonSource(tmp_path)
+    (path / "energy1_input").write_text("8000000\n")
+    assert source.has_counter and source.read_energy_j() == pytest.approx(3.0)
+
+
+def test_jetson_uses_the_input_rail_and_never_adds_its_sub_rails(tmp_path):
+    make_hwmon(tmp_path, 0, "ina3221", {
+        "in1_label": "VDD_IN", "in1_input": "5000", "curr1_input": "2000",  # 5 V x 2 A = 10 W, the module
+        "in2_label": "VDD_CPU_GPU_CV", "in2_input": "5000", "curr2_input": "1000",
+        "in3_label": "VDD_SOC", "in3_input": "5000", "curr3_input": "500"})
+    source = HwmonSource(tmp_path)
+    assert source.read_power_w() == pytest.approx(10.0) and source.scope == "module"
+    rail = HwmonSource(tmp_path, "ina3221", "VDD_SOC")
+    assert rail.read_power_w() == pytest.approx(2.5) and rail.scope == "soc-rail"
+
+
+def test_rails_without_an_input_rail_must_be_chosen(tmp_path):
+    make_hwmon(tmp_path, 0, "ina3221", {"in1_label": "VDD_GPU", "in1_input": "5000", "curr1_input": "100"})
+    with pytest.raises(PowerSourceError, match="no module input rail"):
+        HwmonSource(tmp_path)
+
+
+def test_a_reading_off_by_a_unit_is_dropped_not_used(tmp_path):
+    make_hwmon(tmp_path, 0, "tenstorrent", {"power1_input": "215000000000"})  # mW written as µW × 1000
+    with pytest.raises(PowerReadError, match="unit error"):
+        HwmonSource(tmp_path).read_power_w()
+
+
+# ------------------------------------------------------------------------------------------------------ amdsmi
+def _amd(fake):
+    return AmdSmiSource(fake, sleep=fake.advance)
+
+
+def test_amdsmi_counter_is_validated_then_used():
+    source = _amd(FakeAmdSmi())
+    assert source.has_counter and source.quality == "Q2"
+    assert source.read_power_w() == pytest.approx(400.0)
+
+
+def test_a_frozen_amd_counter_is_rejected_for_polled_power():
+    source = _amd(FakeAmdSmi(frozen=True))
+    assert not source.has_counter and source.quality == "Q1" and "frozen" in source.detail
+
+
+def test_an_amd_counter_at_the_wrong_rate_is_rejected():
+    assert "3.00x" in _amd(FakeAmdSmi(counter_rate=3.0)).detail
+
+
+def test_amd_with_no_counter_and_no_power_is_unusable():
+    with pytest.raises(PowerSourceError, match="no socket power"):
+        _amd(FakeAmdSmi(watts="N/A", frozen=True))
+
+
+# ------------------------------------------------------------------------------------------------------ meter
+@pytest.mark.parametrize("line,expected", [
+    ("1764072000.5,231.4", (1764072000.5, 231.4)),
+    ("2025-11-25T12:00:00.5Z,99", (1764072000.5, 99.0)),
+    ("2025-11-25T12:00:00.5,99", (1764072000.5, 99.0)),
+    ("Time,25-11-2025 12:00:00.500,Watts,22.95,Volts,228.57,Amps,0.206430,PF,0.4864,Mark,run", (1764072000.5, 22.95)),
+    ("timestamp,watts", None),
+])
+def test_meter_lines_in_each_accepted_format(line, expected):
+    assert parse_line(line) == expected
+
+
+@pytest.mark.parametrize("line", ["garbage", "1764072000,abc", "1764072000,nan", "not-a-time,5"])
+def test_malformed_meter_lines_raise(line):
+    with pytest.raises(ValueError):
+        parse_line(line)
+
+
+def test_malformed_lines_are_skipped_and_counted(tmp_path):
+    log = tmp_path / "meter.csv"
+    log.write_text("timestamp,watts\n100.0,50\nbroken\n101.0,52\n102.0,1e9\n103.0,5")  # last line unfinished
+    samples, malformed = MeterLogSource(log).read_all()
+    assert samples == [(100.0, 50.0), (101.0, 52.0)] and malformed == 2
+
+
+def test_a_log_that_does_not_cover_the_window_makes_it_invalid(tmp_path):
+    log = tmp_path / "meter.csv"
+    now = time.time()
+    log.write_text(f"{now - 100},50\n{now - 99},50\n")
+    window = EnergyWindow(MeterLogSource(log, period_s=1.0, accuracy=0.01), hz=50)
+    with window:
+        time.sleep(0.05)
+    energy = window.result(flops=1e12)
+    assert not energy["valid"] and "no sample inside the window" in energy["reason"]
+
+
+def test_meter_options_are_parsed_and_checked(tmp_path):
+    log = tmp_path / "m.csv"
+    log.write_text("")
+    source, _ = power.open_source(f"meter:{log},accuracy=0.005,sample=instant,period=0.5,scope=wall")
+    assert source.uncertainty_rel == 0.005 and source.sample_type == "instant" and source.quality == "Q3"
+    with pytest.raises(PowerSourceError, match="unknown option 'acc'"):
+        power.open_source(f"meter:{log},acc=1")
+    with pytest.raises(PowerSourceError, match="does not exist"):
+        power.open_source(f"meter:{tmp_path / 'missing.csv'}")
+
+
+# ------------------------------------------------------------------------------------------------------ choosing
+def test_auto_on_a_cpu_without_rapl_gives_no_source_and_says_why(tmp_path):
+    source, notes = power.open_source("auto", {"backend": "cpu"}, root=tmp_path)
+    assert source is None and "is not present" in notes[0]
+
+
+def test_auto_on_a_cpu_with_rapl_uses_it(tmp_path):
+    make_zone(tmp_path, "intel-rapl:0", "package-0", 0)
+    source, _ = power.open_source("auto", {"backend": "cpu"}, root=tmp_path)
+    assert isinstance(source, RaplSource)
+
+
+@pytest.mark.parametrize("spec,message", [("watts", "unknown power source"), ("constant:lots", "expected watts"),
+                                          ("constant:-5", "must be a number"), ("nvml:x", "expected a GPU index")])
+def test_bad_power_specs_are_one_clear_error(spec, message):
+    with pytest.raises(PowerSourceError, match=message):
+        power.open_source(spec, nvml=FakeNvml())
+
+
+def test_env_probe_exercises_the_real_reads(tmp_path):
+    status = power.probe_nvml(FakeNvml(energy_mj=None, instant_mw=None, average_mw=None))
+    assert not status.found and "NotSupported" in status.detail
