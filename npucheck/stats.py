@@ -54,13 +54,6 @@ def quantile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * fraction
 
 
-def _binomial_cdf(k: int, n: int) -> float:
-    """P(X <= k) for X ~ Binomial(n, 1/2)."""
-    if k < 0:
-        return 0.0
-    return sum(math.comb(n, i) for i in range(0, min(k, n) + 1)) / 2.0**n
-
-
 def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int, float]:
     """Zero-based ranks (lo, hi) of the order statistics bounding the median, and their exact coverage.
 
@@ -72,10 +65,15 @@ def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int, float]:
         raise ValueError("no samples")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence {confidence} must be in (0, 1)")
-    best = (0, n - 1, 1.0 - 2.0 * _binomial_cdf(0, n))
+    total = 2**n
+    term = 1  # C(n, 0); the CDF is accumulated in exact integers, one term per rank (linear, not quadratic)
+    cumulative = term
+    best = (0, n - 1, 1.0 - 2.0 * (cumulative / total))
     lo = 1
     while lo <= (n - 1) // 2:
-        coverage = 1.0 - 2.0 * _binomial_cdf(lo, n)  # interval between 0-based ranks lo and n-1-lo
+        term = term * (n - lo + 1) // lo  # C(n, lo)
+        cumulative += term
+        coverage = 1.0 - 2.0 * (cumulative / total)  # interval between 0-based ranks lo and n-1-lo
         if coverage < confidence:
             break
         best = (lo, n - 1 - lo, coverage)
