@@ -173,7 +173,10 @@ class Runner:
         if self.power is None or self._idle_s <= 0 or self.power.quality == "Q0":
             return  # a stated figure has no idle to measure
         self._emit("phase", {"name": f"measuring idle power ({self._idle_s:g} s)"})
-        idle = energy_windows.measure_idle(self.power, self._idle_s, self.device, self.options.power_hz)
+        try:
+            idle = energy_windows.measure_idle(self.power, self._idle_s, self.device, self.options.power_hz)
+        except Exception as e:  # noqa: BLE001 - nothing a power source does may end the run
+            idle = energy_windows.invalid_energy(self.power, _first_line(e))
         idle["kind"] = "idle"
         profile["power"]["idle"] = idle
         if idle["valid"]:
@@ -200,7 +203,7 @@ class Runner:
                                                    clock=self._clock)
             except torch.OutOfMemoryError as e:
                 energy = energy_windows.invalid_energy(self.power, f"out of memory: {_first_line(e)}")
-            except (RuntimeError, ValueError, TypeError, NotImplementedError) as e:
+            except Exception as e:  # noqa: BLE001 - a kernel or power source failing loses this window only
                 energy = energy_windows.invalid_energy(self.power, _first_line(e))
             finally:
                 self._release_memory()

@@ -5,6 +5,7 @@ import torch
 
 import npucheck.runner as runner_module
 from npucheck.kernels.base import Check, Workload
+from npucheck.power.base import PowerSource
 from npucheck.runner import RunOptions, Runner
 from npucheck.suites import Suite
 
@@ -146,3 +147,39 @@ def test_a_kernels_first_case_is_sized_from_one_timed_call_not_the_gemm_probe(mo
     lstm = [m for m in profile["measurements"] if m["kernel"] == "lstm"]
     assert [m["status"] for m in lstm] == ["skipped"]
     assert "exceeds the case budget" in lstm[0]["reason"] and "rate from one timed call" in lstm[0]["reason"]
+
+
+class _FlakySource(PowerSource):
+    """A counter that works for idle and then throws what a vendor library might (not a PowerReadError)."""
+
+    name, scope, quality = "flaky", "board", "Q2"
+    has_counter = True
+
+    def __init__(self):
+        self.reads = 0
+        self.broken = False
+
+    def read_energy_j(self):
+        self.reads += 1
+        if self.broken:
+            raise OSError("device vanished")
+        return 100.0 * self.reads
+
+
+def test_a_power_source_failing_mid_run_loses_only_its_windows():
+    source = _FlakySource()
+
+    def break_at_the_energy_windows(kind, data):
+        if kind == "phase" and data["name"].startswith("energy window"):
+            source.broken = True
+
+    runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False), suite=TINY, power_source=source,
+                    on_event=break_at_the_energy_windows)
+    profile = runner.run()
+    assert profile["power"]["idle"]["valid"] is True
+    headline = [m for m in profile["measurements"] if m.get("energy")]
+    assert headline and all(not m["energy"]["valid"] and "device vanished" in m["energy"]["reason"]
+                            for m in headline)
+    assert all(m["status"] == "ok" for m in profile["measurements"])
+    assert profile["summary"]["tflops_per_watt"]["fp32"] is None
+    assert "device vanished" in profile["summary"]["power_note"]

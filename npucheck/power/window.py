@@ -104,10 +104,10 @@ class PowerSampler:
             except CounterReset as e:
                 self.trace.reset = str(e)
                 continue
-            except PowerReadError as e:
+            except Exception as e:  # noqa: BLE001 - PowerReadError, or anything a vendor library throws
                 self.trace.dropped += 1
                 if len(self.trace.errors) < 5:
-                    self.trace.errors.append(str(e))
+                    self.trace.errors.append(str(e) if isinstance(e, PowerReadError) else f"{type(e).__name__}: {e}")
                 continue
             getattr(self.trace, kind).append((now, value))
 
@@ -174,7 +174,7 @@ class EnergyWindow:
             return
         try:
             self.edge_energy[index] = self.source.read_energy_j()
-        except PowerReadError as e:
+        except Exception as e:  # noqa: BLE001 - a source failing must invalidate the window, not crash the run
             self.edge_errors.append(f"{'start' if index == 0 else 'end'} edge: {e}")
 
     def __enter__(self) -> "EnergyWindow":
