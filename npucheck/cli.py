@@ -2,13 +2,14 @@
 
 Exit codes:
   0    success (``run``: the run completed, whatever the verdicts; ``check``: every verdict PASS)
-  1    ``check``: at least one verdict FAIL
+  1    ``check``: at least one verdict FAIL; ``compare --fail-on-regression``: a regression was found
   2    usage or bad input (unknown option value, bad target profile, missing or corrupt result file)
   3    ``check``: nothing FAILed but some verdict is INCONCLUSIVE or ERROR
   4    internal error (a bug: please report it)
   130  interrupted (Ctrl-C); ``run`` saves what it measured first
 
-``check``, ``show`` and ``targets`` read stored data only and never import torch.
+``check``, ``show``, ``targets``, ``results``, ``compare``, ``plot`` and ``report`` read stored data only and never
+import torch.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from npucheck import __version__
-from npucheck.errors import NpucheckError
+from npucheck.errors import NpucheckError, UsageError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -275,6 +276,209 @@ def targets_command(name: str | None) -> None:
             if target.description:
                 console.print(target.description)
             console.print(f"file: {target.path}")
+
+
+# --------------------------------------------------------------------------------------------------------- results
+RESULT_SORTS = {"date": ("date", False), "device": ("device", True), "suite": ("suite", True),
+                "peak": ("peak_fp16_tflops", False), "efficiency": ("fp16_tflops_per_watt", False),
+                "file": ("file", True)}
+
+
+@cli.command("results")
+@click.argument("directory", required=False, default="results", type=click.Path(path_type=Path))
+@click.option("--sort", "sort_by", type=click.Choice(list(RESULT_SORTS)), default="date", show_default=True,
+              help="Column to sort by (dates, peaks and efficiencies: highest first).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def results_command(directory: Path, sort_by: str, fmt: str) -> None:
+    """List the stored result profiles in DIRECTORY (default: results/)."""
+    from npucheck import store
+    from npucheck.compare import results_frame
+
+    entries, unreadable = [], []
+    for path, loaded in store.iter_results(directory):
+        if isinstance(loaded, NpucheckError):
+            unreadable.append(str(loaded))
+        else:
+            entries.append((path, loaded))
+    column, ascending = RESULT_SORTS[sort_by]
+    frame = results_frame(entries).sort_values(column, ascending=ascending, na_position="last", kind="stable")
+    if fmt == "table":  # full paths stay in csv/json; the table names files relative to the directory
+        frame = frame.assign(file=[Path(f).name for f in frame["file"]])
+    if fmt == "csv":
+        click.echo(frame.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(frame.to_json(orient="records", indent=1))
+    else:
+        _console().print(_frame_table(frame, f"{len(frame)} result profile(s) in {directory}"))
+    for line in unreadable:
+        click.echo(f"npucheck: skipped {line}", err=True)
+
+
+def _frame_table(frame: Any, title: str) -> Any:
+    """A rich table of a pandas frame (numbers to 4 significant digits, missing values as —)."""
+    from rich.table import Table
+
+    from npucheck.render import fmt_number
+
+    table = Table(title=title, title_justify="left")
+    for column in frame.columns:
+        table.add_column(str(column), overflow="fold")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(escape(fmt_number(None if _missing(v) else v)) for v in row))
+    return table
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+# --------------------------------------------------------------------------------------------------------- compare
+@cli.command("compare")
+@click.argument("base", type=click.Path(path_type=Path))
+@click.argument("others", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+              show_default=True, help="Smallest relative change that counts as a regression or improvement.")
+@click.option("--fail-on-regression", is_flag=True, help="Exit 1 when any case regressed (for CI).")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table",
+              show_default=True)
+def compare_command(base: Path, others: tuple[Path, ...], threshold: float, fail_on_regression: bool,
+                    fmt: str) -> None:
+    """Compare OTHER result profiles with BASE, case by case, with statistical significance."""
+    import json
+
+    from npucheck import compare as comparing
+    from npucheck import store
+
+    base_profile = store.load_result(base)
+    loaded = [(comparing.label(path, profile), profile) for path in others for profile in [store.load_result(path)]]
+    frame = comparing.compare_frames(base_profile, loaded, threshold)
+    summary = comparing.summary(frame, base_profile, loaded)
+    if fmt == "csv":
+        click.echo(frame.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(json.dumps({"base": comparing.label(base, base_profile), "threshold": threshold,
+                               "summary": summary, "cases": json.loads(frame.to_json(orient="records"))}, indent=1))
+    elif fmt == "markdown":
+        click.echo(f"# Comparison with {comparing.label(base, base_profile)}\n")
+        click.echo("\n".join(_summary_lines(summary)) + "\n")
+        click.echo(frame.to_markdown(index=False) if not frame.empty else "no cases")
+    else:
+        console = _console()
+        console.print(f"base: {escape(comparing.label(base, base_profile))}; threshold {threshold:.0%}; "
+                      "ratio = other speed / base speed (> 1 faster), 95% bootstrap interval from the raw samples")
+        console.print(_frame_table(_compare_display(frame, len(loaded)), "Cases"))
+        for line in _summary_lines(summary):
+            console.print(escape(line))
+    regressions = int((frame["verdict"] == comparing.REGRESSION).sum()) if not frame.empty else 0
+    if fail_on_regression and regressions:
+        click.echo(f"npucheck: {regressions} regression(s) beyond {threshold:.0%}", err=True)
+        sys.exit(EXIT_FAIL)
+
+
+def _compare_display(frame: Any, others: int) -> Any:
+    """The comparison as a person reads it: one ratio column with its interval, TFLOPS/W only when measured."""
+    import pandas as pd
+
+    from npucheck.render import fmt_tflops
+
+    if frame.empty:
+        return frame
+    display = pd.DataFrame({"case": frame["case"],
+                            "base TFLOPS": frame["base_tflops"].map(_tflops_or_dash),
+                            "TFLOPS": frame["other_tflops"].map(_tflops_or_dash)})
+    display["ratio [95% CI]"] = [
+        "—" if _missing(r) else f"{r:.3f} [{lo:.3f}, {hi:.3f}]"
+        for r, lo, hi in zip(frame["ratio"], frame["ratio_low"], frame["ratio_high"])]
+    if frame["tflops_per_watt_ratio"].notna().any() or frame["base_tflops_per_watt"].notna().any():
+        display["TFLOPS/W base → other"] = [
+            f"{fmt_tflops(None if _missing(b) else b)} → {fmt_tflops(None if _missing(o) else o)}"
+            for b, o in zip(frame["base_tflops_per_watt"], frame["other_tflops_per_watt"])]
+    display["verdict"] = frame["verdict"]
+    display["note"] = frame["note"]
+    if others > 1:
+        display.insert(0, "other", frame["other"])
+    return display
+
+
+def _tflops_or_dash(value: Any) -> str:
+    from npucheck.render import fmt_tflops
+
+    return fmt_tflops(None if _missing(value) else value)
+
+
+def _summary_lines(summary: dict[str, Any]) -> list[str]:
+    lines = []
+    for other, families in summary.get("geomean", {}).items():
+        lines.append(f"{other}: geometric-mean speed ratio " + ", ".join(f"{family} {ratio:.3f}"
+                                                                         for family, ratio in families.items()))
+    for other, counts in summary.get("counts", {}).items():
+        lines.append(f"{other}: " + ", ".join(f"{verdict} {count}" for verdict, count in counts.items()))
+    for other, changes in summary.get("verdict_changes", {}).items():
+        for change in changes:
+            lines.append(f"{other}: verdict {change['target']} changed {change['base']} -> {change['other']}")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------------------- plot
+def _per_watt_thresholds(targets: tuple[str, ...]) -> list[tuple[str, float]]:
+    from npucheck import targets as target_profiles
+
+    found: dict[float, list[str]] = {}
+    for target in target_profiles.load_targets(list(targets) or None):
+        for criterion in target.criteria:
+            if criterion.metric == "tflops_per_watt":
+                found.setdefault(criterion.threshold, []).append(target.name)
+    return [(", ".join(names), value) for value, names in sorted(found.items())]
+
+
+@cli.command("plot")
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--kind", type=click.Choice(["sweep", "efficiency", "trace", "compare"]), default="sweep",
+              show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Image file: .png, .svg or .pdf.")
+@click.option("--target", "targets", multiple=True, help="Targets whose TFLOPS/W thresholds are drawn "
+              "(efficiency); default: every built-in target.")
+def plot_command(results: tuple[Path, ...], kind: str, output: Path, targets: tuple[str, ...]) -> None:
+    """Plot stored results: sweep, efficiency curves, power trace, or several profiles compared."""
+    from npucheck import plot as plotting
+    from npucheck import store
+    from npucheck.render import profile_label
+
+    if kind != "compare" and len(results) > 1:
+        raise UsageError(f"--kind {kind} plots one result; use --kind compare for several")
+    if output.suffix.lower().lstrip(".") not in plotting.FORMATS:
+        raise UsageError(f"{output}: the plot format comes from the extension: .png, .svg or .pdf")
+    profiles = [store.load_result(path) for path in results]
+    labels = [profile_label(path, profile) for path, profile in zip(results, profiles)]
+    thresholds = _per_watt_thresholds(targets) if kind == "efficiency" else []
+    figure = plotting.build(kind, profiles, labels, thresholds)
+    click.echo(f"plot written to {plotting.save(figure, output)}")
+
+
+# --------------------------------------------------------------------------------------------------------- report
+@cli.command("report")
+@click.argument("result", type=click.Path(path_type=Path))
+@click.argument("base", required=False, type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="report.html (plots embedded) or report.md (plots in a folder beside it).")
+@click.option("--target", "targets", multiple=True, help="Targets whose TFLOPS/W thresholds are drawn.")
+def report_command(result: Path, base: Path | None, output: Path, targets: tuple[str, ...]) -> None:
+    """A self-contained report of RESULT, compared with BASE when given."""
+    from npucheck import report as reporting
+    from npucheck import store
+
+    suffix = output.suffix.lower()
+    if suffix not in (".html", ".htm", ".md"):
+        raise UsageError(f"{output}: a report is .html or .md")
+    profile = store.load_result(result)
+    base_profile = store.load_result(base) if base is not None else None
+    fmt = "markdown" if suffix == ".md" else "html"
+    text, files = reporting.build(profile, base_profile, fmt, _per_watt_thresholds(targets),
+                                  plot_dir_name=f"{output.stem}_files")
+    reporting.write(output, text, files)
+    click.echo(f"report written to {output}" + (f" (plots in {output.parent / (output.stem + '_files')})"
+                                                 if files else ""))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -160,6 +160,15 @@ def _bounds_text(c: dict[str, Any]) -> str:
     return f"{fmt_number(c['measured'])} [{fmt_number(c.get('lower'))}, {fmt_number(c.get('upper'))}]"
 
 
+def profile_label(path: Any, profile: dict[str, Any]) -> str:
+    """How a profile is named in tables and legends: device and start time (and threads, on a CPU)."""
+    extra = ""
+    if profile["device"].get("backend") == "cpu":
+        threads = ((profile.get("environment") or {}).get("threads") or {}).get("intra_op")
+        extra = f", {threads} threads" if threads else ""
+    return f"{profile['device']['name']} ({profile['created_utc']}{extra})"
+
+
 def header_lines(profile: dict[str, Any]) -> list[str]:
     device = profile["device"]
     env = profile["environment"]

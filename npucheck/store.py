@@ -319,6 +319,21 @@ def _write_synced(path: Path, data: bytes) -> None:
         raise
 
 
+def write_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a synced temporary file and a rename, so that a reader sees the old file
+    or the new one, never half of one. Unlike ``save_result`` this replaces an existing file (plots, reports)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    _write_synced(temporary, data)
+    try:
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    _sync_directory(path.parent)
+    return path
+
+
 def _sync_directory(directory: Path) -> None:
     # Makes the new name itself durable; not possible everywhere (Windows), and not worth failing a save over.
     try:

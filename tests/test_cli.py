@@ -131,3 +131,15 @@ def test_env_lists_the_cpu_and_says_why_power_sources_are_missing(runner, tmp_pa
     assert "cpu" in result.output
     assert "rapl" in result.output and "is not present" in result.output
     assert "meter:PATH" in result.output
+
+
+@pytest.mark.parametrize("command", ["results", "compare", "plot", "report"])
+def test_commands_that_compare_plot_and_report_do_not_import_torch(result_file, tmp_path, command):
+    argv = {"results": ["results", str(result_file.parent)],
+            "compare": ["compare", str(result_file), str(result_file)],
+            "plot": ["plot", str(result_file), "-o", str(tmp_path / "p.png")],
+            "report": ["report", str(result_file), "-o", str(tmp_path / "r.html")]}[command]
+    code = (f"import sys\nfrom npucheck.cli import cli\n"
+            f"try:\n    cli.main({argv!r}, standalone_mode=False)\nexcept SystemExit as e:\n    assert not e.code, e\n"
+            f"assert 'torch' not in sys.modules, 'torch was imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

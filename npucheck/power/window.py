@@ -218,6 +218,13 @@ class EnergyWindow:
             out["warnings"].append(f"{trace.dropped} power readings failed and were dropped")
         power = [(t, w) for t, w in trace.power if self.start_s - 1.0 <= t <= self.end_s + 1.0]
         out["trace"] = _thin([[round(t - self.start_s, 4), w] for t, w in power])
+        out["trace_kind"] = "power readings" if src.has_power else None
+        if not src.has_power and src.has_counter:
+            # no power reading (RAPL): the trace is the counter's slope between polls, shown, not integrated
+            out["trace"] = _thin([[round(t - self.start_s, 4), w]
+                                  for t, w in _counter_slope(trace.energy, self._sampler.period_s)
+                                  if self.start_s <= t <= self.end_s])
+            out["trace_kind"] = "energy counter slope between polls"
         reasons = []
         if trace.reset:
             reasons.append(f"energy counter reset during the window ({trace.reset})")
@@ -307,6 +314,16 @@ def _throttle(contexts: list[dict[str, Any]]) -> dict[str, Any]:
     reasons = sorted({reason for c in known for reason in c["throttle_reasons"]})
     throttled = sum(1 for c in known if c["throttle_reasons"])
     return {"reasons": reasons, "seen": bool(reasons), "checks": len(known), "throttled_checks": throttled}
+
+
+def _counter_slope(energy: list[tuple[float, float]], period_s: float) -> list[tuple[float, float]]:
+    """Watts between consecutive counter readings, at each reading; pairs closer than half a period are skipped
+    (dividing a counter step by a tiny interval gives absurd watts)."""
+    slope = []
+    for (t0, e0), (t1, e1) in zip(energy, energy[1:]):
+        if t1 - t0 >= 0.5 * period_s and e1 >= e0:
+            slope.append((t1, (e1 - e0) / (t1 - t0)))
+    return slope
 
 
 def _thin(points: list[list[float]]) -> list[list[float]]:

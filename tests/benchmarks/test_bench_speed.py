@@ -33,6 +33,30 @@ def test_check_starts_fast(benchmark, stored):
     benchmark.pedantic(_cli, args=("check", str(stored)), rounds=5, iterations=1)
 
 
+def test_results_starts_fast(benchmark, stored):
+    benchmark.pedantic(_cli, args=("results", str(stored.parent)), rounds=5, iterations=1)
+
+
+def test_compare_starts_fast(benchmark, stored):
+    benchmark.pedantic(_cli, args=("compare", str(stored), str(stored)), rounds=5, iterations=1)
+
+
+def test_plot_starts_fast(benchmark, stored, tmp_path):
+    benchmark.pedantic(_cli, args=("plot", str(stored), "-o", str(tmp_path / "p.png")), rounds=5, iterations=1)
+
+
+def test_report_starts_fast(benchmark, stored, tmp_path):
+    benchmark.pedantic(_cli, args=("report", str(stored), "-o", str(tmp_path / "r.html")), rounds=5, iterations=1)
+
+
+@pytest.mark.parametrize("module", ["npucheck.compare", "npucheck.plot", "npucheck.report"])
+def test_start_up_of_the_reading_commands(benchmark, module):
+    """Start-up: a fresh interpreter importing everything the command needs (pandas, matplotlib, never torch)."""
+    code = f"import sys, {module}; assert 'torch' not in sys.modules"
+    benchmark.pedantic(subprocess.run, args=([sys.executable, "-c", code],), kwargs={"check": True},
+                       rounds=5, iterations=1)
+
+
 def test_statistics_of_a_thousand_samples(benchmark):
     samples = [1e-3 * (1 + (i % 17) / 100) for i in range(1000)]
     stats = benchmark(summarize, samples)

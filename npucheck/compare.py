@@ -1,0 +1,177 @@
+"""Compare stored result profiles case by case, and list a directory of them. Reads JSON only: no torch.
+
+A difference in speed counts as real only when a bootstrap interval of the ratio of medians, computed from the
+raw per-call samples both profiles keep, excludes 1; it counts as a regression (or improvement) only when it is
+also larger than the threshold (asv's rule: a factor *and* statistical distinctness). Cases measured
+differently (kernel version, FLOP convention, timing method, cache flushing) are marked incomparable rather
+than compared; TFLOPS/W is compared only between windows of the same power source and scope.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from npucheck.render import profile_label as label  # noqa: F401 - re-exported for callers of this module
+
+DEFAULT_THRESHOLD = 0.05
+RESAMPLES = 2000
+CONFIDENCE = 0.95
+
+REGRESSION, IMPROVEMENT, SMALL, NOISE = "regression", "improvement", "small change", "noise"
+INCOMPARABLE, MISSING, NOT_MEASURED = "incomparable", "missing", "not measured"
+
+
+# --------------------------------------------------------------------------------------------------- listing
+def results_frame(entries: list[tuple[Path, dict[str, Any]]]) -> pd.DataFrame:
+    """One row per stored profile: file, device, date, suite, peak fp16 TFLOPS, fp16 TFLOPS/W, verdicts."""
+    rows = []
+    for path, profile in entries:
+        summary = profile.get("summary") or {}
+        rows.append({
+            "file": str(path), "device": profile["device"]["name"], "backend": profile["device"].get("backend"),
+            "date": profile["created_utc"], "suite": profile["settings"].get("suite"),
+            "peak_fp16_tflops": (summary.get("peak_tflops") or {}).get("fp16"),
+            "fp16_tflops_per_watt": (summary.get("tflops_per_watt") or {}).get("fp16"),
+            "power": ((profile.get("power") or {}).get("source") or {}).get("name"),
+            "interrupted": bool(profile.get("interrupted")),
+            "verdicts": ", ".join(f"{v['target']}: {v['status']}" for v in profile.get("verdicts") or []),
+        })
+    columns = ["file", "device", "backend", "date", "suite", "peak_fp16_tflops", "fp16_tflops_per_watt", "power",
+               "interrupted", "verdicts"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+# --------------------------------------------------------------------------------------------------- cases
+def cases_frame(profile: dict[str, Any]) -> pd.DataFrame:
+    """The profile's measurements, one row per case id, with what decides comparability."""
+    rows = []
+    for m in profile.get("measurements") or []:
+        energy = m.get("energy") or {}
+        rows.append({
+            "id": m["id"], "kernel": m["kernel"], "family": m.get("family") or m["kernel"], "dtype": m["dtype"],
+            "flops": m.get("flops"), "status": m["status"], "correct": m.get("correct"), "tflops": m.get("tflops"),
+            "samples_s": m.get("samples_s") or [], "kernel_version": m.get("kernel_version"),
+            "flop_convention": m.get("flop_convention"), "timing_method": m.get("timing_method"),
+            "flushed": bool(m.get("cache_flush_bytes")),
+            "tflops_per_watt": energy.get("tflops_per_watt") if energy.get("valid") else None,
+            "power_source": energy.get("source") if energy.get("valid") else None,
+            "power_scope": energy.get("scope") if energy.get("valid") else None,
+            "power_uncertainty": energy.get("uncertainty_rel") if energy.get("valid") else None,
+        })
+    frame = pd.DataFrame(rows)
+    return frame.drop_duplicates("id").set_index("id") if not frame.empty else frame
+
+
+def ratio_interval(base_s: list[float], other_s: list[float], seed: int = 0, resamples: int = RESAMPLES,
+                   confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """Speed ratio of ``other`` to ``base`` (median base time ÷ median other time; > 1 means faster) and a
+    percentile-bootstrap interval of it from the raw per-call samples."""
+    base = np.asarray(base_s, dtype=float)
+    other = np.asarray(other_s, dtype=float)
+    ratio = float(np.median(base) / np.median(other))
+    rng = np.random.default_rng(seed)
+    base_medians = np.median(base[rng.integers(0, base.size, (resamples, base.size))], axis=1)
+    other_medians = np.median(other[rng.integers(0, other.size, (resamples, other.size))], axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(base_medians / other_medians, [tail, 100 - tail])
+    return ratio, float(low), float(high)
+
+
+def _incomparable(base: pd.Series, other: pd.Series) -> str | None:
+    for key, what in (("kernel_version", "kernel version"), ("flop_convention", "FLOP convention"),
+                      ("timing_method", "timing method"), ("flushed", "cache flushing")):
+        if base[key] != other[key]:
+            return f"{what} differs ({base[key]} vs {other[key]})"
+    return None
+
+
+def classify(ratio: float, low: float, high: float, threshold: float) -> str:
+    if high < 1 and ratio < 1 - threshold:
+        return REGRESSION
+    if low > 1 and ratio > 1 + threshold:
+        return IMPROVEMENT
+    if high < 1 or low > 1:
+        return SMALL
+    return NOISE
+
+
+def compare_frames(base: dict[str, Any], others: list[tuple[str, dict[str, Any]]],
+                   threshold: float = DEFAULT_THRESHOLD, seed: int = 0) -> pd.DataFrame:
+    """One row per case and other profile: TFLOPS and TFLOPS/W of both, the speed ratio with its interval,
+    and the verdict (regression, improvement, small change, noise, incomparable, missing, not measured)."""
+    base_cases = cases_frame(base)
+    rows = []
+    for other_label, other in others:
+        other_cases = cases_frame(other)
+        ids = list(base_cases.index) + [i for i in other_cases.index if i not in base_cases.index]
+        for case_id in ids:
+            b = base_cases.loc[case_id] if case_id in base_cases.index else None
+            o = other_cases.loc[case_id] if case_id in other_cases.index else None
+            ref = b if b is not None else o
+            row: dict[str, Any] = {
+                "other": other_label, "case": case_id, "kernel": ref["kernel"], "family": ref["family"],
+                "dtype": ref["dtype"], "flops": ref["flops"],
+                "base_tflops": _ok_tflops(b), "other_tflops": _ok_tflops(o), "ratio": None, "ratio_low": None,
+                "ratio_high": None, "base_tflops_per_watt": None if b is None else b["tflops_per_watt"],
+                "other_tflops_per_watt": None if o is None else o["tflops_per_watt"], "tflops_per_watt_ratio": None,
+                "verdict": None, "note": ""}
+            if b is None or o is None:
+                row.update(verdict=MISSING, note="only in base" if o is None else "not in base")
+            elif row["base_tflops"] is None or row["other_tflops"] is None:
+                row.update(verdict=NOT_MEASURED, note=f"status {b['status']} vs {o['status']}")
+            elif (why := _incomparable(b, o)) is not None:
+                row.update(verdict=INCOMPARABLE, note=why)
+            else:
+                ratio, low, high = ratio_interval(b["samples_s"], o["samples_s"], seed)
+                row.update(ratio=ratio, ratio_low=low, ratio_high=high, verdict=classify(ratio, low, high, threshold))
+            _power_ratio(row, b, o)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _ok_tflops(case: pd.Series | None) -> float | None:
+    if case is None or case["status"] != "ok" or case["correct"] is False or case["tflops"] is None:
+        return None
+    value = float(case["tflops"])
+    return value if math.isfinite(value) else None
+
+
+def _power_ratio(row: dict[str, Any], b: pd.Series | None, o: pd.Series | None) -> None:
+    if b is None or o is None or b["tflops_per_watt"] is None or o["tflops_per_watt"] is None:
+        return
+    if (b["power_source"], b["power_scope"]) != (o["power_source"], o["power_scope"]):
+        row["note"] = (row["note"] + "; " if row["note"] else "") + (
+            f"TFLOPS/W not compared: {b['power_source']}/{b['power_scope']} vs {o['power_source']}/{o['power_scope']}")
+        return
+    ratio = o["tflops_per_watt"] / b["tflops_per_watt"]
+    row["tflops_per_watt_ratio"] = ratio
+    uncertainty = max(b["power_uncertainty"] or 0.0, o["power_uncertainty"] or 0.0)
+    if abs(ratio - 1) <= uncertainty:
+        row["note"] = (row["note"] + "; " if row["note"] else "") + f"TFLOPS/W change within ±{uncertainty:.0%}"
+
+
+def summary(frame: pd.DataFrame, base: dict[str, Any], others: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Geometric-mean speed ratio per other profile and kernel family, counts by verdict, verdict changes."""
+    out: dict[str, Any] = {"geomean": {}, "counts": {}, "verdict_changes": {}}
+    if frame.empty:
+        return out
+    compared = frame.dropna(subset=["ratio"])
+    for other_label, group in compared.groupby("other", sort=False):
+        out["geomean"][other_label] = {family: float(np.exp(np.log(g["ratio"].astype(float)).mean()))
+                                       for family, g in group.groupby("family", sort=True)}
+    for other_label, group in frame.groupby("other", sort=False):
+        out["counts"][other_label] = {k: int(v) for k, v in group["verdict"].value_counts().items()}
+    base_verdicts = {v["target"]: v["status"] for v in base.get("verdicts") or []}
+    for other_label, other in others:
+        changes = []
+        for v in other.get("verdicts") or []:
+            before = base_verdicts.get(v["target"])
+            if before is not None and before != v["status"]:
+                changes.append({"target": v["target"], "base": before, "other": v["status"]})
+        out["verdict_changes"][other_label] = changes
+    return out

@@ -1,0 +1,196 @@
+"""A self-contained report of one result profile (and its comparison with a base): HTML with the plots
+embedded, or Markdown with the plot files beside it. Every string from a profile is escaped. Reads JSON only.
+
+A report renders what exists and says what is missing: a profile with no power data gets no efficiency curve
+and a line saying why; a profile whose cases all errored still shows its device, verdicts and errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from npucheck import compare as comparing
+from npucheck import plot as plotting
+from npucheck.render import ENERGY_HEADERS, MEASUREMENT_HEADERS, energy_rows, header_lines, measurement_rows
+from npucheck.store import write_atomic
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 6px;
+text-align:left;vertical-align:top}th{background:#f3f3f3}.PASS{color:#070;font-weight:bold}.FAIL{color:#b00;
+font-weight:bold}.INCONCLUSIVE{color:#a60;font-weight:bold}.ERROR{color:#a0a;font-weight:bold}
+.missing{color:#a60}img{max-width:100%}code{background:#f3f3f3}"""
+
+
+def _verdict_frame(profile: dict[str, Any]) -> pd.DataFrame:
+    rows = []
+    for verdict in profile.get("verdicts") or []:
+        for c in verdict["criteria"]:
+            margin = None
+            if c.get("measured") is not None and c.get("threshold"):
+                margin = f"{c['measured'] / c['threshold'] - 1:+.1%}"
+            rows.append({"target": verdict["target"], "target status": verdict["status"],
+                         "criterion": f"{c['metric']} {c['op']} {c['threshold']:g} {c.get('unit', '')}",
+                         "measured": c.get("measured"), "lower": c.get("lower"), "upper": c.get("upper"),
+                         "margin to threshold": margin, "result": c["status"], "reason": c.get("reason")})
+    return pd.DataFrame(rows)
+
+
+def _quality_lines(profile: dict[str, Any]) -> list[str]:
+    measurements = profile.get("measurements") or []
+    ok = [m for m in measurements if m["status"] == "ok"]
+    unstable = [m for m in ok if any(w.startswith(("unstable", "very unstable")) for w in m.get("warnings") or [])]
+    lines = [f"{len(ok)} of {len(measurements)} cases measured, "
+             f"{sum(m['status'] == 'skipped' for m in measurements)} skipped, "
+             f"{sum(m['status'] == 'error' for m in measurements)} errored",
+             f"{len(unstable)} measured cases unstable (IQR > 10% of the median)",
+             f"timing: {profile['device'].get('timing_method')}, confidence "
+             f"{profile['settings'].get('confidence', 0.95):.0%} intervals from raw samples",
+             f"other load: up to {(profile.get('load') or {}).get('during_max_foreign_cpu_cores')} CPU cores used by "
+             "other processes during a case"]
+    source = (profile.get("power") or {}).get("source")
+    if source:
+        lines.append(f"power: {source['name']}, quality {source['quality']} ({source.get('quality_name')}), "
+                     f"scope {source['scope']}, ±{source.get('uncertainty_rel', 0):.0%}")
+    else:
+        lines.append("power: not measured (" + "; ".join((profile.get("power") or {}).get("notes") or []) + ")")
+    return lines
+
+
+def _plots(profile: dict[str, Any], base: dict[str, Any] | None, thresholds: list[tuple[str, float]]
+           ) -> tuple[list[tuple[str, str, bytes]], list[str]]:
+    """(name, caption, PNG bytes) for each plot that has data, and a line for each that has not."""
+    made, missing = [], []
+    wanted = [("sweep", "GEMM throughput against size", [profile], None),
+              ("efficiency", "Efficiency curves", [profile], None),
+              ("trace", "Power over the run", [profile], None)]
+    if base is not None:
+        wanted.append(("compare", "Comparison with the base", [base, profile],
+                       [comparing.label("", base), comparing.label("", profile)]))
+    for kind, caption, profiles, labels in wanted:
+        try:
+            fig = plotting.build(kind, profiles, labels or [], thresholds)
+        except plotting.NothingToPlot as e:
+            missing.append(f"{caption}: not drawn, {e}")
+            continue
+        made.append((kind, caption, plotting.render(fig, "png")))
+    return made, missing
+
+
+def _comparison(profile: dict[str, Any], base: dict[str, Any] | None) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+    if base is None:
+        return None, {}
+    others = [(comparing.label("", profile), profile)]
+    frame = comparing.compare_frames(base, others)
+    return frame, comparing.summary(frame, base, others)
+
+
+def build(profile: dict[str, Any], base: dict[str, Any] | None, fmt: str,
+          thresholds: list[tuple[str, float]], plot_dir_name: str = "") -> tuple[str, dict[str, bytes]]:
+    """The report's text and the plot files it links to (empty for HTML, whose plots are embedded)."""
+    plots, missing_plots = _plots(profile, base, thresholds)
+    comparison, comparison_summary = _comparison(profile, base)
+    measurements = pd.DataFrame(list(measurement_rows(profile)), columns=MEASUREMENT_HEADERS)
+    energy = pd.DataFrame(list(energy_rows(profile)), columns=ENERGY_HEADERS)
+    verdicts = _verdict_frame(profile)
+    if fmt == "html":
+        return _html(profile, base, plots, missing_plots, verdicts, measurements, energy, comparison,
+                     comparison_summary), {}
+    files = {f"{plot_dir_name}/{kind}.png": data for kind, _, data in plots}
+    return _markdown(profile, base, plots, missing_plots, verdicts, measurements, energy, comparison,
+                     comparison_summary, plot_dir_name), files
+
+
+def _table_html(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "<p class='missing'>none</p>"
+    return frame.to_html(index=False, escape=True, na_rep="—", border=0)
+
+
+def _html(profile, base, plots, missing_plots, verdicts, measurements, energy, comparison, comparison_summary) -> str:
+    e = html.escape
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
+             f"<title>npucheck report: {e(profile['device']['name'])}</title><style>{CSS}</style></head><body>",
+             f"<h1>npucheck report: {e(profile['device']['name'])}</h1>",
+             "<h2>Device and environment</h2><ul>"]
+    parts += [f"<li>{e(line)}</li>" for line in header_lines(profile)]
+    env = profile.get("environment") or {}
+    parts.append(f"<li>CPU: {e(str((env.get('cpu') or {}).get('model')))}, driver: {e(str(env.get('driver')))}, "
+                 f"npucheck {e(profile.get('npucheck_version', '?'))}</li></ul>")
+    parts.append("<h2>Verdicts</h2>")
+    verdict_html = _table_html(verdicts)
+    for status in ("PASS", "FAIL", "INCONCLUSIVE", "ERROR"):
+        verdict_html = verdict_html.replace(f"<td>{status}</td>", f"<td class='{status}'>{status}</td>")
+    parts.append(verdict_html)
+    parts.append("<h2>Measurement quality</h2><ul>" + "".join(f"<li>{e(x)}</li>" for x in _quality_lines(profile))
+                 + "</ul>")
+    parts.append("<h2>Curves</h2>")
+    for kind, caption, data in plots:
+        parts.append(f"<figure><img alt='{e(caption)}' src='data:image/png;base64,"
+                     f"{base64.b64encode(data).decode('ascii')}'><figcaption>{e(caption)}</figcaption></figure>")
+    parts += [f"<p class='missing'>{e(line)}</p>" for line in missing_plots]
+    if comparison is not None:
+        parts.append(f"<h2>Comparison with {e(comparing.label('', base))}</h2>")
+        parts.append(_summary_html(comparison_summary))
+        parts.append(_table_html(comparison.drop(columns=["other"])))
+    parts.append("<h2>Energy windows</h2>")
+    parts.append(_table_html(energy) if not energy.empty else
+                 "<p class='missing'>no energy windows: power was not measured in this run</p>")
+    parts.append("<h2>Measurements</h2>" + _table_html(measurements))
+    warnings = profile.get("warnings") or []
+    parts.append("<h2>Warnings</h2>" + ("<ul>" + "".join(f"<li>{e(w)}</li>" for w in warnings) + "</ul>"
+                                        if warnings else "<p>none</p>"))
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _summary_html(summary: dict[str, Any]) -> str:
+    e = html.escape
+    items = []
+    for other, families in summary.get("geomean", {}).items():
+        items += [f"<li>{e(family)}: geometric-mean speed ratio {ratio:.3f}</li>" for family, ratio in families.items()]
+    for other, counts in summary.get("counts", {}).items():
+        items.append("<li>" + e(", ".join(f"{k}: {v}" for k, v in counts.items())) + "</li>")
+    for other, changes in summary.get("verdict_changes", {}).items():
+        items += [f"<li>verdict change: {e(c['target'])} {e(c['base'])} → {e(c['other'])}</li>" for c in changes]
+    return "<ul>" + "".join(items) + "</ul>"
+
+
+def _md_table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "none\n"
+    return frame.to_markdown(index=False) + "\n"
+
+
+def _markdown(profile, base, plots, missing_plots, verdicts, measurements, energy, comparison, comparison_summary,
+              plot_dir_name) -> str:
+    out = [f"# npucheck report: {profile['device']['name']}", "", "## Device and environment", ""]
+    out += [f"- {line}" for line in header_lines(profile)]
+    out += ["", "## Verdicts", "", _md_table(verdicts), "## Measurement quality", ""]
+    out += [f"- {line}" for line in _quality_lines(profile)]
+    out += ["", "## Curves", ""]
+    out += [f"![{caption}]({plot_dir_name}/{kind}.png)\n" for kind, caption, _ in plots]
+    out += [f"- {line}" for line in missing_plots]
+    if comparison is not None:
+        out += ["", f"## Comparison with {comparing.label('', base)}", ""]
+        for families in comparison_summary.get("geomean", {}).values():
+            out += [f"- {family}: geometric-mean speed ratio {ratio:.3f}" for family, ratio in families.items()]
+        for changes in comparison_summary.get("verdict_changes", {}).values():
+            out += [f"- verdict change: {c['target']} {c['base']} → {c['other']}" for c in changes]
+        out += ["", _md_table(comparison.drop(columns=["other"]))]
+    out += ["", "## Energy windows", "", _md_table(energy) if not energy.empty else
+            "no energy windows: power was not measured in this run\n"]
+    out += ["## Measurements", "", _md_table(measurements), "## Warnings", ""]
+    out += [f"- {w}" for w in profile.get("warnings") or []] or ["none"]
+    return "\n".join(out) + "\n"
+
+
+def write(path: Path, text: str, files: dict[str, bytes]) -> None:
+    """Write the plot files, then the report, each atomically."""
+    for name, data in files.items():
+        write_atomic(path.parent / name, data)
+    write_atomic(path, text.encode("utf-8"))
