@@ -165,7 +165,7 @@ def profile_label(path: Any, profile: dict[str, Any]) -> str:
     extra = ""
     if profile["device"].get("backend") == "cpu":
         threads = ((profile.get("environment") or {}).get("threads") or {}).get("intra_op")
-        extra = f", {threads} threads" if threads else ""
+        extra = f", {threads} thread{'' if threads == 1 else 's'}" if threads else ""
     return f"{profile['device']['name']} ({profile['created_utc']}{extra})"
 
 

@@ -32,11 +32,11 @@ def _verdict_frame(profile: dict[str, Any]) -> pd.DataFrame:
         for c in verdict["criteria"]:
             margin = None
             if c.get("measured") is not None and c.get("threshold"):
-                margin = f"{c['measured'] / c['threshold'] - 1:+.1%}"
+                margin = f"{c['measured'] / c['threshold']:.3g} × threshold"
             rows.append({"target": verdict["target"], "target status": verdict["status"],
                          "criterion": f"{c['metric']} {c['op']} {c['threshold']:g} {c.get('unit', '')}",
                          "measured": c.get("measured"), "lower": c.get("lower"), "upper": c.get("upper"),
-                         "margin to threshold": margin, "result": c["status"], "reason": c.get("reason")})
+                         "measured / threshold": margin, "result": c["status"], "reason": c.get("reason")})
     return pd.DataFrame(rows)
 
 
@@ -50,8 +50,7 @@ def _quality_lines(profile: dict[str, Any]) -> list[str]:
              f"{len(unstable)} measured cases unstable (IQR > 10% of the median)",
              f"timing: {profile['device'].get('timing_method')}, confidence "
              f"{profile['settings'].get('confidence', 0.95):.0%} intervals from raw samples",
-             f"other load: up to {(profile.get('load') or {}).get('during_max_foreign_cpu_cores')} CPU cores used by "
-             "other processes during a case"]
+             _load_line(profile)]
     source = (profile.get("power") or {}).get("source")
     if source:
         lines.append(f"power: {source['name']}, quality {source['quality']} ({source.get('quality_name')}), "
@@ -59,6 +58,13 @@ def _quality_lines(profile: dict[str, Any]) -> list[str]:
     else:
         lines.append("power: not measured (" + "; ".join((profile.get("power") or {}).get("notes") or []) + ")")
     return lines
+
+
+def _load_line(profile: dict[str, Any]) -> str:
+    cores = (profile.get("load") or {}).get("during_max_foreign_cpu_cores")
+    if cores is None:
+        return "other load during the cases: not measured"
+    return f"other load: up to {cores:.2f} CPU cores used by other processes during a case"
 
 
 def _plots(profile: dict[str, Any], base: dict[str, Any] | None, thresholds: list[tuple[str, float]]
