@@ -49,6 +49,15 @@ def _title(fig: Figure, text: str, profiles: list[dict[str, Any]]) -> None:
     fig.suptitle(text, fontsize=11)
 
 
+def _size_axes(ax: Any, ylabel: str) -> None:
+    """Log-log axes of throughput against problem size (sizes span decades)."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("problem size (FLOPs per call)")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+
+
 def sweep(profiles: list[dict[str, Any]]) -> Figure:
     profile = profiles[0]
     fig = Figure(figsize=(8, 5), layout="constrained")
@@ -66,11 +75,7 @@ def sweep(profiles: list[dict[str, Any]]) -> Figure:
         plotted += len(points)
     if not plotted:
         raise NothingToPlot("no correct GEMM measurement to plot")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("problem size (FLOPs per call)")
-    ax.set_ylabel("throughput (TFLOPS, median with 95% CI)")
-    ax.grid(True, which="both", alpha=0.3)
+    _size_axes(ax, "throughput (TFLOPS, median with 95% CI)")
     ax.legend(title="dtype")
     _title(fig, "GEMM throughput against problem size", profiles)
     return fig
@@ -168,11 +173,7 @@ def compare(profiles: list[dict[str, Any]], labels: list[str]) -> Figure:
                 plotted += 1
     if not plotted:
         raise NothingToPlot("no correct GEMM measurement in any profile")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("problem size (FLOPs per call)")
-    ax.set_ylabel("throughput (TFLOPS, median)")
-    ax.grid(True, which="both", alpha=0.3)
+    _size_axes(ax, "throughput (TFLOPS, median)")
     ax.legend(fontsize=8)
     _title(fig, f"GEMM throughput of {len(profiles)} profiles", profiles)
     return fig

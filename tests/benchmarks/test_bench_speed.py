@@ -20,8 +20,10 @@ def stored(tmp_path, minimal_profile):
     return save_result(minimal_profile, tmp_path / "r.json")
 
 
-def _cli(*args):
-    subprocess.run([sys.executable, "-m", "npucheck.cli", *args], check=False, capture_output=True)
+def _cli(*args, expect=0):
+    done = subprocess.run([sys.executable, "-m", "npucheck.cli", *args], check=False, capture_output=True)
+    assert done.returncode == expect, done.stderr
+    return done
 
 
 def test_show_starts_fast(benchmark, stored):
@@ -30,7 +32,7 @@ def test_show_starts_fast(benchmark, stored):
 
 
 def test_check_starts_fast(benchmark, stored):
-    benchmark.pedantic(_cli, args=("check", str(stored)), rounds=5, iterations=1)
+    benchmark.pedantic(_cli, args=("check", str(stored)), kwargs={"expect": 1}, rounds=5, iterations=1)  # a FAIL
 
 
 def test_results_starts_fast(benchmark, stored):
