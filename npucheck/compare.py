@@ -123,7 +123,8 @@ def compare_frames(base: dict[str, Any], others: list[tuple[str, dict[str, Any]]
             if b is None or o is None:
                 row.update(verdict=MISSING, note="only in base" if o is None else "not in base")
             elif row["base_tflops"] is None or row["other_tflops"] is None:
-                row.update(verdict=NOT_MEASURED, note=f"status {b['status']} vs {o['status']}")
+                row.update(verdict=NOT_MEASURED, note=f"status {b['status']} vs {o['status']}"
+                           + ("" if b["status"] != "ok" or o["status"] != "ok" else " (no raw samples)"))
             elif (why := _incomparable(b, o)) is not None:
                 row.update(verdict=INCOMPARABLE, note=why)
             else:
@@ -135,14 +136,22 @@ def compare_frames(base: dict[str, Any], others: list[tuple[str, dict[str, Any]]
 
 
 def _ok_tflops(case: pd.Series | None) -> float | None:
-    if case is None or case["status"] != "ok" or case["correct"] is False or case["tflops"] is None:
+    """The case's TFLOPS if it ran, was correct and kept its raw samples; else None. (pandas turns a missing
+    value into NaN, so every test here goes through pd.isna.)"""
+    if case is None or case["status"] != "ok" or case["correct"] is False or _absent(case["tflops"]):
         return None
+    if not len(case["samples_s"]):
+        return None  # no raw samples: nothing to judge a difference with
     value = float(case["tflops"])
     return value if math.isfinite(value) else None
 
 
+def _absent(value: Any) -> bool:
+    return value is None or bool(pd.isna(value))
+
+
 def _power_ratio(row: dict[str, Any], b: pd.Series | None, o: pd.Series | None) -> None:
-    if b is None or o is None or b["tflops_per_watt"] is None or o["tflops_per_watt"] is None:
+    if b is None or o is None or _absent(b["tflops_per_watt"]) or _absent(o["tflops_per_watt"]):
         return
     if (b["power_source"], b["power_scope"]) != (o["power_source"], o["power_scope"]):
         row["note"] = (row["note"] + "; " if row["note"] else "") + (
@@ -150,7 +159,8 @@ def _power_ratio(row: dict[str, Any], b: pd.Series | None, o: pd.Series | None) 
         return
     ratio = o["tflops_per_watt"] / b["tflops_per_watt"]
     row["tflops_per_watt_ratio"] = ratio
-    uncertainty = max(b["power_uncertainty"] or 0.0, o["power_uncertainty"] or 0.0)
+    uncertainty = max(0.0 if _absent(b["power_uncertainty"]) else b["power_uncertainty"],
+                      0.0 if _absent(o["power_uncertainty"]) else o["power_uncertainty"])
     if abs(ratio - 1) <= uncertainty:
         row["note"] = (row["note"] + "; " if row["note"] else "") + f"TFLOPS/W change within ±{uncertainty:.0%}"
 

@@ -17,6 +17,8 @@ from typing import Any
 from npucheck.targets import Criterion, Target
 
 PASS, FAIL, INCONCLUSIVE, ERROR = "PASS", "FAIL", "INCONCLUSIVE", "ERROR"
+MEASURED_QUALITIES = ("Q1", "Q2", "Q3")
+PARTIAL_SCOPES = ("soc-rail", "dram")  # as npucheck.power.base.PARTIAL_SCOPES (judge stays free of power imports)
 INTERRUPTED_NOTE = " (run was interrupted: judged on the cases measured)"
 
 
@@ -145,11 +147,21 @@ def _tflops_per_watt(profile: dict[str, Any], criterion: Criterion) -> Outcome:
                     f"all {_cases(len(cases), f'{dtype} GEMM')} errored, so there is no throughput to divide")
         why = summary.get("power_note") or "no power source gave a reading"
         return (INCONCLUSIVE, None, None, None, f"power was not measured ({why}), so {dtype} TFLOPS/W is unknown")
-    interval = (summary.get("tflops_per_watt_ci") or {}).get(dtype)
-    lower, upper = _pair(interval) or (value, value)
-    if (summary.get("tflops_per_watt_quality") or {}).get(dtype) == "Q0":
+    interval = _pair((summary.get("tflops_per_watt_ci") or {}).get(dtype))
+    quality = (summary.get("tflops_per_watt_quality") or {}).get(dtype)
+    scope = (summary.get("tflops_per_watt_scope") or {}).get(dtype)
+    if interval is None:
+        # a figure without its uncertainty cannot clear a threshold (a stored file may lack it)
+        return INCONCLUSIVE, value, value, value, f"{dtype} TFLOPS/W has no uncertainty interval"
+    lower, upper = interval
+    if quality == "Q0":
         # Green500 quality Q0 is a TDP or model estimate: reporting it is useful, judging on it is not honest
         return INCONCLUSIVE, value, lower, upper, "estimated power (Q0) never decides a verdict"
+    if quality not in MEASURED_QUALITIES:
+        return INCONCLUSIVE, value, lower, upper, f"power quality {quality!r} is not a measured level (Q1-Q3)"
+    if scope in PARTIAL_SCOPES:
+        return (INCONCLUSIVE, value, lower, upper,
+                f"power of scope {scope!r} covers only part of the device, so it cannot judge its efficiency")
     status = decide(criterion.op, criterion.threshold, lower, upper)
     return status, value, lower, upper, _decision_reason(status, criterion, lower, upper)
 

@@ -140,6 +140,13 @@ class Runner:
         }
 
     def run(self) -> dict[str, Any]:
+        try:
+            return self._run()
+        finally:
+            if self.power is not None:
+                self.power.close()  # an NVML session must not outlive the run, whatever ended it
+
+    def _run(self) -> dict[str, Any]:
         profile = self._skeleton()
         started = self._clock()
         try:
@@ -164,8 +171,6 @@ class Runner:
         profile["finished_utc"] = _utc_now()
         profile["summary"] = summarize_profile(profile)
         self._finish_warnings(profile)
-        if self.power is not None:
-            self.power.close()
         return profile
 
     # ----------------------------------------------------------------------------------------------- power

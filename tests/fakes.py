@@ -133,7 +133,9 @@ class FakeAmdSmi:
         self.counter_rate = counter_rate
         self.frozen = frozen
         self.accumulator = 1_000_000
-        self.calls = 0
+        self.power_failures = 0
+        """Calls of amdsmi_get_power_info to fail (after the first), as a busy SMU sometimes makes them."""
+        self._power_calls = 0
 
     def amdsmi_init(self) -> None:
         pass
@@ -148,6 +150,10 @@ class FakeAmdSmi:
         return {"energy_accumulator": self.accumulator, "counter_resolution": self.RESOLUTION_UJ, "timestamp": 0}
 
     def amdsmi_get_power_info(self, handle: str) -> dict:
+        self._power_calls += 1
+        if self._power_calls > 1 and self.power_failures > 0:
+            self.power_failures -= 1
+            raise RuntimeError("AMDSMI_STATUS_BUSY")
         return {"current_socket_power": self.watts, "average_socket_power": "N/A", "power_limit": 750}
 
     def advance(self, seconds: float) -> None:

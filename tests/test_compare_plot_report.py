@@ -82,7 +82,14 @@ def test_tflops_per_watt_is_compared_only_within_one_source_and_scope():
     other["measurements"][1]["energy"] = _energy(1.0, 50.0, source="nvml", scope="board")
     row = comparing.compare_frames(base, [("o", other)]).set_index("case").loc["gemm/fp16/same"]
     assert row["tflops_per_watt_ratio"] is None or row["tflops_per_watt_ratio"] != row["tflops_per_watt_ratio"]
-    assert "not compared: rapl/package vs nvml/board" in row["note"]
+    assert "not compared: rapl/package vs nvml/board" in row["note"] and "nan" not in row["note"]
+
+
+def test_a_case_without_raw_samples_is_not_measured_rather_than_noise():
+    base, other = _pair()
+    other["measurements"][1]["samples_s"] = []
+    row = comparing.compare_frames(base, [("o", other)]).set_index("case").loc["gemm/fp16/same"]
+    assert row["verdict"] == comparing.NOT_MEASURED and "no raw samples" in row["note"]
 
 
 def test_summary_has_the_geometric_mean_per_family_and_verdict_changes():

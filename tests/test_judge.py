@@ -26,14 +26,16 @@ def gemm(size: int = 1024, tflops: float | None = 100.0, ci: tuple[float, float]
 
 def make_profile(measurements: list[dict[str, Any]] | None = None,
                  support: dict[str, bool | None] | None = None, tflops_per_watt: float | None = None,
-                 tflops_per_watt_ci: tuple[float, float] | None = None, quality: str | None = None,
-                 interrupted: bool = False) -> dict[str, Any]:
-    """A result profile with the parts the judge reads, built by hand."""
+                 tflops_per_watt_ci: tuple[float, float] | None = None, quality: str | None = "Q2",
+                 interrupted: bool = False, scope: str = "board") -> dict[str, Any]:
+    """A result profile with the parts the judge reads, built by hand (a bare TFLOPS/W gets the interval
+    (value, value) unless ``tflops_per_watt_ci`` is given; pass ``tflops_per_watt_ci=()`` for none)."""
     summary: dict[str, Any] = {"tflops_per_watt": {"fp16": tflops_per_watt}}
-    if tflops_per_watt_ci is not None:
-        summary["tflops_per_watt_ci"] = {"fp16": list(tflops_per_watt_ci)}
+    if tflops_per_watt is not None and tflops_per_watt_ci != ():
+        summary["tflops_per_watt_ci"] = {"fp16": list(tflops_per_watt_ci or (tflops_per_watt, tflops_per_watt))}
     if quality is not None:
         summary["tflops_per_watt_quality"] = {"fp16": quality}
+    summary["tflops_per_watt_scope"] = {"fp16": scope}
     return {"schema_version": 1, "interrupted": interrupted, "measurements": measurements or [],
             "support": {family: {"supported": value} for family, value in (support or {}).items()},
             "summary": summary}
@@ -331,8 +333,25 @@ def test_pass_means_both_bounds_meet_and_fail_means_neither_does(op, threshold, 
 
 
 @given(ops, thresholds, values)
-def test_a_point_estimate_is_never_inconclusive(op, threshold, value):
+def test_a_zero_width_interval_is_never_inconclusive(op, threshold, value):
     assert judged(make_profile(tflops_per_watt=value), per_watt(op, threshold))["status"] in ("PASS", "FAIL")
+
+
+def test_a_stored_figure_without_its_interval_is_never_judged():
+    verdict = judged(make_profile(tflops_per_watt=5.0, tflops_per_watt_ci=()), per_watt())
+    assert verdict["status"] == "INCONCLUSIVE" and "no uncertainty interval" in verdict["reason"]
+
+
+@pytest.mark.parametrize("quality", [None, "Q9"])
+def test_a_figure_of_unknown_quality_is_never_judged(quality):
+    verdict = judged(make_profile(tflops_per_watt=5.0, quality=quality), per_watt())
+    assert verdict["status"] == "INCONCLUSIVE" and "not a measured level" in verdict["reason"]
+
+
+@pytest.mark.parametrize("scope", ["dram", "soc-rail"])
+def test_power_of_part_of_the_device_is_never_judged(scope):
+    verdict = judged(make_profile(tflops_per_watt=50.0, tflops_per_watt_ci=(45.0, 55.0), scope=scope), per_watt())
+    assert verdict["status"] == "INCONCLUSIVE" and "covers only part of the device" in verdict["reason"]
 
 
 @given(st.sampled_from([">=", ">"]), thresholds, values, values, st.floats(min_value=0.0, max_value=1e4))

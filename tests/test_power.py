@@ -78,7 +78,8 @@ def test_rapl_on_a_laptop_counts_the_package_once_and_keeps_psys_apart(tmp_path)
     assert RaplSource(tmp_path).zones == ["package-0"]
     assert RaplSource(tmp_path, "dram").zones == ["dram"]
     psys = RaplSource(tmp_path, "psys")
-    assert psys.zones == ["psys"] and psys.scope == "soc-rail"
+    assert psys.zones == ["psys"] and psys.scope == "platform"
+    assert RaplSource(tmp_path, "dram").scope == "dram"  # memory alone: shown, never judged
 
 
 def test_rapl_sums_two_sockets(tmp_path):
@@ -136,6 +137,12 @@ def test_interval_average_samples_cover_the_period_before_them():
     assert joules == pytest.approx(600.0) and coverage == pytest.approx(1.0)
 
 
+def test_averages_logged_more_often_than_their_period_are_not_counted_twice():
+    samples = [(0.5 * i, 100.0) for i in range(1, 61)]  # every 0.5 s, each the mean of the last 1 s
+    joules, coverage = integrate_interval_averages(samples, 0.0, 30.0, period_s=1.0)
+    assert joules == pytest.approx(3000.0) and coverage == pytest.approx(1.0)
+
+
 # ------------------------------------------------------------------------------------------------------ windows
 class RampSource(PowerSource):
     """A counter advancing at ``watts`` in ``update_s`` steps, plus instant power; faults on demand."""
@@ -176,6 +183,45 @@ def test_a_window_reports_the_sources_power_and_tflops_per_watt():
     assert energy["tflops_per_watt"] == pytest.approx(energy["tflops"] / energy["avg_watts"])
     assert energy["tflops_per_watt_net"] == pytest.approx(energy["tflops"] / (energy["avg_watts"] - 50.0))
     assert energy["counter_vs_integrated"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_a_windows_uncertainty_adds_counter_quantization_to_the_sources():
+    window = EnergyWindow(RampSource(watts=200.0, update_s=0.01), hz=50)
+    with window:
+        time.sleep(0.3)
+    energy = window.result(flops=1e12)
+    assert energy["uncertainty_terms"]["counter quantization"] == pytest.approx(0.02 / energy["window_s"])
+    assert energy["uncertainty_rel"] == pytest.approx(0.05 + 0.02 / energy["window_s"])
+
+
+class ExclusiveSource(RampSource):
+    """Records it when two threads read it at once (the end edge racing the sampler thread)."""
+
+    def __init__(self):
+        super().__init__(update_s=0.001)
+        import threading
+
+        self.inside = threading.Lock()
+        self.overlaps = 0
+
+    def read_energy_j(self):
+        if not self.inside.acquire(blocking=False):
+            self.overlaps += 1
+            return super().read_energy_j()
+        try:
+            time.sleep(0.002)  # a slow sysfs read widens any race
+            return super().read_energy_j()
+        finally:
+            self.inside.release()
+
+
+def test_the_window_edges_never_read_the_counter_while_the_sampler_does():
+    for _ in range(5):
+        source = ExclusiveSource()
+        window = EnergyWindow(source, hz=100)
+        with window:
+            time.sleep(0.05)
+        assert source.overlaps == 0
 
 
 def test_a_window_shorter_than_the_counter_update_is_an_error_not_zero_joules():
@@ -233,6 +279,16 @@ def test_nvml_without_the_instant_field_says_it_uses_the_1s_average():
     source = NvmlSource(FakeNvml(instant_mw=None))
     assert source.read_power_w() == pytest.approx(280.0)
     assert "1 s average" in source.detail and source.describe()["power_field"] == "average_1s"
+    assert source.power_average_s == 1.0
+
+
+def test_averaged_power_without_a_counter_widens_the_uncertainty_by_its_lag():
+    window = EnergyWindow(NvmlSource(FakeNvml(energy_mj=None, instant_mw=None)), hz=20)
+    with window:
+        time.sleep(0.5)
+    energy = window.result(flops=1e12)
+    assert energy["valid"] and energy["quality"] == "Q1"
+    assert energy["uncertainty_terms"]["averaging lag"] == pytest.approx(1.0 / energy["window_s"])
 
 
 def test_nvml_that_answers_not_supported_to_everything_is_unusable():
@@ -306,6 +362,12 @@ def test_jetson_uses_the_input_rail_and_never_adds_its_sub_rails(tmp_path):
     assert rail.read_power_w() == pytest.approx(2.5) and rail.scope == "soc-rail"
 
 
+def test_a_rail_on_the_second_ina3221_can_be_chosen(tmp_path):
+    make_hwmon(tmp_path, 0, "ina3221", {"in1_label": "VDD_IN", "in1_input": "5000", "curr1_input": "2000"})
+    make_hwmon(tmp_path, 1, "ina3221", {"in1_label": "VDDQ_VDD2_1V8AO", "in1_input": "1800", "curr1_input": "500"})
+    assert HwmonSource(tmp_path, "ina3221", "VDDQ_VDD2_1V8AO").read_power_w() == pytest.approx(0.9)
+
+
 def test_rails_without_an_input_rail_must_be_chosen(tmp_path):
     make_hwmon(tmp_path, 0, "ina3221", {"in1_label": "VDD_GPU", "in1_input": "5000", "curr1_input": "100"})
     with pytest.raises(PowerSourceError, match="no module input rail"):
@@ -336,6 +398,13 @@ def test_a_frozen_amd_counter_is_rejected_for_polled_power():
 
 def test_an_amd_counter_at_the_wrong_rate_is_rejected():
     assert "3.00x" in _amd(FakeAmdSmi(counter_rate=3.0)).detail
+
+
+def test_a_failed_power_read_does_not_throw_away_a_working_amd_counter():
+    fake = FakeAmdSmi()
+    fake.power_failures = 1  # the read during validation fails; the counter itself is fine
+    source = _amd(fake)
+    assert source.has_counter and source.quality == "Q2"
 
 
 def test_amd_with_no_counter_and_no_power_is_unusable():

@@ -78,8 +78,14 @@ class AmdSmiSource(PowerSource):
     def _validate_counter(self, sleep: Callable[[float], None]) -> tuple[bool, str]:
         try:
             first = self._raw_uj()
+        except Exception as e:  # noqa: BLE001
+            return False, f"energy count unreadable: {type(e).__name__}: {e}"
+        try:
             power = self.read_power_w() if self._power_key else None
-            sleep(VALIDATE_S)
+        except PowerReadError:
+            power = None  # a failed power read says nothing about the counter: skip the ratio check
+        sleep(VALIDATE_S)
+        try:
             second = self._raw_uj()
         except Exception as e:  # noqa: BLE001
             return False, f"energy count unreadable: {type(e).__name__}: {e}"

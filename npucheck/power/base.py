@@ -25,7 +25,9 @@ from typing import Any
 from npucheck.errors import UsageError
 
 QUALITY_NAMES = {"Q0": "estimated", "Q1": "sampled telemetry", "Q2": "energy counter", "Q3": "external meter"}
-SCOPES = ("chip", "package", "board", "module", "soc-rail", "wall", "user-stated")
+SCOPES = ("chip", "package", "board", "module", "platform", "soc-rail", "dram", "wall", "user-stated")
+PARTIAL_SCOPES = ("soc-rail", "dram")
+"""Scopes that cover only part of a device (one rail, the memory): shown, but never judged against a target."""
 MAX_PLAUSIBLE_WATTS = 5000.0
 """A reading above this is a unit error (a vendor off by 1000x), not a power: it is dropped, never used."""
 
@@ -54,6 +56,9 @@ class PowerSource:
     """How often the energy counter changes, seconds; None when the source has no counter."""
     power_update_s: float | None = None
     """How often the power reading changes, seconds; None when unknown or no power reading."""
+    power_average_s: float | None = None
+    """When the power reading is an average over a trailing interval (NVML's 1 s average, hwmon
+    ``power*_average``), that interval in seconds; None for instantaneous readings."""
     detail: str = ""
 
     @property
@@ -85,7 +90,8 @@ class PowerSource:
         return {"name": self.name, "scope": self.scope, "quality": self.quality,
                 "quality_name": QUALITY_NAMES[self.quality], "uncertainty_rel": self.uncertainty_rel,
                 "counter": self.has_counter, "counter_update_s": self.counter_update_s,
-                "power_update_s": self.power_update_s, "detail": self.detail}
+                "power_update_s": self.power_update_s, "power_average_s": self.power_average_s,
+                "detail": self.detail}
 
     def close(self) -> None:
         """Release what the source holds (an NVML session, file handles)."""

@@ -70,13 +70,18 @@ class HwmonSource(PowerSource):
         self._rail: tuple[Path, Path] | None = None
         self._last_uj: int | None = None
         self._total_uj = 0
+        self._rails_seen: list[str] = []
         for path, name in devices:
             if self._choose(path, name, label):
                 self.device_path, self.driver = path, name
                 break
         else:
+            if self._rails_seen and not label:
+                raise PowerSourceError(f"hwmon: rails {', '.join(self._rails_seen)} but no module input rail "
+                                       f"({' or '.join(INPUT_RAILS)}); choose one with hwmon:DRIVER:LABEL")
             raise PowerSourceError(f"hwmon: no power, energy or rail sensor{f' labelled {label!r}' if label else ''}"
-                                   f" on {', '.join(n for _, n in devices)}")
+                                   f" on {', '.join(n for _, n in devices)}"
+                                   + (f" (rails: {', '.join(self._rails_seen)})" if self._rails_seen else ""))
         self.scope = DRIVER_SCOPES.get(self.driver, "chip")
         if self._rail and self.rail_label not in INPUT_RAILS:
             self.scope = "soc-rail"
@@ -85,17 +90,17 @@ class HwmonSource(PowerSource):
         self.power_update_s = None
         what = (f"energy counter {self._energy.name}" if self._energy else
                 f"power file {self._power.name}" if self._power else f"rail {self.rail_label} (V x I)")
+        if self._power is not None and self.power_average_s:
+            what += f" (an average over {self.power_average_s:g} s)"
         self.detail = f"{self.driver} ({self.device_path.name}): {what}"
 
     def _choose(self, path: Path, name: str, label: str | None) -> bool:
         rails = _rails(path)
         if rails:
             wanted = label or next((r for r in INPUT_RAILS if r in rails), None)
-            if wanted is None:
-                raise PowerSourceError(f"hwmon: {name} has rails {', '.join(rails)} but no module input rail "
-                                       f"({' or '.join(INPUT_RAILS)}); choose one with hwmon:{name}:LABEL")
-            if wanted not in rails:
-                raise PowerSourceError(f"hwmon: {name} has no rail {wanted!r} (rails: {', '.join(rails)})")
+            if wanted is None or wanted not in rails:
+                self._rails_seen.extend(f"{name}:{r}" for r in rails)  # a Jetson may have several INA3221s
+                return False
             channel = rails[wanted]
             self._rail = (path / f"in{channel}_input", path / f"curr{channel}_input")
             self.rail_label = wanted
@@ -113,6 +118,12 @@ class HwmonSource(PowerSource):
             except (OSError, ValueError):
                 self._energy = None
         self._power = power[0] if power else None  # beside a counter it is the cross-check
+        if self._power is not None and self._power.name.endswith("_average"):
+            interval = path / self._power.name.replace("_average", "_average_interval")
+            try:
+                self.power_average_s = int(_read(interval)) / 1e3  # milliseconds
+            except (OSError, ValueError):
+                self.power_average_s = 1.0  # not published: assume the common 1 s and say so in the detail
         return bool(self._energy or self._power)
 
     @property

@@ -76,6 +76,7 @@ class NvmlSource(PowerSource):
         self.quality = "Q2" if self._counter else "Q1"
         self.counter_update_s = COUNTER_UPDATE_S if self._counter else None
         self.power_update_s = 0.1 if self._instant else 1.0
+        self.power_average_s = None if self._instant else 1.0  # nvmlDeviceGetPowerUsage: a 1 s average
         mig = self._try(lambda: nv.nvmlDeviceGetMigMode(self._handle))
         self.mig = bool(mig and mig[0])
         parts = [self.device_name, "energy counter" if self._counter else "no energy counter (power integrated)",

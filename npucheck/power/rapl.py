@@ -86,7 +86,8 @@ class RaplSource(PowerSource):
             raise PowerSourceError(f"rapl: unknown zone kind {kind!r} (known: {', '.join(ZONE_KINDS)})")
         root = Path(root)
         self.kind = kind
-        self.scope = {"package": "package", "psys": "soc-rail", "dram": "package"}[kind]
+        # psys covers the platform (packages and more); dram is the memory alone, never the device under test
+        self.scope = {"package": "package", "psys": "platform", "dram": "dram"}[kind]
         base = root / "class/powercap"
         if not base.is_dir():
             raise PowerSourceError(f"rapl: {base} is not present (no powercap driver, or masked in a container)")

@@ -10,6 +10,7 @@ a counter present the counter decides and the integral is the cross-check (their
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ MAX_TRACE_POINTS = 600
 """Trace samples kept per window in the result (evenly thinned beyond this); the integral uses all of them."""
 MIN_COVERAGE = 0.5
 """A window whose power samples cover less than this share of it (sources without a counter) is invalid."""
+MIN_METER_SAMPLES = 10
 COUNTER_AGREEMENT = 0.10
 """A counter agrees with integrated power when their ratio is within 1 ± this."""
 
@@ -56,11 +58,15 @@ def integrate_zoh(samples: Sequence[tuple[float, float]], start: float, end: flo
 
 def integrate_interval_averages(samples: Sequence[tuple[float, float]], start: float, end: float,
                                 period_s: float) -> tuple[float, float]:
-    """Energy of meter samples that are averages over the ``period_s`` before their timestamp."""
+    """Energy of samples that are averages over the ``period_s`` before their timestamp (meters, averaged
+    telemetry). Each sample covers (max(t - period, previous t), t], so samples logged more often than their
+    averaging period are not counted twice."""
     joules = 0.0
     covered = 0.0
+    previous = -math.inf
     for t, watts in samples:
-        lo, hi = max(t - period_s, start), min(t, end)
+        lo, hi = max(t - period_s, previous, start), min(t, end)
+        previous = t
         if hi > lo:
             joules += watts * (hi - lo)
             covered += hi - lo
@@ -90,7 +96,8 @@ class PowerSampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.trace = _Trace()
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
+        """Held around every read of the source, so the edges and the thread never read it at once."""
 
     def sample_once(self) -> None:
         """Take one sample of everything the source offers; a failed read is counted and dropped."""
@@ -122,7 +129,7 @@ class PowerSampler:
         every = max(1, round(1.0 / self.period_s))
         ticks = 0
         while not self._stop.is_set():
-            with self._lock:
+            with self.lock:
                 self.sample_once()
                 ticks += 1
                 if ticks % every == 0:
@@ -173,7 +180,8 @@ class EnergyWindow:
         if not self.source.has_counter:
             return
         try:
-            self.edge_energy[index] = self.source.read_energy_j()
+            with self._sampler.lock:  # never read the counter at the same time as the sampler thread
+                self.edge_energy[index] = self.source.read_energy_j()
         except Exception as e:  # noqa: BLE001 - a source failing must invalidate the window, not crash the run
             self.edge_errors.append(f"{'start' if index == 0 else 'end'} edge: {e}")
 
@@ -189,7 +197,8 @@ class EnergyWindow:
         self.end_s, self.end_unix = self._clock(), self._wall()
         self._edge(1)
         self._sampler.stop()
-        self._sampler.sample_once()
+        with self._sampler.lock:
+            self._sampler.sample_once()
         self.context_after = _safe_context(self.source)
 
     # ------------------------------------------------------------------------------------------------ result
@@ -260,10 +269,16 @@ class EnergyWindow:
                 out["joules_integrated"], out["coverage"] = joules, coverage
                 if coverage < 0.95:
                     reasons.append(f"the meter log covers only {coverage:.0%} of the window")
+                if len(samples) < MIN_METER_SAMPLES:
+                    out["warnings"].append(f"only {len(samples)} meter samples in the window (Green500 level 1 "
+                                           f"asks for at least {MIN_METER_SAMPLES})")
             elif not reasons:
                 reasons.append("the meter log has no sample inside the window")
         elif src.has_power:
-            joules, coverage = integrate_zoh(power, self.start_s, self.end_s)
+            if src.power_average_s:
+                joules, coverage = integrate_interval_averages(power, self.start_s, self.end_s, src.power_average_s)
+            else:
+                joules, coverage = integrate_zoh(power, self.start_s, self.end_s)
             if power:
                 out["joules_integrated"], out["coverage"] = joules, coverage
         # ---- decide
@@ -288,6 +303,7 @@ class EnergyWindow:
             return out
         out["valid"] = True
         out["avg_watts"] = out["joules"] / window_s
+        out["uncertainty_rel"] = self._uncertainty(out)
         if out["avg_watts"] <= 0:
             out.update(valid=False, reason="average power is not positive", avg_watts=None, joules=None)
             return out
@@ -297,6 +313,28 @@ class EnergyWindow:
             if idle_watts is not None and out["avg_watts"] > idle_watts:
                 out["tflops_per_watt_net"] = out["tflops"] / (out["avg_watts"] - idle_watts)
         return out
+
+
+    def _uncertainty(self, out: dict[str, Any]) -> float:
+        """The source's stated uncertainty plus what this window adds: counter quantization (up to one update
+        at each edge), the lag of averaged readings, and any disagreement between counter and integrated power
+        (which also drops a counter's quality from Q2 to Q1)."""
+        src = self.source
+        window_s = out["window_s"]
+        terms = {"source": src.uncertainty_rel}
+        if out["joules_counter"] is not None and src.counter_update_s:
+            terms["counter quantization"] = 2 * src.counter_update_s / window_s
+        elif out["joules_integrated"] is not None:
+            averaged_s = src.power_average_s or (
+                src.power_update_s if src.is_log and getattr(src, "sample_type", "") == "average" else None)
+            if averaged_s:
+                terms["averaging lag"] = averaged_s / window_s
+        ratio = out["counter_vs_integrated"]
+        if ratio is not None and abs(ratio - 1) > COUNTER_AGREEMENT:
+            terms["counter disagreement"] = abs(ratio - 1)
+            out["quality"] = "Q1" if out["quality"] == "Q2" else out["quality"]
+        out["uncertainty_terms"] = terms
+        return float(sum(terms.values()))
 
 
 def _safe_context(source: PowerSource) -> dict[str, Any]:
