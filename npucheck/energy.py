@@ -4,8 +4,9 @@ Which cases get a window (after all cases are timed, so windows never eat the ti
 * each dtype's peak GEMM case: a headline window of the suite's ``power_window_s`` (``--power-window``); its
   TFLOPS/W is the figure the targets judge;
 * every other correct fp16 GEMM of the ``square`` sweep: a short window (>= 1 s and >= 50 updates of the
-  source), for the efficiency curves. Skipped, with the reason, when the source updates too slowly for that.
-Convolution and recurrent cases get no window in this version.
+  source), for the efficiency curves. Skipped, with the reason, when the source updates too slowly for that;
+* the fastest correct fp16 case of every other kernel (conv2d, rnn_tanh, rnn_relu, lstm, gru): a short window
+  too, so the terminal chip's CNN/RNN/LSTM efficiency is measured, not assumed from GEMM.
 """
 
 from __future__ import annotations
@@ -52,9 +53,16 @@ def window_plan(measurements: list[dict[str, Any]], sweep_s: float | None,
     plan = [(m, headline_s, "headline") for m in peaks.values()]
     if sweep_s is not None:
         chosen = {id(m) for m in peaks.values()}
-        plan += [(m, sweep_s, "sweep") for m in measurements
+        ok = [m for m in measurements if m["status"] == "ok" and m["correct"] is not False and m["tflops"]]
+        plan += [(m, sweep_s, "sweep") for m in ok
                  if m["kernel"] == "gemm" and m["dtype"] == SWEEP_DTYPE and m["shape_set"] == SWEEP_SHAPE_SET
-                 and m["status"] == "ok" and m["correct"] is not False and id(m) not in chosen]
+                 and id(m) not in chosen]
+        fastest: dict[str, dict[str, Any]] = {}
+        for m in ok:
+            if m["kernel"] != "gemm" and m["dtype"] == SWEEP_DTYPE:
+                if m["tflops"] > fastest.get(m["kernel"], {}).get("tflops", -1.0):
+                    fastest[m["kernel"]] = m
+        plan += [(m, sweep_s, "kernel") for m in fastest.values()]
     return plan
 
 

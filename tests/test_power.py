@@ -481,3 +481,21 @@ def test_bad_power_specs_are_one_clear_error(spec, message):
 def test_env_probe_exercises_the_real_reads(tmp_path):
     status = power.probe_nvml(FakeNvml(energy_mj=None, instant_mw=None, average_mw=None))
     assert not status.found and "NotSupported" in status.detail
+
+
+def test_the_window_plan_covers_headline_sweep_and_each_other_kernel():
+    from conftest import make_measurement
+
+    from npucheck.energy import window_plan
+
+    def ok(case_id, kernel, dtype, tflops, shape_set="square"):
+        return make_measurement(id=case_id, kernel=kernel, dtype=dtype, tflops=tflops, shape_set=shape_set)
+
+    measurements = [ok("g1", "gemm", "fp16", 1.0), ok("g2", "gemm", "fp16", 2.0), ok("g3", "gemm", "bf16", 5.0),
+                    ok("g4", "gemm", "fp16", 9.0, shape_set="deepbench-device"),
+                    ok("c1", "conv2d", "fp16", 0.5, "resnet50"), ok("c2", "conv2d", "fp16", 0.7, "resnet50"),
+                    ok("l1", "lstm", "fp16", 0.3, "small"), ok("l2", "lstm", "bf16", 3.0, "small")]
+    plan = {(m["id"], kind) for m, _, kind in window_plan(measurements, sweep_s=1.0, headline_s=30.0)}
+    assert plan == {("g4", "headline"), ("g3", "headline"), ("g1", "sweep"), ("g2", "sweep"),
+                    ("c2", "kernel"), ("l1", "kernel")}
+    assert {m["id"] for m, _, _ in window_plan(measurements, sweep_s=None, headline_s=30.0)} == {"g4", "g3"}
