@@ -79,7 +79,8 @@ def probe_hwmon(root: Path | None = None) -> SourceStatus:
 def probe_amdsmi(amdsmi: Any | None = None) -> SourceStatus:
     from npucheck.power.amd import AmdSmiSource
 
-    return _status("amdsmi", lambda: AmdSmiSource(amdsmi, sleep=lambda s: None))
+    # the real half-second validation: with no wait a healthy counter would look frozen
+    return _status("amdsmi", lambda: AmdSmiSource(amdsmi))
 
 
 def probe_all() -> list[SourceStatus]:
