@@ -36,6 +36,31 @@ def _console(err: bool = False) -> Console:
 class NpucheckGroup(click.Group):
     """Maps npucheck's errors to one clear line and the documented exit code, never a traceback."""
 
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """As click's, but a bad option or argument is one line (``npucheck: error: …``), not a usage block."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:
+            e.show()  # `npucheck` alone prints the help
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            where = e.ctx.command_path if e.ctx is not None else "npucheck"
+            click.echo(f"npucheck: error: {e.format_message()} (see '{where} --help')", err=True)
+            sys.exit(EXIT_USAGE)
+        except click.ClickException as e:
+            click.echo(f"npucheck: error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("npucheck: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            sys.stderr.close()  # `npucheck show R | head`: the reader left; nothing to report
+            sys.exit(EXIT_FAIL)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -291,6 +316,8 @@ RESULT_SORTS = {"date": ("date", False), "device": ("device", True), "suite": ("
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 def results_command(directory: Path, sort_by: str, fmt: str) -> None:
     """List the stored result profiles in DIRECTORY (default: results/)."""
+    import json
+
     from npucheck import store
     from npucheck.compare import results_frame
 
@@ -307,7 +334,7 @@ def results_command(directory: Path, sort_by: str, fmt: str) -> None:
     if fmt == "csv":
         click.echo(frame.to_csv(index=False), nl=False)
     elif fmt == "json":
-        click.echo(frame.to_json(orient="records", indent=1))
+        click.echo(json.dumps(json.loads(frame.to_json(orient="records")), indent=1))  # pandas escapes "/"
     else:
         _console().print(_frame_table(frame, f"{len(frame)} result profile(s) in {directory}"))
     for line in unreadable:
@@ -321,8 +348,8 @@ def _frame_table(frame: Any, title: str) -> Any:
     from npucheck.render import fmt_number
 
     table = Table(title=title, title_justify="left")
-    for column in frame.columns:
-        table.add_column(str(column), overflow="fold")
+    for column in frame.columns:  # a date or a case id cut in two is hard to read: those never wrap
+        table.add_column(str(column), overflow="fold", no_wrap=str(column) in ("date", "case", "file"))
     for row in frame.itertuples(index=False):
         table.add_row(*(escape(fmt_number(None if _missing(v) else v)) for v in row))
     return table
@@ -360,8 +387,8 @@ def compare_command(base: Path, others: tuple[Path, ...], threshold: float, fail
                                "summary": summary, "cases": json.loads(frame.to_json(orient="records"))}, indent=1))
     elif fmt == "markdown":
         click.echo(f"# Comparison with {comparing.label(base, base_profile)}\n")
-        click.echo("\n".join(_summary_lines(summary)) + "\n")
-        click.echo(frame.to_markdown(index=False) if not frame.empty else "no cases")
+        click.echo("\n".join(f"- {line}" for line in _summary_lines(summary)) + "\n")
+        click.echo(comparing.to_markdown(frame) if not frame.empty else "no cases")
     else:
         console = _console()
         console.print(f"base: {escape(comparing.label(base, base_profile))}; threshold {threshold:.0%}; "

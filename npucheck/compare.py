@@ -165,6 +165,12 @@ def _power_ratio(row: dict[str, Any], b: pd.Series | None, o: pd.Series | None) 
         row["note"] = (row["note"] + "; " if row["note"] else "") + f"TFLOPS/W change within ±{uncertainty:.0%}"
 
 
+def to_markdown(frame: pd.DataFrame) -> str:
+    """A Markdown table; missing values (None or NaN) as a dash, numbers to 4 significant digits."""
+    cleaned = frame.astype(object).where(frame.notna(), None)
+    return cleaned.to_markdown(index=False, floatfmt=".4g", missingval="—")
+
+
 def summary(frame: pd.DataFrame, base: dict[str, Any], others: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """Geometric-mean speed ratio per other profile and kernel family, counts by verdict, verdict changes."""
     out: dict[str, Any] = {"geomean": {}, "counts": {}, "verdict_changes": {}}

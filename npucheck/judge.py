@@ -146,17 +146,17 @@ def _tflops_per_watt(profile: dict[str, Any], criterion: Criterion) -> Outcome:
             return (ERROR, None, None, None,
                     f"all {_cases(len(cases), f'{dtype} GEMM')} errored, so there is no throughput to divide")
         why = summary.get("power_note") or "no power source gave a reading"
-        return (INCONCLUSIVE, None, None, None, f"power was not measured ({why}), so {dtype} TFLOPS/W is unknown")
+        return INCONCLUSIVE, None, None, None, f"{dtype} TFLOPS/W is unknown: {why}"
     interval = _pair((summary.get("tflops_per_watt_ci") or {}).get(dtype))
     quality = (summary.get("tflops_per_watt_quality") or {}).get(dtype)
     scope = (summary.get("tflops_per_watt_scope") or {}).get(dtype)
+    if quality == "Q0":
+        # Green500 quality Q0 is a TDP or model estimate: reporting it is useful, judging on it is not honest
+        return INCONCLUSIVE, value, None, None, "estimated power (Q0) never decides a verdict"
     if interval is None:
         # a figure without its uncertainty cannot clear a threshold (a stored file may lack it)
         return INCONCLUSIVE, value, value, value, f"{dtype} TFLOPS/W has no uncertainty interval"
     lower, upper = interval
-    if quality == "Q0":
-        # Green500 quality Q0 is a TDP or model estimate: reporting it is useful, judging on it is not honest
-        return INCONCLUSIVE, value, lower, upper, "estimated power (Q0) never decides a verdict"
     if quality not in MEASURED_QUALITIES:
         return INCONCLUSIVE, value, lower, upper, f"power quality {quality!r} is not a measured level (Q1-Q3)"
     if scope in PARTIAL_SCOPES:

@@ -93,13 +93,24 @@ def efficiency(profiles: list[dict[str, Any]], thresholds: list[tuple[str, float
         raise NothingToPlot("no valid energy window in the profile (run with a power source: npucheck run --power ...)")
     fig = Figure(figsize=(11, 5), layout="constrained")
     by_size, by_speed = fig.subplots(1, 2)
-    for dtype in _dtypes(profile):
-        points = sorted((m for m in windows if m["dtype"] == dtype), key=lambda m: m["flops"])
+    for dtype in _dtypes(profile):  # GEMM sizes as a curve per dtype
+        points = sorted((m for m in windows if m["dtype"] == dtype and m["kernel"] == "gemm"),
+                        key=lambda m: m["flops"])
         if not points:
             continue
         per_watt = [m["energy"]["tflops_per_watt"] for m in points]
-        by_size.plot([m["flops"] for m in points], per_watt, "o-", label=dtype, color=COLOURS.get(dtype))
-        by_speed.plot([m["energy"]["tflops"] for m in points], per_watt, "o", label=dtype, color=COLOURS.get(dtype))
+        by_size.plot([m["flops"] for m in points], per_watt, "o-", label=f"gemm {dtype}", color=COLOURS.get(dtype))
+        by_speed.plot([m["energy"]["tflops"] for m in points], per_watt, "o", label=f"gemm {dtype}",
+                      color=COLOURS.get(dtype))
+    others = sorted({(m["kernel"], m["dtype"]) for m in windows if m["kernel"] != "gemm"})
+    for index, (kernel, dtype) in enumerate(others):  # other kernels as single points, never joined to GEMM
+        points = [m for m in windows if m["kernel"] == kernel and m["dtype"] == dtype]
+        marker = "sD^v<>ph*"[index % 9]
+        per_watt = [m["energy"]["tflops_per_watt"] for m in points]
+        by_size.plot([m["flops"] for m in points], per_watt, marker, label=f"{kernel} {dtype}",
+                     color=COLOURS.get(dtype), markerfacecolor="none")
+        by_speed.plot([m["energy"]["tflops"] for m in points], per_watt, marker, label=f"{kernel} {dtype}",
+                      color=COLOURS.get(dtype), markerfacecolor="none")
     for ax in (by_size, by_speed):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -109,7 +120,7 @@ def efficiency(profiles: list[dict[str, Any]], thresholds: list[tuple[str, float
             ax.axhline(value, color="black", linestyle="--", linewidth=1)
             ax.annotate(f"{name} > {value:g}", xy=(0.01, value), xycoords=("axes fraction", "data"),
                         va="bottom", fontsize=8)
-        ax.legend(title="dtype")
+        ax.legend(title="kernel, dtype", fontsize=8)
     by_size.set_xlabel("problem size (FLOPs per call)")
     by_speed.set_xlabel("sustained throughput in the window (TFLOPS)")
     source = windows[0]["energy"]
@@ -175,7 +186,7 @@ def compare(profiles: list[dict[str, Any]], labels: list[str]) -> Figure:
         raise NothingToPlot("no correct GEMM measurement in any profile")
     _size_axes(ax, "throughput (TFLOPS, median)")
     ax.legend(fontsize=8)
-    _title(fig, f"GEMM throughput of {len(profiles)} profiles", profiles)
+    _title(fig, f"GEMM throughput of {len(profiles)} profile{'' if len(profiles) == 1 else 's'}", profiles)
     return fig
 
 

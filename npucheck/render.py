@@ -98,7 +98,7 @@ def energy_rows(profile: dict[str, Any]) -> Iterable[list[str]]:
         (m["id"], m["energy"]) for m in profile.get("measurements", []) if m.get("energy")]
     for case, e in windows:
         note = e.get("reason") if not e.get("valid") else "; ".join(e.get("warnings") or [])
-        label = case if case == "idle" else f"{case.split('/', 1)[1]} ({e.get('kind', '')})"
+        label = case if case == "idle" else f"{case} ({e.get('kind', '')})"
         yield [label, f"{e.get('window_s') or 0:.1f} s", e["source"], e["scope"], e["quality"],
                fmt_number(e.get("avg_watts")), fmt_number(e.get("idle_watts")), fmt_tflops(e.get("tflops")),
                fmt_number(e.get("tflops_per_watt")), fmt_number(e.get("tflops_per_watt_net")),
@@ -122,8 +122,10 @@ def power_line(profile: dict[str, Any]) -> str:
     source = power.get("source")
     if source is None:
         return "power: none (" + ("; ".join(power.get("notes") or []) or "not measured") + ")"
+    uncertainty = ("an estimate, uncertainty unknown" if source["quality"] == "Q0"
+                   else f"±{source.get('uncertainty_rel', 0):.0%}")
     return (f"power: {source['name']} — {source.get('detail', '')}; quality {source['quality']}, scope "
-            f"{source['scope']}, ±{source.get('uncertainty_rel', 0):.0%}")
+            f"{source['scope']}, {uncertainty}")
 
 
 def support_table(profile: dict[str, Any]) -> Table:
@@ -202,7 +204,8 @@ def to_markdown(profile: dict[str, Any]) -> str:
         out += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in energy]
     out += ["", "## FP16 support", "", "| family | supported | reason |", "|---|---|---|"]
     for family, entry in profile.get("support", {}).items():
-        out.append(f"| {family} | {entry.get('supported')} | {_md(entry.get('reason') or '')} |")
+        supported = {True: "yes", False: "no"}.get(entry.get("supported"), "unchecked")
+        out.append(f"| {family} | {supported} | {_md(entry.get('reason') or '')} |")
     out += ["", "## Verdicts", "", "| target | status | criterion | measured [lower, upper] | result | reason |",
             "|---|---|---|---|---|---|"]
     for verdict in profile.get("verdicts", []):

@@ -114,7 +114,7 @@ def build(profile: dict[str, Any], base: dict[str, Any] | None, fmt: str,
 def _table_html(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "<p class='missing'>none</p>"
-    return frame.to_html(index=False, escape=True, na_rep="—", border=0)
+    return frame.to_html(index=False, escape=True, na_rep="—", border=0, float_format=lambda x: f"{x:.4g}")
 
 
 def _html(profile, base, plots, missing_plots, verdicts, measurements, energy, comparison, comparison_summary) -> str:
@@ -125,7 +125,7 @@ def _html(profile, base, plots, missing_plots, verdicts, measurements, energy, c
              "<h2>Device and environment</h2><ul>"]
     parts += [f"<li>{e(line)}</li>" for line in header_lines(profile)]
     env = profile.get("environment") or {}
-    parts.append(f"<li>CPU: {e(str((env.get('cpu') or {}).get('model')))}, driver: {e(str(env.get('driver')))}, "
+    parts.append(f"<li>CPU: {e(str((env.get('cpu') or {}).get('model')))}, driver: {e(str(env.get('driver') or 'none reported'))}, "
                  f"npucheck {e(profile.get('npucheck_version', '?'))}</li></ul>")
     parts.append("<h2>Verdicts</h2>")
     verdict_html = _table_html(verdicts)
@@ -169,7 +169,7 @@ def _summary_html(summary: dict[str, Any]) -> str:
 def _md_table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "none\n"
-    return frame.to_markdown(index=False) + "\n"
+    return comparing.to_markdown(frame) + "\n"
 
 
 def _markdown(profile, base, plots, missing_plots, verdicts, measurements, energy, comparison, comparison_summary,

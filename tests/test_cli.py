@@ -143,3 +143,13 @@ def test_commands_that_compare_plot_and_report_do_not_import_torch(result_file, 
             f"try:\n    cli.main({argv!r}, standalone_mode=False)\nexcept SystemExit as e:\n    assert not e.code, e\n"
             f"assert 'torch' not in sys.modules, 'torch was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("argv", [["show", "x.json", "--format", "yaml"], ["run", "--bogus"],
+                                  ["compare", "a.json", "b.json", "--threshold", "abc"],
+                                  ["plot", "x.json", "--kind", "nope", "-o", "p.png"]])
+def test_bad_options_are_one_line_and_exit_2(runner, argv):
+    result = runner.invoke(cli, argv)
+    assert result.exit_code == 2
+    assert result.output.startswith("npucheck: error: ") and result.output.count("\n") == 1
+    assert "--help" in result.output

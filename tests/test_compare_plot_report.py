@@ -248,3 +248,13 @@ def test_a_report_of_a_run_whose_cases_all_errored_still_renders(runner, tmp_pat
     result = runner.invoke(cli, ["report", str(save_result(profile, tmp_path / "r.json")), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "RuntimeError: boom" in out.read_text() and "no correct GEMM measurement" in out.read_text()
+
+
+def test_markdown_outputs_show_missing_values_as_a_dash_never_nan(runner, tmp_path):
+    base, other = _pair()
+    b, o = save_result(base, tmp_path / "b.json"), save_result(other, tmp_path / "o.json")
+    compared = runner.invoke(cli, ["compare", str(b), str(o), "--format", "markdown"])
+    report = runner.invoke(cli, ["report", str(o), str(b), "-o", str(tmp_path / "r.md")])
+    assert compared.exit_code == 0 and report.exit_code == 0
+    for text in (compared.output, (tmp_path / "r.md").read_text()):
+        assert "nan" not in text.lower().replace("nanos", "") and "—" in text

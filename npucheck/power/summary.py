@@ -28,7 +28,8 @@ def summarize_power(profile: dict[str, Any], peak: dict[str, dict[str, Any]], dt
                 missing.append(f"{dtype}: {energy.get('reason')}")
             continue
         u = float(energy.get("uncertainty_rel") or 0.0)
-        out["tflops_per_watt_ci"][dtype] = [value / (1 + u), value / (1 - u) if u < 1 else value * 1e9]
+        if energy["quality"] != "Q0":  # an estimate has no interval to give
+            out["tflops_per_watt_ci"][dtype] = [value / (1 + u), value / (1 - u) if u < 1 else value * 1e9]
         out["tflops_per_watt_quality"][dtype] = energy["quality"]
         out["tflops_per_watt_scope"][dtype] = energy["scope"]
         out["tflops_per_watt_net"][dtype] = energy.get("tflops_per_watt_net")
@@ -37,7 +38,7 @@ def summarize_power(profile: dict[str, Any], peak: dict[str, dict[str, Any]], dt
                                "source": energy["source"]}
     if power.get("source") is None:
         notes = "; ".join(power.get("notes") or []) or "no power source"
-        out["power_note"] = f"no power source was used ({notes})"
+        out["power_note"] = f"no power source was used: {notes}"
     elif missing:
         out["power_note"] = "; ".join(missing)
     return out
