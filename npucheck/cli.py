@@ -125,13 +125,16 @@ def env() -> None:
 @click.option("--idle-seconds", "idle_s", type=float, default=None,
               help="Seconds of idle power measured before the suite (default: the suite's).")
 @click.option("--power-hz", type=float, default=10.0, show_default=True, help="Power sampling rate.")
+@click.option("--power-trials", type=click.IntRange(1, 20), default=None,
+              help="Trials the headline window is split into (default: the suite's: quick 1, standard and full 3).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Result file to write (must not exist).")
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Where result files go when -o is not given.")
 def run(device: str, suite: str, kernels: tuple[str, ...], dtypes: tuple[str, ...], targets: tuple[str, ...],
         threads: int | None, seed: int, warmup_s: float | None, no_flush: bool, power_spec: str,
-        power_window_s: float | None, idle_s: float | None, power_hz: float, output: Path | None,
+        power_window_s: float | None, idle_s: float | None, power_hz: float, power_trials: int | None,
+        output: Path | None,
         results_dir: Path) -> None:
     """Measure the device with a suite, judge it, and save a result profile."""
     from npucheck import judge as judging
@@ -146,7 +149,8 @@ def run(device: str, suite: str, kernels: tuple[str, ...], dtypes: tuple[str, ..
     options = RunOptions(device=device, suite=suite, kernels=list(kernels) or None, dtypes=list(dtypes) or None,
                          threads=threads, seed=seed, flush=not no_flush, warmup_s=warmup_s,
                          target_names=[t.name for t in chosen_targets], power=power_spec,
-                         power_window_s=power_window_s, idle_s=idle_s, power_hz=power_hz)
+                         power_window_s=power_window_s, idle_s=idle_s, power_hz=power_hz,
+                         power_trials=power_trials)
     console = _console()
     progress_display = _Progress(console)
     runner = Runner(options, on_event=progress_display.on_event)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import math
+import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from npucheck import energy as energy_windows
 from npucheck.load import FOREIGN_CORES_WARNING, LoadMonitor, busy_processes, describe_busy
 from npucheck.power import PowerSource, open_source
 from npucheck.power.summary import summarize_power
-from npucheck.power.window import DEFAULT_SAMPLE_HZ
+from npucheck.power.window import DEFAULT_SAMPLE_HZ, combine_trials
 from npucheck.suites import Suite, get_suite
 from npucheck.support import check_support
 from npucheck.timing import TimingSettings, time_kernel
@@ -58,6 +59,7 @@ class RunOptions:
     power_window_s: float | None = None
     idle_s: float | None = None
     power_hz: float = DEFAULT_SAMPLE_HZ
+    power_trials: int | None = None
 
 
 def _utc_now() -> str:
@@ -103,7 +105,11 @@ class Runner:
             self.power, self.power_notes = open_source(options.power, self.device.describe())
         self._window_s = self.suite.power_window_s if options.power_window_s is None else options.power_window_s
         self._idle_s = self.suite.idle_s if options.idle_s is None else options.idle_s
+        self._trials = self.suite.power_trials if options.power_trials is None else options.power_trials
+        if not 1 <= self._trials <= 20:
+            raise UsageError(f"--power-trials must be from 1 to 20, got {self._trials}")
         self._idle_watts: float | None = None
+        self._phase_rng = random.Random(options.seed)
 
     # ----------------------------------------------------------------------------------------------- profile
     def _skeleton(self) -> dict[str, Any]:
@@ -130,6 +136,7 @@ class Runner:
             "power": {"spec": self.options.power, "source": self.power.describe() if self.power else None,
                       "notes": list(self.power_notes), "window_s": self._window_s if self.power else None,
                       "sweep_window_s": None, "sample_hz": self.options.power_hz if self.power else None,
+                      "trials": self._trials if self.power else None,
                       "idle": None},
             "load": {"before": None, "during_max_foreign_cpu_cores": None},
             "measurements": [],
@@ -203,9 +210,9 @@ class Runner:
             self._emit("phase", {"name": f"energy window {index + 1}/{len(plan)}: {measurement['id']} "
                                          f"({window_s:g} s)"})
             try:
-                energy = energy_windows.run_window(measurement, window_s, self.device, self.power,
-                                                   self.options.power_hz, self.options.seed, self._idle_watts,
-                                                   clock=self._clock)
+                trials = self._trials if kind == "headline" else 1
+                energy = combine_trials([self._trial(measurement, window_s / trials, trial)
+                                         for trial in range(trials)])
             except torch.OutOfMemoryError as e:
                 energy = energy_windows.invalid_energy(self.power, f"out of memory: {_first_line(e)}")
             except Exception as e:  # noqa: BLE001 - a kernel or power source failing loses this window only
@@ -217,6 +224,16 @@ class Runner:
             for warning in energy.get("warnings", []):
                 measurement["warnings"].append(f"energy window: {warning}")
             self._emit("case_done", {"index": index, "case": None, "measurement": measurement})
+
+    def _trial(self, measurement: dict[str, Any], window_s: float, index: int) -> dict[str, Any]:
+        """One energy window; trials after the first start a random fraction of the source's update period
+        late, so that duty-cycled telemetry (NVML samples 25 ms of every 100 ms on A100/H100) sees other phases
+        of the work."""
+        if index:
+            period = self.power.counter_update_s or self.power.power_update_s or 0.1
+            time.sleep(self._phase_rng.uniform(0, period))
+        return energy_windows.run_window(measurement, window_s, self.device, self.power, self.options.power_hz,
+                                         self.options.seed, self._idle_watts, clock=self._clock)
 
     # ----------------------------------------------------------------------------------------------- phases
     def _check_load_before(self, profile: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from npucheck.kernels import KERNELS, Case
 
 _SUITE_KEYS = {"description", "suite_budget_s", "case_budget_s", "case_target_s", "device_warmup_s",
                "accelerator_warmup_s", "min_samples", "max_samples", "min_sample_s", "power_window_s", "idle_s",
-               "entries"}
+               "power_trials", "entries"}
 _ENTRY_KEYS = {"kernel", "shape_set", "where", "pick", "dtypes"}
 
 
@@ -32,6 +32,7 @@ class Suite:
     min_sample_s: float
     power_window_s: float
     idle_s: float
+    power_trials: int
     entries: tuple[dict[str, Any], ...]
 
     def cases(self, kernels: list[str], dtypes: list[str]) -> list[Case]:
@@ -57,7 +58,7 @@ class Suite:
     def settings(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in ("suite_budget_s", "case_budget_s", "case_target_s", "device_warmup_s",
                                                     "accelerator_warmup_s", "min_samples", "max_samples",
-                                                    "min_sample_s", "power_window_s", "idle_s")}
+                                                    "min_sample_s", "power_window_s", "idle_s", "power_trials")}
 
 
 def _select(shapes: list[dict[str, Any]], entry: dict[str, Any]) -> list[dict[str, Any]]:
@@ -91,6 +92,8 @@ def _parse_suite(name: str, body: Any) -> Suite:
                 "min_sample_s", "power_window_s", "idle_s"):
         if not isinstance(body[key], (int, float)) or isinstance(body[key], bool) or body[key] < 0:
             raise UsageError(f"{where}: {key} must be a non-negative number")
+    if not (isinstance(body["power_trials"], int) and 1 <= body["power_trials"] <= 20):
+        raise UsageError(f"{where}: power_trials must be an integer from 1 to 20")
     if not (isinstance(body["min_samples"], int) and 1 <= body["min_samples"] <= body["max_samples"]):
         raise UsageError(f"{where}: need 1 <= min_samples <= max_samples")
     for entry in body["entries"]:
@@ -102,7 +105,8 @@ def _parse_suite(name: str, body: Any) -> Suite:
                  accelerator_warmup_s=float(body["accelerator_warmup_s"]),
                  min_samples=int(body["min_samples"]), max_samples=int(body["max_samples"]),
                  min_sample_s=float(body["min_sample_s"]), power_window_s=float(body["power_window_s"]),
-                 idle_s=float(body["idle_s"]), entries=tuple(body["entries"]))
+                 idle_s=float(body["idle_s"]), power_trials=int(body["power_trials"]),
+                 entries=tuple(body["entries"]))
 
 
 def _check_entry(where: str, entry: Any) -> None:

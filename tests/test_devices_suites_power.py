@@ -67,7 +67,7 @@ def test_malformed_suite_files_are_usage_errors(text, message):
 
 def test_unknown_shape_set_in_a_suite_is_named():
     text = ("[s]\ndescription='x'\nsuite_budget_s=1\ncase_budget_s=1\ncase_target_s=1\ndevice_warmup_s=0\n"
-            "accelerator_warmup_s=0\nmin_samples=6\nmax_samples=9\nmin_sample_s=0.001\npower_window_s=1\nidle_s=0\n"
+            "accelerator_warmup_s=0\nmin_samples=6\nmax_samples=9\nmin_sample_s=0.001\npower_window_s=1\nidle_s=0\npower_trials=1\n"
             "entries=[{kernel='gemm', shape_set='nope'}]\n")
     with pytest.raises(UsageError, match="no shape set 'nope'"):
         load_suites(text)

@@ -499,3 +499,37 @@ def test_the_window_plan_covers_headline_sweep_and_each_other_kernel():
     assert plan == {("g4", "headline"), ("g3", "headline"), ("g1", "sweep"), ("g2", "sweep"),
                     ("c2", "kernel"), ("l1", "kernel")}
     assert {m["id"] for m, _, _ in window_plan(measurements, sweep_s=None, headline_s=30.0)} == {"g4", "g3"}
+
+
+def _trial(start, window_s, joules, flops, quality="Q2", valid=True, reason=None, terms=None):
+    return {"source": "rapl", "scope": "package", "quality": quality, "uncertainty_rel": 0.1, "window_s": window_s,
+            "start_unix": start, "valid": valid, "reason": reason, "joules": joules, "joules_counter": joules,
+            "joules_integrated": None, "avg_watts": joules / window_s, "idle_watts": None, "flops": flops,
+            "tflops": flops / window_s / 1e12, "tflops_per_watt": flops / window_s / 1e12 / (joules / window_s),
+            "samples": 10, "dropped_samples": 0, "coverage": 1.0, "trace": [[0.0, joules / window_s]],
+            "throttle": {}, "warnings": [], "uncertainty_terms": terms or {"source": 0.1}}
+
+
+def test_trials_combine_into_totals_with_their_spread_in_the_uncertainty():
+    from npucheck.power.window import combine_trials
+
+    trials = [_trial(100.0, 10.0, 1000.0, 1e15), _trial(110.5, 10.0, 1100.0, 1e15, quality="Q1"),
+              _trial(121.0, 10.0, 900.0, 1e15)]
+    energy = combine_trials(trials)
+    assert energy["window_s"] == 30.0 and energy["avg_watts"] == pytest.approx(100.0)
+    assert energy["tflops_per_watt"] == pytest.approx(3e15 / 30 / 1e12 / 100.0)
+    per_watt = [t["tflops_per_watt"] for t in trials]
+    spread = (max(per_watt) - min(per_watt)) / 2 / energy["tflops_per_watt"]
+    assert energy["uncertainty_terms"] == {"source": 0.1, "trial spread": pytest.approx(spread)}
+    assert energy["uncertainty_rel"] == pytest.approx(0.1 + spread)
+    assert energy["quality"] == "Q1" and len(energy["trials"]) == 3
+    assert [point[0] for point in energy["trace"]] == [0.0, 10.5, 21.0]
+
+
+def test_one_invalid_trial_invalidates_the_window_and_says_which():
+    from npucheck.power.window import combine_trials
+
+    energy = combine_trials([_trial(0.0, 5.0, 500.0, 1e14),
+                             _trial(6.0, 5.0, 500.0, 1e14, valid=False, reason="energy counter went backwards")])
+    assert not energy["valid"] and energy["reason"] == "trial 2 of 2: energy counter went backwards"
+    assert energy["tflops_per_watt"] is None

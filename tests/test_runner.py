@@ -11,7 +11,7 @@ from npucheck.suites import Suite
 
 TINY = Suite(name="tiny", description="test", suite_budget_s=20, case_budget_s=0.5, case_target_s=0.03,
              device_warmup_s=0, accelerator_warmup_s=0, min_samples=6, max_samples=8, min_sample_s=0.0005,
-             power_window_s=0.3, idle_s=0.2,
+             power_window_s=0.3, idle_s=0.2, power_trials=1,
              entries=({"kernel": "gemm", "shape_set": "square", "where": {"m": [128, 256]}},
                       {"kernel": "lstm", "shape_set": "small", "pick": [0]}))
 

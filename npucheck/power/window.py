@@ -337,6 +337,64 @@ class EnergyWindow:
         return float(sum(terms.values()))
 
 
+QUALITY_ORDER = ("Q0", "Q1", "Q2", "Q3")
+
+
+def combine_trials(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """One energy object from several trial windows of the same case: totals over all of them, the worst
+    quality, each trial's figures under ``trials``, and their spread added to the uncertainty (half the range
+    of the trials' TFLOPS/W, relative to the combined figure). Invalid if any trial is."""
+    if len(trials) == 1:
+        return trials[0]
+    first = trials[0]
+    out = dict(first)
+    out["trials"] = [{key: t.get(key) for key in ("start_unix", "window_s", "valid", "reason", "avg_watts", "tflops",
+                                                  "tflops_per_watt")} for t in trials]
+    out["warnings"] = sorted({w for t in trials for w in t.get("warnings") or []})
+    bad = [(i, t) for i, t in enumerate(trials, 1) if not t.get("valid")]
+    if bad:
+        index, trial = bad[0]
+        out.update(valid=False, reason=f"trial {index} of {len(trials)}: {trial.get('reason')}", joules=None,
+                   avg_watts=None, tflops=None, tflops_per_watt=None, tflops_per_watt_net=None)
+        return out
+    window_s = sum(t["window_s"] for t in trials)
+    joules = sum(t["joules"] for t in trials)
+    flops = sum(t["flops"] or 0.0 for t in trials)
+    out.update(window_s=window_s, joules=joules, avg_watts=joules / window_s, flops=flops,
+               samples=sum(t.get("samples") or 0 for t in trials),
+               dropped_samples=sum(t.get("dropped_samples") or 0 for t in trials),
+               coverage=min((t["coverage"] for t in trials if t.get("coverage") is not None), default=None),
+               quality=min((t["quality"] for t in trials), key=QUALITY_ORDER.index),
+               context_after=trials[-1].get("context_after"))
+    for key in ("joules_counter", "joules_integrated"):
+        values = [t.get(key) for t in trials]
+        out[key] = sum(values) if all(v is not None for v in values) else None
+    out["counter_vs_integrated"] = (out["joules_counter"] / out["joules_integrated"]
+                                    if out["joules_counter"] and out["joules_integrated"] else None)
+    out["trace"] = _thin([[round(t["start_unix"] - first["start_unix"] + x, 4), w]
+                          for t in trials for x, w in t.get("trace") or []])
+    out["context_trace"] = [[round(t["start_unix"] - first["start_unix"] + x, 3), c]
+                            for t in trials for x, c in t.get("context_trace") or []][:MAX_TRACE_POINTS]
+    out["throttle"] = _throttle([{"throttle_reasons": t["throttle"]["reasons"]} for t in trials
+                                 if (t.get("throttle") or {}).get("reasons") is not None])
+    if flops and window_s > 0:
+        out["tflops"] = flops / window_s / 1e12
+        out["tflops_per_watt"] = out["tflops"] / out["avg_watts"]
+        idle = out.get("idle_watts")
+        out["tflops_per_watt_net"] = out["tflops"] / (out["avg_watts"] - idle) if idle and out["avg_watts"] > idle \
+            else None
+    terms: dict[str, float] = {}
+    for t in trials:  # each trial's own terms, at their worst
+        for name, value in (t.get("uncertainty_terms") or {}).items():
+            terms[name] = max(terms.get(name, 0.0), value)
+    per_watt = [t["tflops_per_watt"] for t in trials if t.get("tflops_per_watt")]
+    if len(per_watt) > 1 and out.get("tflops_per_watt"):
+        terms["trial spread"] = (max(per_watt) - min(per_watt)) / 2 / out["tflops_per_watt"]
+    out["uncertainty_terms"] = terms
+    out["uncertainty_rel"] = float(sum(terms.values()))
+    return out
+
+
 def _safe_context(source: PowerSource) -> dict[str, Any]:
     try:
         return source.context()
