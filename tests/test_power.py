@@ -533,3 +533,13 @@ def test_one_invalid_trial_invalidates_the_window_and_says_which():
                              _trial(6.0, 5.0, 500.0, 1e14, valid=False, reason="energy counter went backwards")])
     assert not energy["valid"] and energy["reason"] == "trial 2 of 2: energy counter went backwards"
     assert energy["tflops_per_watt"] is None
+
+
+def test_no_net_figure_when_the_power_above_idle_is_within_the_uncertainty():
+    from npucheck.power.window import net_tflops_per_watt
+
+    warnings: list[str] = []
+    noise = {"idle_watts": 35.0, "avg_watts": 35.05, "tflops": 0.03, "uncertainty_rel": 0.1}
+    assert net_tflops_per_watt(noise, warnings) is None and "within the measurement's uncertainty" in warnings[0]
+    real = {"idle_watts": 60.0, "avg_watts": 300.0, "tflops": 600.0, "uncertainty_rel": 0.05}
+    assert net_tflops_per_watt(real, []) == pytest.approx(600.0 / 240.0)

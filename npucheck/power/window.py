@@ -310,8 +310,7 @@ class EnergyWindow:
         if flops is not None and window_s > 0:
             out["tflops"] = flops / window_s / 1e12
             out["tflops_per_watt"] = out["tflops"] / out["avg_watts"]
-            if idle_watts is not None and out["avg_watts"] > idle_watts:
-                out["tflops_per_watt_net"] = out["tflops"] / (out["avg_watts"] - idle_watts)
+            out["tflops_per_watt_net"] = net_tflops_per_watt(out, out["warnings"])
         return out
 
 
@@ -380,9 +379,6 @@ def combine_trials(trials: list[dict[str, Any]]) -> dict[str, Any]:
     if flops and window_s > 0:
         out["tflops"] = flops / window_s / 1e12
         out["tflops_per_watt"] = out["tflops"] / out["avg_watts"]
-        idle = out.get("idle_watts")
-        out["tflops_per_watt_net"] = out["tflops"] / (out["avg_watts"] - idle) if idle and out["avg_watts"] > idle \
-            else None
     terms: dict[str, float] = {}
     for t in trials:  # each trial's own terms, at their worst
         for name, value in (t.get("uncertainty_terms") or {}).items():
@@ -392,7 +388,27 @@ def combine_trials(trials: list[dict[str, Any]]) -> dict[str, Any]:
         terms["trial spread"] = (max(per_watt) - min(per_watt)) / 2 / out["tflops_per_watt"]
     out["uncertainty_terms"] = terms
     out["uncertainty_rel"] = float(sum(terms.values()))
+    if out.get("tflops"):
+        out["warnings"] = [w for w in out["warnings"] if not w.startswith(NET_WARNING)]
+        out["tflops_per_watt_net"] = net_tflops_per_watt(out, out["warnings"])
     return out
+
+
+NET_WARNING = "no net TFLOPS/W"
+
+
+def net_tflops_per_watt(energy: dict[str, Any], warnings: list[str]) -> float | None:
+    """TFLOPS per watt above idle, or None (with a warning) when the power above idle is no larger than the
+    power's own uncertainty: dividing by noise would give any number at all."""
+    idle = energy.get("idle_watts")
+    if idle is None or not energy.get("tflops"):
+        return None
+    dynamic = energy["avg_watts"] - idle
+    if dynamic <= (energy.get("uncertainty_rel") or 0.0) * energy["avg_watts"]:
+        warnings.append(f"{NET_WARNING}: {energy['avg_watts']:.4g} W under load is within the measurement's "
+                        f"uncertainty of the {idle:.4g} W idle")
+        return None
+    return energy["tflops"] / dynamic
 
 
 def _safe_context(source: PowerSource) -> dict[str, Any]:
