@@ -19,11 +19,12 @@ from npucheck import plot as plotting
 from npucheck.render import ENERGY_HEADERS, MEASUREMENT_HEADERS, energy_rows, header_lines, measurement_rows
 from npucheck.store import write_atomic
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+CSS = """body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 6px;
 text-align:left;vertical-align:top}th{background:#f3f3f3}.PASS{color:#070;font-weight:bold}.FAIL{color:#b00;
 font-weight:bold}.INCONCLUSIVE{color:#a60;font-weight:bold}.ERROR{color:#a0a;font-weight:bold}
-.missing{color:#a60}img{max-width:100%}code{background:#f3f3f3}"""
+.missing{color:#a60}img{max-width:100%}code{background:#f3f3f3}.scroll{overflow-x:auto}
+td{overflow-wrap:break-word}"""
 
 
 def _verdict_frame(profile: dict[str, Any]) -> pd.DataFrame:
@@ -114,7 +115,8 @@ def build(profile: dict[str, Any], base: dict[str, Any] | None, fmt: str,
 def _table_html(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "<p class='missing'>none</p>"
-    return frame.to_html(index=False, escape=True, na_rep="—", border=0, float_format=lambda x: f"{x:.4g}")
+    table = frame.to_html(index=False, escape=True, na_rep="—", border=0, float_format=lambda x: f"{x:.4g}")
+    return f"<div class='scroll'>{table}</div>"  # a wide table scrolls instead of running off the page
 
 
 def _html(profile, base, plots, missing_plots, verdicts, measurements, energy, comparison, comparison_summary) -> str:
