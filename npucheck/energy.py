@@ -11,6 +11,7 @@ Which cases get a window (after all cases are timed, so windows never eat the ti
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Callable
 
@@ -42,14 +43,22 @@ def meter_wait_s(source: PowerSource) -> float:
     return 2 * (source.power_update_s or 1.0) + 1.0 if source.is_log else 0.0
 
 
+def peak_gemm_cases(measurements: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per dtype, the correct GEMM case with the best finite median TFLOPS (the summary's peak, and the case
+    whose energy window the targets judge)."""
+    peaks: dict[str, dict[str, Any]] = {}
+    for m in measurements:
+        if m["kernel"] != "gemm" or m["status"] != "ok" or m["correct"] is False or m["tflops"] is None:
+            continue
+        if math.isfinite(m["tflops"]) and m["tflops"] > peaks.get(m["dtype"], {}).get("tflops", -1.0):
+            peaks[m["dtype"]] = m
+    return peaks
+
+
 def window_plan(measurements: list[dict[str, Any]], sweep_s: float | None,
                 headline_s: float) -> list[tuple[dict[str, Any], float, str]]:
     """(measurement, window seconds, kind) for each case that gets an energy window, headline windows first."""
-    peaks: dict[str, dict[str, Any]] = {}
-    for m in measurements:
-        if m["kernel"] == "gemm" and m["status"] == "ok" and m["correct"] is not False and m["tflops"]:
-            if m["tflops"] > peaks.get(m["dtype"], {}).get("tflops", -1.0):
-                peaks[m["dtype"]] = m
+    peaks = peak_gemm_cases(measurements)
     plan = [(m, headline_s, "headline") for m in peaks.values()]
     if sweep_s is not None:
         chosen = {id(m) for m in peaks.values()}

@@ -98,16 +98,17 @@ class Runner:
                 raise UsageError(f"--{name[:-2].replace('_', '-')} must be a non-negative number of seconds")
         if not (math.isfinite(options.power_hz) and 0 < options.power_hz <= 100):
             raise UsageError("--power-hz must be in (0, 100]")
-        # An explicitly named source that cannot be used is bad input: refuse it before measuring anything.
+        self._trials = self.suite.power_trials if options.power_trials is None else options.power_trials
+        if not 1 <= self._trials <= 20:
+            raise UsageError(f"--power-trials must be from 1 to 20, got {self._trials}")
+        # An explicitly named source that cannot be used is bad input: refuse it before measuring anything
+        # (opened last, so that no other bad option can leave it open).
         if power_source is not None:
             self.power, self.power_notes = power_source, []
         else:
             self.power, self.power_notes = open_source(options.power, self.device.describe())
         self._window_s = self.suite.power_window_s if options.power_window_s is None else options.power_window_s
         self._idle_s = self.suite.idle_s if options.idle_s is None else options.idle_s
-        self._trials = self.suite.power_trials if options.power_trials is None else options.power_trials
-        if not 1 <= self._trials <= 20:
-            raise UsageError(f"--power-trials must be from 1 to 20, got {self._trials}")
         self._idle_watts: float | None = None
         self._phase_rng = random.Random(options.seed)
 
@@ -474,17 +475,10 @@ def _skipped(case: Case, reason: str) -> dict[str, Any]:
 
 def summarize_profile(profile: dict[str, Any]) -> dict[str, Any]:
     """Peak GEMM TFLOPS per dtype (best median over correct cases), TFLOPS/W per dtype, case counts."""
-    peak_tflops: dict[str, float] = {}
-    peak: dict[str, dict[str, Any]] = {}
-    for m in profile["measurements"]:
-        if m["kernel"] != "gemm" or m["status"] != "ok" or m["correct"] is False or m["tflops"] is None:
-            continue
-        if not math.isfinite(m["tflops"]):
-            continue
-        if m["tflops"] > peak_tflops.get(m["dtype"], -1.0):
-            peak_tflops[m["dtype"]] = m["tflops"]
-            low, high = m["tflops_ci"]
-            peak[m["dtype"]] = {"case": m["id"], "tflops": m["tflops"], "ci_low": low, "ci_high": high}
+    best = energy_windows.peak_gemm_cases(profile["measurements"])
+    peak_tflops = {dtype: m["tflops"] for dtype, m in best.items()}
+    peak = {dtype: {"case": m["id"], "tflops": m["tflops"], "ci_low": m["tflops_ci"][0], "ci_high": m["tflops_ci"][1]}
+            for dtype, m in best.items()}
     dtypes = profile["settings"].get("dtypes") or sorted(peak_tflops)
     counts = {status: sum(1 for m in profile["measurements"] if m["status"] == status)
               for status in ("ok", "error", "skipped")}
