@@ -40,6 +40,11 @@ PILOT_SHARE = 0.25
 budget."""
 WARMUP_FRACTION = 0.2
 """Share of a case's target time spent warming it up (at least two calls)."""
+WARMUP_DTYPE = "fp16"
+"""The device is warmed up with the fp16 probe GEMM (the plan's bench) where fp16 runs."""
+FAULTS_PER_CALL_WARNING = 1.0
+"""A timed case averaging at least this many minor page faults per call was measured while the allocator mapped
+fresh memory (see npucheck.allocator); it is flagged."""
 
 EventCallback = Callable[[str, dict[str, Any]], None]
 
@@ -252,6 +257,7 @@ class Runner:
         """Estimate each dtype's GEMM rate (to size cases) and find the dtypes the device cannot run."""
         unsupported: dict[str, str] = {}
         self._probe_rates: dict[str, float] = {}
+        self._probe_notes: dict[str, str] = {}
         for dtype in self.dtypes:
             reason = self.device.dtype_support(dtype)
             if reason:
@@ -261,21 +267,38 @@ class Runner:
                 self._probe_dtype(dtype)
             except (RuntimeError, ValueError, TypeError, NotImplementedError) as e:
                 unsupported[dtype] = f"the {dtype} GEMM probe failed: {_first_line(e)}"
+            finally:
+                self._release_memory()
         profile["settings"]["probe_tflops"] = dict(self._probe_rates)
+        if self._probe_notes:
+            profile["settings"]["probe_notes"] = dict(self._probe_notes)
         return unsupported
 
     def _probe_dtype(self, dtype: str) -> None:
-        """Double a square GEMM until one call takes PROBE_MIN_CALL_S; its rate seeds the case predictions."""
+        """Double a square GEMM until one call takes PROBE_MIN_CALL_S; its rate seeds the case predictions.
+
+        A failure at a larger size (out of memory, a backend limit) keeps the rate of the last size that worked:
+        only a failure at the smallest size means the dtype cannot run."""
         size = 64
         with torch.inference_mode():
             while True:
                 case = KERNELS["gemm"].case(dtype, {"m": size, "n": size, "k": size, "layout": "NN"}, "probe")
-                workload = build_workload(case, self.device.torch_device, self.options.seed)
-                workload.run()
-                call_s = min(self.device.time_calls(workload.run, 1) for _ in range(3))
+                try:
+                    workload = build_workload(case, self.device.torch_device, self.options.seed)
+                    workload.run()
+                    call_s = min(self.device.time_calls(workload.run, 1) for _ in range(3))
+                except (RuntimeError, ValueError, TypeError, NotImplementedError) as e:
+                    if dtype not in self._probe_rates:
+                        raise
+                    self._probe_notes[dtype] = (f"probe stopped at {size}^3 ({_first_line(e)}); rate of "
+                                                f"{size // 2}^3 kept")
+                    return
                 self._probe_rates[dtype] = case.flops / call_s / 1e12
                 self._rates.setdefault(("gemm", dtype), []).append((case.flops, self._probe_rates[dtype]))
-                self._probe_case = workload
+                if not hasattr(self, "_probe_case") or dtype in (WARMUP_DTYPE, self._probe_case_dtype):
+                    # the device warm-up runs the largest probe of fp16 (of the first dtype when fp16 is not run)
+                    self._probe_case, self._probe_case_dtype = workload, dtype
+                del workload
                 if call_s >= PROBE_MIN_CALL_S or size * 2 > PROBE_MAX_SIZE:
                     return
                 size *= 2

@@ -5,16 +5,25 @@ Procedure (measurement.md; mamf-finder, triton do_bench, torch.utils.benchmark):
    fastest warm-up call estimates the per-call time (the first call often includes lazy initialisation).
 2. Calibration: ``calls_per_sample`` back-to-back calls make one sample at least ``min_sample_s`` long, far
    above the timer's resolution and launch overhead.
-3. Samples: flush the cache (outside the timed region), time ``calls_per_sample`` calls (device events where the
-   backend has them, else host clock with a synchronize at both ends), record seconds per call. Stop once
-   ``min_samples`` are taken and the time budget is used, or at ``max_samples``.
-Every sample is kept; the median with its confidence interval is the headline.
+3. Samples. Where the device times single calls with events (``device.per_call_events``), every sample is one
+   call with its own event pair and a cache flush before it, as triton's ``do_bench`` and mamf-finder do: every
+   call starts cold. Elsewhere (the CPU's host clock, accelerators without events) a sample batches
+   ``calls_per_sample`` calls after one flush, so only its first call is cold: the samples are labelled so
+   (``cache_state``). Stop once ``min_samples`` are taken and the time budget is used, or at ``max_samples``.
+Every sample is kept; the median with its confidence interval is the headline. Minor page faults of the whole
+process (every thread: oneDNN and OpenMP workers do the work) are counted over the samples, so that a case timed
+while the allocator was mapping fresh pages is flagged.
 """
 
 from __future__ import annotations
 
 import math
 import time
+
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None  # type: ignore[assignment]
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -25,6 +34,21 @@ class Timeable(Protocol):
     timing_method: str
 
     def time_calls(self, fn: Callable[[], object], calls: int) -> float: ...
+
+
+PER_CALL_CHUNK_S = 0.01
+"""Single-call samples are queued in chunks lasting about this long between synchronizations."""
+MAX_CHUNK_CALLS = 100
+COLD, MIXED, WARM = "cold", "mixed", "warm"
+"""``cache_state`` of the samples: every call started after a flush; only the first call of each sample did; no
+flush at all."""
+
+
+def minor_faults() -> int | None:
+    """Minor page faults of this process so far (all threads), or None where the OS does not count them."""
+    if resource is None:
+        return None
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
 
 @dataclass(frozen=True)
@@ -46,6 +70,15 @@ class TimingResult:
     timing_method: str
     stats: Stats
     warnings: list[str] = field(default_factory=list)
+    per_call_events: bool = False
+    timed_calls: int = 0
+    minor_faults: int | None = None
+    """Minor page faults of the process while the samples were taken (None where not counted)."""
+
+    def cache_state(self, flushed: bool) -> str:
+        if not flushed:
+            return WARM
+        return COLD if self.calls_per_sample == 1 else MIXED
 
 
 def time_kernel(run: Callable[[], object], device: Timeable, flush: Callable[[], None], settings: TimingSettings,
@@ -60,18 +93,29 @@ def time_kernel(run: Callable[[], object], device: Timeable, flush: Callable[[],
     while len(warmup_times) < settings.min_warmup_calls or clock() - started < settings.warmup_s:
         warmup_times.append(device.time_calls(run, 1))
     per_call = max(min(warmup_times), 1e-9)
-    calls = max(1, math.ceil(settings.min_sample_s / per_call))
+    per_call_events = bool(getattr(device, "per_call_events", False))
+    calls = 1 if per_call_events else max(1, math.ceil(settings.min_sample_s / per_call))
+    chunk = max(1, min(MAX_CHUNK_CALLS, math.ceil(PER_CALL_CHUNK_S / per_call)))
 
     samples: list[float] = []
+    faults_before = minor_faults()
     sampling_started = clock()
     while len(samples) < settings.max_samples:
-        flush()
-        elapsed = device.time_calls(run, calls)
-        if not (math.isfinite(elapsed) and elapsed > 0):
-            raise ValueError(f"timer returned {elapsed!r} s for {calls} calls")
-        samples.append(elapsed / calls)
+        if per_call_events:
+            taken = device.time_each_call(run, flush, min(chunk, settings.max_samples - len(samples)))  # type: ignore[attr-defined]
+        else:
+            flush()
+            taken = [device.time_calls(run, calls) / calls]
+        for seconds in taken:
+            if not (math.isfinite(seconds) and seconds > 0):
+                raise ValueError(f"timer returned {seconds!r} s per call")
+        samples.extend(taken)
         if len(samples) >= settings.min_samples and clock() - sampling_started >= settings.budget_s:
             break
+    faults_after = minor_faults()
     stats = summarize(samples, settings.confidence)
     return TimingResult(samples_s=samples, calls_per_sample=calls, warmup_calls=len(warmup_times),
-                        timing_method=device.timing_method, stats=stats, warnings=instability_warnings(stats))
+                        timing_method=device.timing_method, stats=stats, warnings=instability_warnings(stats),
+                        per_call_events=per_call_events, timed_calls=len(samples) * calls,
+                        minor_faults=None if faults_before is None or faults_after is None
+                        else faults_after - faults_before)

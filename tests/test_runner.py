@@ -183,3 +183,30 @@ def test_a_power_source_failing_mid_run_loses_only_its_windows():
     assert all(m["status"] == "ok" for m in profile["measurements"])
     assert profile["summary"]["tflops_per_watt"]["fp32"] is None
     assert "device vanished" in profile["summary"]["power_note"]
+
+
+def test_an_out_of_memory_at_a_larger_probe_size_keeps_the_last_size_that_worked(monkeypatch):
+    real_build = runner_module.build_workload
+
+    def build(case, device, seed):
+        if case.shape_set == "probe" and case.shape["m"] >= 128:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 32 GiB")
+        return real_build(case, device, seed)
+
+    monkeypatch.setattr(runner_module, "build_workload", build)
+    runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False, power="none"), suite=TINY)
+    profile = runner._skeleton()
+    unsupported = runner._probe(profile)
+    assert unsupported == {}
+    assert profile["settings"]["probe_tflops"]["fp32"] > 0
+    assert "probe stopped at 128^3" in profile["settings"]["probe_notes"]["fp32"]
+
+
+def test_a_dtype_whose_smallest_probe_fails_is_unsupported(monkeypatch):
+    def build(case, device, seed):
+        raise RuntimeError("no kernel for this dtype")
+
+    monkeypatch.setattr(runner_module, "build_workload", build)
+    runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False, power="none"), suite=TINY)
+    unsupported = runner._probe(runner._skeleton())
+    assert "probe failed" in unsupported["fp32"]

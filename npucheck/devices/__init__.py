@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import torch
 
+from npucheck.devices.runtime import TorchRuntime
 from npucheck.errors import DeviceUnavailableError
 
 DTYPES: dict[str, torch.dtype] = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -94,6 +95,14 @@ class Device:
         """Other processes using this device, or None when the backend cannot tell."""
         return None
 
+    @property
+    def per_call_events(self) -> bool:
+        """True when :meth:`time_each_call` can time single calls (device events); else calls are batched."""
+        return False
+
+    def time_each_call(self, fn: Callable[[], object], flush: Callable[[], None], calls: int) -> list[float]:
+        raise NotImplementedError("only devices with timing events time single calls")
+
 
 class CpuDevice(Device):
     """The host CPU, timed with the host clock (no events)."""
@@ -142,20 +151,32 @@ class CpuDevice(Device):
 
 
 class AcceleratorDevice(Device):
-    """A torch accelerator (cuda, xpu, mps, npu, …), timed with device events when the backend has them."""
+    """A torch accelerator (cuda, xpu, mps, npu, …), timed with device events when the backend has them.
 
-    def __init__(self, torch_device: torch.device):
-        self.torch_device = torch_device
+    The device under test is made current when the object is built, and every event is recorded on *its* current
+    stream, explicitly (see :mod:`npucheck.devices.runtime`): without that, ``--device cuda:1`` would time cuda:0's
+    idle stream while the kernels ran on cuda:1.
+    """
+
+    def __init__(self, torch_device: torch.device, runtime: Any | None = None):
         self.backend = torch_device.type
-        self._module = torch.get_device_module(torch_device)
+        self.index = 0 if torch_device.index is None else int(torch_device.index)
+        self.torch_device = torch.device(self.backend, self.index)
+        self._runtime = runtime if runtime is not None else TorchRuntime(self.backend)
+        self._runtime.set_device_index(self.index)
         self.timing_method = DEVICE_EVENTS if self._events_work() else HOST_CLOCK
+
+    def _stream(self) -> Any:
+        """The device under test's current stream (where its kernels run), never the current device's."""
+        return self._runtime.current_stream(self.torch_device)
 
     def _events_work(self) -> bool:
         try:
-            start = torch.Event(self.torch_device, enable_timing=True)
-            end = torch.Event(self.torch_device, enable_timing=True)
-            start.record()
-            end.record()
+            stream = self._stream()
+            start = self._runtime.event(self.torch_device)
+            end = self._runtime.event(self.torch_device)
+            start.record(stream)
+            end.record(stream)
             end.synchronize()
             start.elapsed_time(end)
         except Exception:  # noqa: BLE001 - backends without timing events raise various errors
@@ -164,67 +185,93 @@ class AcceleratorDevice(Device):
 
     @property
     def name(self) -> str:
-        getter = getattr(self._module, "get_device_name", None)
-        if getter is not None:
-            try:
-                return str(getter(self.torch_device))
-            except Exception:  # noqa: BLE001
-                pass
-        return self.id
+        try:
+            return self._runtime.device_name(self.torch_device) or self.id
+        except Exception:  # noqa: BLE001
+            return self.id
 
     def synchronize(self) -> None:
-        torch.accelerator.synchronize(self.torch_device)
+        self._runtime.synchronize(self.torch_device)
+
+    @property
+    def per_call_events(self) -> bool:
+        return self.timing_method == DEVICE_EVENTS
 
     def time_calls(self, fn: Callable[[], object], calls: int) -> float:
         if self.timing_method != DEVICE_EVENTS:
             return super().time_calls(fn, calls)
-        start = torch.Event(self.torch_device, enable_timing=True)
-        end = torch.Event(self.torch_device, enable_timing=True)
-        start.record()
+        stream = self._stream()
+        start = self._runtime.event(self.torch_device)
+        end = self._runtime.event(self.torch_device)
+        start.record(stream)
         for _ in range(calls):
             fn()
-        end.record()
+        end.record(stream)
         end.synchronize()
         return start.elapsed_time(end) / 1e3  # elapsed_time is in milliseconds
 
-    def _properties(self) -> dict[str, Any]:
-        getter = getattr(self._module, "get_device_properties", None)
-        if getter is None:
-            return {}
+    def time_each_call(self, fn: Callable[[], object], flush: Callable[[], None], calls: int) -> list[float]:
+        """Seconds of each of ``calls`` calls, each with its own event pair and a cache flush before it (outside
+        the pair), as triton's ``do_bench`` and mamf-finder do, so that every call starts cold. The flush is a
+        long kernel (a memset of >= 256 MiB), so the host has queued the next start event and call before the
+        device reaches them: the pair times the call, not the launch gap."""
+        stream = self._stream()
+        pairs = [(self._runtime.event(self.torch_device), self._runtime.event(self.torch_device))
+                 for _ in range(calls)]
+        for start, end in pairs:
+            flush()
+            start.record(stream)
+            fn()
+            end.record(stream)
+        pairs[-1][1].synchronize()
+        return [start.elapsed_time(end) / 1e3 for start, end in pairs]
+
+    def _raw_properties(self) -> Any | None:
         try:
-            props = getter(self.torch_device)
+            return self._runtime.device_properties(self.torch_device)
         except Exception:  # noqa: BLE001
+            return None
+
+    def _properties(self) -> dict[str, Any]:
+        props = self._raw_properties()
+        if props is None:
             return {}
         wanted = ("name", "total_memory", "multi_processor_count", "major", "minor", "L2_cache_size",
                   "gcnArchName", "uuid", "max_compute_units", "gpu_eu_count")
-        return {key: _jsonable(getattr(props, key)) for key in wanted if hasattr(props, key)}
+        out = {key: _jsonable(getattr(props, key)) for key in wanted if hasattr(props, key)}
+        out["pci_bus_id"] = pci_address(props)
+        return out
 
     def cache_flush_bytes(self) -> int:
         l2 = int(self._properties().get("L2_cache_size") or 0)
         return max(ACCELERATOR_FLUSH_MIN_BYTES, 2 * l2)
 
     def describe(self) -> dict[str, Any]:
+        rocm = self.backend == "cuda" and self._runtime.rocm
         return {
             "backend": self.backend,
+            "runtime": "rocm" if rocm else self.backend,
             "id": self.id,
+            "index": self.index,
             "name": self.name,
             "timing_method": self.timing_method,
             "validated": False,
             "properties": self._properties(),
+            "visible_devices": {name: os.environ[name] for name in VISIBLE_DEVICES_VARS if name in os.environ},
             "datasheet": None,
         }
 
     def foreign_processes(self) -> list[dict[str, Any]] | None:
-        if self.backend != "cuda" or torch.version.hip:
+        if self.backend != "cuda" or self._runtime.rocm:
             return None
         try:
             import pynvml  # the nvidia-ml-py package
 
             # NVML ignores CUDA_VISIBLE_DEVICES; the UUID maps torch's index to the right NVML handle.
-            uuid = "GPU-" + str(torch.cuda.get_device_properties(self.torch_device).uuid)
+            uuid = str(self._properties().get("uuid") or "")
             pynvml.nvmlInit()
             try:
-                handle = pynvml.nvmlDeviceGetHandleByUUID(uuid)
+                handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith(("GPU-", "MIG-")) else "GPU-" + uuid)
                 procs = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
             finally:
                 pynvml.nvmlShutdown()
@@ -232,6 +279,20 @@ class AcceleratorDevice(Device):
             return None
         me = os.getpid()
         return [{"pid": p.pid, "used_memory_bytes": p.usedGpuMemory} for p in procs if p.pid != me]
+
+
+VISIBLE_DEVICES_VARS = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ZE_AFFINITY_MASK",
+                        "ASCEND_RT_VISIBLE_DEVICES")
+
+
+def pci_address(props: Any) -> str | None:
+    """``domain:bus:device.function`` in lower-case hex (sysfs and amdsmi spelling) from torch's device properties
+    (``pci_domain_id``, ``pci_bus_id``, ``pci_device_id``; function 0), or None when torch does not report them."""
+    try:
+        domain, bus, device = (int(getattr(props, key)) for key in ("pci_domain_id", "pci_bus_id", "pci_device_id"))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return f"{domain:04x}:{bus:02x}:{device:02x}.0"
 
 
 def accelerator_type() -> str | None:
@@ -259,15 +320,20 @@ def available_devices() -> tuple[list[str], list[str]]:
     return ids, notes
 
 
-def resolve_device(spec: str = "auto") -> Device:
-    """Turn a ``--device`` value (auto, cpu, cuda, cuda:1, xpu:0, mps, npu:0, …) into a Device.
+def resolve_device(spec: str = "auto", runtime: Any | None = None) -> Device:
+    """Turn a ``--device`` value (auto, cpu, cuda, cuda:1, xpu:0, mps, npu:0, …) into a Device, made current.
+
+    Args:
+        spec: the ``--device`` value.
+        runtime: an accelerator runtime to use instead of torch's (tests pass a fake; see
+            :mod:`npucheck.devices.runtime`).
 
     Raises:
         DeviceUnavailableError: the device type or index does not exist here.
     """
     spec = spec.strip().lower()
+    kind = runtime.kind if runtime is not None else accelerator_type()
     if spec == "auto":
-        kind = accelerator_type()
         spec = f"{kind}:0" if kind else "cpu"
     if spec == "cpu":
         return CpuDevice()
@@ -275,15 +341,14 @@ def resolve_device(spec: str = "auto") -> Device:
         torch_device = torch.device(spec)
     except (RuntimeError, ValueError) as e:
         raise DeviceUnavailableError(f"unknown device {spec!r}; available here: {', '.join(available_devices()[0])}") from e
-    kind = accelerator_type()
     if torch_device.type != kind:
         raise DeviceUnavailableError(
             f"device {spec!r} is not available here; available: {', '.join(available_devices()[0])}")
     index = 0 if torch_device.index is None else torch_device.index
-    count = torch.accelerator.device_count()
+    count = runtime.device_count() if runtime is not None else torch.accelerator.device_count()
     if index >= count:
         raise DeviceUnavailableError(f"device {spec!r} does not exist: {count} {kind} device(s) present")
-    return AcceleratorDevice(torch.device(kind, index))
+    return AcceleratorDevice(torch.device(kind, index), runtime)
 
 
 def cpu_model(proc_root: Path = Path("/proc")) -> str | None:

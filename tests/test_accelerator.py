@@ -1,0 +1,103 @@
+"""The accelerator path through a fake runtime that follows torch's documented event and stream semantics
+(tests/fakes_accelerator.py). The CPU here cannot show a CUDA path is wrong; these tests can."""
+
+import pytest
+import torch
+
+from npucheck.devices import DEVICE_EVENTS, HOST_CLOCK, resolve_device
+from npucheck.errors import DeviceUnavailableError
+from npucheck.timing import COLD, MIXED, TimingSettings, time_kernel
+from tests.fakes_accelerator import FakeGpu, FakeRuntime, two_h100s
+
+
+def test_the_fake_models_the_bug_an_unbound_event_times_the_current_devices_idle_stream():
+    runtime = two_h100s()
+    start, end = runtime.event(torch.device("cuda", 1)), runtime.event(torch.device("cuda", 1))
+    start.record()  # current device is 0
+    runtime.launch(1, 0.005)
+    end.record()
+    assert start.elapsed_time(end) == 0.0
+
+
+def test_resolving_a_device_makes_it_current():
+    runtime = two_h100s()
+    device = resolve_device("cuda:1", runtime=runtime)
+    assert runtime.current == 1
+    assert device.id == "cuda:1"
+    assert device.timing_method == DEVICE_EVENTS
+
+
+def test_events_time_the_device_under_test_even_when_another_device_is_current():
+    runtime = two_h100s()
+    device = resolve_device("cuda:1", runtime=runtime)
+    runtime.set_device_index(0)  # a library or a callback switched the current device
+    assert device.time_calls(runtime.kernel(1, 0.001), 10) == pytest.approx(0.010)
+
+
+def test_single_call_samples_exclude_the_flush_and_each_start_cold():
+    runtime = two_h100s()
+    device = resolve_device("cuda:1", runtime=runtime)
+    flushes = []
+
+    def flush():
+        flushes.append(1)
+        runtime.launch(1, 0.004)  # a 256 MiB memset on the same stream, outside the event pair
+
+    times = device.time_each_call(runtime.kernel(1, 0.001), flush, 5)
+    assert times == pytest.approx([0.001] * 5)
+    assert len(flushes) == 5
+
+
+def test_timing_on_an_event_device_flushes_before_every_call():
+    runtime = two_h100s()
+    device = resolve_device("cuda:1", runtime=runtime)
+    flushes = []
+    now = [0.0]
+
+    def kernel():
+        runtime.launch(1, 0.0002)
+        now[0] += 0.0002
+
+    result = time_kernel(kernel, device, lambda: flushes.append(1),
+                         TimingSettings(budget_s=0.01, min_samples=6, max_samples=40), clock=lambda: now[0])
+    assert result.calls_per_sample == 1
+    assert result.per_call_events
+    assert len(flushes) == len(result.samples_s)
+    assert result.cache_state(flushed=True) == COLD
+    assert result.stats.median_s == pytest.approx(0.0002)
+
+
+def test_a_backend_without_events_is_timed_with_the_host_clock_and_its_samples_are_marked_mixed():
+    runtime = FakeRuntime(kind="xpu", events=False)
+    device = resolve_device("xpu:0", runtime=runtime)
+    assert device.timing_method == HOST_CLOCK
+    assert not device.per_call_events
+    result = time_kernel(lambda: sum(range(2000)), device, lambda: None,
+                         TimingSettings(budget_s=0.01, min_samples=6, max_samples=10, min_sample_s=0.001))
+    assert result.calls_per_sample > 1
+    assert result.cache_state(flushed=True) == MIXED
+
+
+def test_describe_tells_cuda_from_rocm_by_the_runtime_not_by_gcn_arch_name():
+    cuda = resolve_device("cuda:0", runtime=FakeRuntime()).describe()
+    assert cuda["properties"]["gcnArchName"]  # CUDA builds fill it with the device name
+    assert cuda["runtime"] == "cuda"
+    rocm = resolve_device("cuda:0", runtime=FakeRuntime(rocm=True, gpus=[FakeGpu(name="AMD Instinct MI300X")]))
+    assert rocm.describe()["runtime"] == "rocm"
+
+
+def test_describe_carries_the_uuid_and_pci_address_that_power_sources_match_on():
+    description = resolve_device("cuda:1", runtime=two_h100s()).describe()
+    assert description["index"] == 1
+    assert description["properties"]["uuid"] == "bbbbbbbb-0000-4000-8000-000000000002"
+    assert description["properties"]["pci_bus_id"] == "0000:1b:00.0"
+
+
+def test_describe_records_the_visible_devices_variables(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
+    assert resolve_device("cuda:0", runtime=two_h100s()).describe()["visible_devices"] == {"CUDA_VISIBLE_DEVICES": "3,1"}
+
+
+def test_an_index_past_the_device_count_is_refused():
+    with pytest.raises(DeviceUnavailableError, match="2 cuda device"):
+        resolve_device("cuda:2", runtime=two_h100s())
