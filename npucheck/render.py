@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
+from npucheck.datasheets import percent_of_datasheet
+
 from rich.table import Table
 from rich.text import Text
 
@@ -70,21 +72,103 @@ def measurements_table(profile: dict[str, Any], title: str = "Measurements") -> 
     return table
 
 
-def summary_table(profile: dict[str, Any]) -> Table:
-    summary = profile.get("summary", {})
-    table = Table(title="Peak GEMM throughput (best median over sizes)", title_justify="left")
-    for header in ("dtype", "peak TFLOPS", "95% CI", "case", "TFLOPS/W"):
-        table.add_column(header)
-    peaks = summary.get("peak", {})
-    per_watt = summary.get("tflops_per_watt", {})
-    for dtype in sorted(set(peaks) | set(per_watt), key=lambda d: ("fp16", "bf16", "fp32").index(d)
-                        if d in ("fp16", "bf16", "fp32") else 9):
+def _datasheet(profile: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored datasheet of the device, or None (old files have no key; unmatched devices store null)."""
+    sheet = (profile.get("device") or {}).get("datasheet")
+    return sheet if isinstance(sheet, dict) else None
+
+
+def _percent_text(fraction: float | None) -> str:
+    return "—" if fraction is None else f"{fraction:.1%}"
+
+
+def datasheet_cells(profile: dict[str, Any], dtype: str, tflops: float | None) -> tuple[str, str]:
+    """("% of datasheet", "datasheet TFLOPS/W") for one dtype's peak; dashes when the datasheet lacks the figure."""
+    sheet = _datasheet(profile)
+    if sheet is None:
+        return "—", "—"
+    per_watt = (sheet.get("tflops_per_watt") or {}).get(dtype)
+    return (_percent_text(percent_of_datasheet(sheet, dtype, tflops)),
+            fmt_number(per_watt) if per_watt is not None else "—")
+
+
+def _dtype_order(dtype: str) -> tuple[int, str]:
+    return (("fp16", "bf16", "fp32").index(dtype) if dtype in ("fp16", "bf16", "fp32") else 9, dtype)
+
+
+def summary_rows(profile: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of the peak summary; two datasheet columns when the device has a datasheet."""
+    summary = profile.get("summary") or {}
+    peaks = summary.get("peak") or {}
+    per_watt = summary.get("tflops_per_watt") or {}
+    with_sheet = _datasheet(profile) is not None
+    headers = ["dtype", "peak TFLOPS", "95% CI", "case", "TFLOPS/W"]
+    if with_sheet:
+        headers += ["% of datasheet", "datasheet TFLOPS/W"]
+    rows = []
+    for dtype in sorted(set(peaks) | set(per_watt), key=_dtype_order):
         peak = peaks.get(dtype)
-        table.add_row(dtype, fmt_tflops(peak["tflops"]) if peak else "—",
-                      f"{fmt_tflops(peak['ci_low'])}–{fmt_tflops(peak['ci_high'])}" if peak else "—",
-                      peak["case"].split("/", 2)[2] if peak else "no successful GEMM",
-                      fmt_number(per_watt.get(dtype)) if per_watt.get(dtype) is not None else "not measured")
+        row = [dtype, fmt_tflops(peak["tflops"]) if peak else "—",
+               f"{fmt_tflops(peak['ci_low'])}–{fmt_tflops(peak['ci_high'])}" if peak else "—",
+               peak["case"].split("/", 2)[2] if peak else "no successful GEMM",
+               fmt_number(per_watt.get(dtype)) if per_watt.get(dtype) is not None else "not measured"]
+        if with_sheet:
+            row += list(datasheet_cells(profile, dtype, peak["tflops"] if peak else None))
+        rows.append(row)
+    return headers, rows
+
+
+def datasheet_source_lines(profile: dict[str, Any]) -> list[str]:
+    """Where each datasheet figure comes from (per part, as the file states it); empty without a datasheet."""
+    sheet = _datasheet(profile)
+    if sheet is None:
+        return []
+    lines = [f"{sheet.get('part')}: {sheet.get('match_reason') or 'matched by device name'}"]
+    per_part = sheet.get("tflops_per_part") or {}
+    sources = sheet.get("sources") or {}
+    notes = sheet.get("notes") or {}
+    for key, value in per_part.items():
+        note = f" ({notes[key]})" if notes.get(key) else ""
+        lines.append(f"{key}: {fmt_number(value)} TFLOPS per part — {sources.get(key, 'no source')}{note}")
+    for key, unit in (("power_w", "W"), ("memory_bandwidth_gbps", "GB/s")):
+        value = sheet.get(f"{key}_per_part")
+        if value is not None:
+            lines.append(f"{key}: {fmt_number(value)} {unit} per part — {sources.get(key, 'no source')}")
+    if sheet.get("note"):
+        lines.append(f"note: {sheet['note']}")
+    return lines
+
+
+def summary_table(profile: dict[str, Any]) -> Table:
+    table = Table(title="Peak GEMM throughput (best median over sizes)", title_justify="left")
+    headers, rows = summary_rows(profile)
+    for header in headers:
+        table.add_column(header)
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def datasheet_line(profile: dict[str, Any]) -> str | None:
+    """One line naming the matched datasheet and its headline figures; None for files from before datasheets."""
+    device = profile.get("device") or {}
+    if "datasheet" not in device and "datasheet_reason" not in device:
+        return None
+    sheet = _datasheet(profile)
+    if sheet is None:
+        return "datasheet: none" + (f" ({device['datasheet_reason']})" if device.get("datasheet_reason") else "")
+    peaks = sheet.get("peak_tflops") or {}
+    figures = ", ".join(f"{dtype} {fmt_tflops(peaks[dtype])}" for dtype in sorted(peaks, key=_dtype_order))
+    per_device = sheet.get("devices_per_part") or 1
+    text = f"datasheet: {sheet.get('part')} — peak TFLOPS per device: {figures or 'none given'}"
+    if per_device > 1:
+        text += f" (the part is {per_device} devices; figures are per device)"
+    if sheet.get("power_w_per_part"):
+        text += (f"; {fmt_number(sheet['power_w_per_part'])} W {sheet.get('power_kind') or ''} "
+                 f"({sheet.get('power_covers') or 'coverage not stated'})").replace("  ", " ")
+    if sheet.get("match_caveat"):
+        text += f"; caveat: {sheet['match_caveat']}"
+    return text
 
 
 ENERGY_HEADERS = ["case", "window", "source", "scope", "quality", "avg W", "idle W", "TFLOPS", "TFLOPS/W",
@@ -184,6 +268,9 @@ def header_lines(profile: dict[str, Any]) -> list[str]:
         + (", INTERRUPTED" if profile.get("interrupted") else ""),
         power_line(profile),
     ]
+    sheet_line = datasheet_line(profile)
+    if sheet_line:
+        lines.append(sheet_line)
     return lines
 
 
@@ -191,13 +278,9 @@ def to_markdown(profile: dict[str, Any]) -> str:
     """The whole profile as Markdown: header, summary, support, verdicts, measurements, warnings."""
     out = [f"# npucheck result: {profile['device']['name']}", ""]
     out += [f"- {line}" for line in header_lines(profile)]
-    out += ["", "## Peak GEMM throughput", "", "| dtype | peak TFLOPS | 95% CI | case | TFLOPS/W |", "|---|---|---|---|---|"]
-    summary = profile.get("summary", {})
-    for dtype, peak in summary.get("peak", {}).items():
-        per_watt = summary.get("tflops_per_watt", {}).get(dtype)
-        out.append(f"| {dtype} | {fmt_tflops(peak['tflops'])} | {fmt_tflops(peak['ci_low'])}–"
-                   f"{fmt_tflops(peak['ci_high'])} | {_md(peak['case'])} | "
-                   f"{fmt_number(per_watt) if per_watt is not None else 'not measured'} |")
+    headers, rows = summary_rows(profile)
+    out += ["", "## Peak GEMM throughput", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
     energy = list(energy_rows(profile))
     if energy:
         out += ["", "## Energy windows", "", "| " + " | ".join(ENERGY_HEADERS) + " |", "|" + "---|" * len(ENERGY_HEADERS)]

@@ -16,7 +16,8 @@ import pandas as pd
 
 from npucheck import compare as comparing
 from npucheck import plot as plotting
-from npucheck.render import ENERGY_HEADERS, MEASUREMENT_HEADERS, energy_rows, header_lines, measurement_rows
+from npucheck.render import (ENERGY_HEADERS, MEASUREMENT_HEADERS, datasheet_source_lines, energy_rows, header_lines,
+                             measurement_rows, summary_rows)
 from npucheck.store import write_atomic
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}
@@ -104,12 +105,14 @@ def build(profile: dict[str, Any], base: dict[str, Any] | None, fmt: str,
     measurements = pd.DataFrame(list(measurement_rows(profile)), columns=MEASUREMENT_HEADERS)
     energy = pd.DataFrame(list(energy_rows(profile)), columns=ENERGY_HEADERS)
     verdicts = _verdict_frame(profile)
+    headers, rows = summary_rows(profile)
+    summary = pd.DataFrame(rows, columns=headers)
     if fmt == "html":
         return _html(profile, base, plots, missing_plots, verdicts, measurements, energy, comparison,
-                     comparison_summary), {}
+                     comparison_summary, summary), {}
     files = {f"{plot_dir_name}/{kind}.png": data for kind, _, data in plots}
     return _markdown(profile, base, plots, missing_plots, verdicts, measurements, energy, comparison,
-                     comparison_summary, plot_dir_name), files
+                     comparison_summary, plot_dir_name, summary), files
 
 
 def _table_html(frame: pd.DataFrame) -> str:
@@ -119,7 +122,8 @@ def _table_html(frame: pd.DataFrame) -> str:
     return f"<div class='scroll'>{table}</div>"  # a wide table scrolls instead of running off the page
 
 
-def _html(profile, base, plots, missing_plots, verdicts, measurements, energy, comparison, comparison_summary) -> str:
+def _html(profile, base, plots, missing_plots, verdicts, measurements, energy, comparison, comparison_summary,
+          summary=None) -> str:
     e = html.escape
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
              f"<title>npucheck report: {e(profile['device']['name'])}</title><style>{CSS}</style></head><body>",
@@ -134,6 +138,11 @@ def _html(profile, base, plots, missing_plots, verdicts, measurements, energy, c
     for status in ("PASS", "FAIL", "INCONCLUSIVE", "ERROR"):
         verdict_html = verdict_html.replace(f"<td>{status}</td>", f"<td class='{status}'>{status}</td>")
     parts.append(verdict_html)
+    if summary is not None:
+        parts.append("<h2>Peak GEMM throughput</h2>" + _table_html(summary))
+    sources = datasheet_source_lines(profile)
+    if sources:
+        parts.append("<h3>Datasheet figures</h3><ul>" + "".join(f"<li>{e(x)}</li>" for x in sources) + "</ul>")
     parts.append("<h2>Measurement quality</h2><ul>" + "".join(f"<li>{e(x)}</li>" for x in _quality_lines(profile))
                  + "</ul>")
     parts.append("<h2>Curves</h2>")
@@ -175,10 +184,16 @@ def _md_table(frame: pd.DataFrame) -> str:
 
 
 def _markdown(profile, base, plots, missing_plots, verdicts, measurements, energy, comparison, comparison_summary,
-              plot_dir_name) -> str:
+              plot_dir_name, summary=None) -> str:
     out = [f"# npucheck report: {profile['device']['name']}", "", "## Device and environment", ""]
     out += [f"- {line}" for line in header_lines(profile)]
-    out += ["", "## Verdicts", "", _md_table(verdicts), "## Measurement quality", ""]
+    out += ["", "## Verdicts", "", _md_table(verdicts)]
+    if summary is not None:
+        out += ["## Peak GEMM throughput", "", _md_table(summary)]
+    sources = datasheet_source_lines(profile)
+    if sources:
+        out += ["### Datasheet figures", ""] + [f"- {line}" for line in sources] + [""]
+    out += ["## Measurement quality", ""]
     out += [f"- {line}" for line in _quality_lines(profile)]
     out += ["", "## Curves", ""]
     out += [f"![{caption}]({plot_dir_name}/{kind}.png)\n" for kind, caption, _ in plots]
