@@ -258,3 +258,63 @@ def test_markdown_outputs_show_missing_values_as_a_dash_never_nan(runner, tmp_pa
     assert compared.exit_code == 0 and report.exit_code == 0
     for text in (compared.output, (tmp_path / "r.md").read_text()):
         assert "nan" not in text.lower().replace("nanos", "") and "—" in text
+
+
+# ------------------------------------------------------------------------------------------------ datasheet
+def _with_datasheet(name: str = "NVIDIA H100 80GB HBM3") -> dict:
+    from npucheck.datasheets import match_datasheet
+
+    profile = make_profile()
+    profile["summary"]["peak"] = {"fp16": {"tflops": 791.6, "ci_low": 790.0, "ci_high": 793.0,
+                                           "case": "gemm/fp16/m8192_n8192_k8192_NN"}}
+    profile["device"]["name"] = name
+    profile["device"]["datasheet"] = match_datasheet(name)[0].to_dict()
+    return profile
+
+
+def test_show_gives_percent_of_datasheet_and_datasheet_tflops_per_watt_when_there_is_one(runner, tmp_path):
+    stored = save_result(_with_datasheet(), tmp_path / "r.json")
+    table = runner.invoke(cli, ["show", str(stored)], env={"COLUMNS": "250"})
+    assert table.exit_code == 0, table.output
+    assert "% of datasheet" in table.output and "datasheet TFLOPS/W" in table.output
+    assert "80.0%" in table.output or "79.9%" in table.output or "80.1%" in table.output
+    assert "1.414" in table.output  # 989.5 TFLOPS / 700 W
+    assert "datasheet: NVIDIA H100 SXM5 80GB" in table.output
+    markdown = runner.invoke(cli, ["show", str(stored), "--format", "markdown"])
+    assert "| % of datasheet | datasheet TFLOPS/W |" in markdown.output
+
+
+def test_show_without_a_datasheet_has_no_datasheet_columns(runner, tmp_path):
+    profile = make_profile()
+    del profile["device"]["datasheet"]  # a file from before datasheets
+    stored = save_result(profile, tmp_path / "old.json")
+    result = runner.invoke(cli, ["show", str(stored)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "% of datasheet" not in result.output and "datasheet:" not in result.output
+    unmatched = save_result(make_profile(), tmp_path / "none.json")  # datasheet: null
+    result = runner.invoke(cli, ["show", str(unmatched)], env={"COLUMNS": "250"})
+    assert "% of datasheet" not in result.output and "datasheet: none" in result.output
+
+
+def test_a_datasheet_missing_keys_still_renders():
+    from npucheck.render import datasheet_line, summary_rows, to_markdown
+
+    profile = _with_datasheet()
+    profile["device"]["datasheet"] = {"part": "Homemade"}
+    headers, rows = summary_rows(profile)
+    assert headers[-2:] == ["% of datasheet", "datasheet TFLOPS/W"] and rows[0][-2:] == ["—", "—"]
+    assert "Homemade" in datasheet_line(profile)
+    to_markdown(profile)
+
+
+def test_reports_show_the_datasheet_comparison_and_its_sources(runner, tmp_path):
+    stored = save_result(_with_datasheet(), tmp_path / "r.json")
+    for name in ("r.html", "r.md"):
+        result = runner.invoke(cli, ["report", str(stored), "-o", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        text = (tmp_path / name).read_text()
+        assert "% of datasheet" in text and "Datasheet figures" in text and "FP16 Tensor Core" in text
+    old = make_profile()
+    del old["device"]["datasheet"]
+    result = runner.invoke(cli, ["report", str(save_result(old, tmp_path / "o.json")), "-o", str(tmp_path / "o.md")])
+    assert result.exit_code == 0 and "Datasheet figures" not in (tmp_path / "o.md").read_text()
