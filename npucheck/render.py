@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
-from npucheck.datasheets import percent_of_datasheet
+from npucheck.datasheets import ceiling_reason, percent_of_datasheet
 
 from rich.table import Table
 from rich.text import Text
@@ -88,8 +88,10 @@ def datasheet_cells(profile: dict[str, Any], dtype: str, tflops: float | None) -
     if sheet is None:
         return "—", "—"
     per_watt = (sheet.get("tflops_per_watt") or {}).get(dtype)
-    return (_percent_text(percent_of_datasheet(sheet, dtype, tflops)),
-            fmt_number(per_watt) if per_watt is not None else "—")
+    percent = _percent_text(percent_of_datasheet(sheet, dtype, tflops))
+    if ceiling_reason(sheet, dtype, tflops):
+        percent += " (above the ceiling: not a valid result)"
+    return percent, fmt_number(per_watt) if per_watt is not None else "—"
 
 
 def _dtype_order(dtype: str) -> tuple[int, str]:
