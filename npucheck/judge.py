@@ -14,11 +14,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from npucheck.datasheets import ceiling_reason
 from npucheck.targets import Criterion, Target
 
 PASS, FAIL, INCONCLUSIVE, ERROR = "PASS", "FAIL", "INCONCLUSIVE", "ERROR"
 MEASURED_QUALITIES = ("Q1", "Q2", "Q3")
 PARTIAL_SCOPES = ("soc-rail", "dram")  # as npucheck.power.base.PARTIAL_SCOPES (judge stays free of power imports)
+SHARED_SCOPES = ("shared-board",)  # as npucheck.power.base.SHARED_SCOPES: a MIG slice's parent GPU
 INTERRUPTED_NOTE = " (run was interrupted: judged on the cases measured)"
 
 
@@ -103,37 +105,67 @@ Outcome = tuple[str, float | None, float | None, float | None, str]
 
 
 def _peak_tflops(profile: dict[str, Any], criterion: Criterion) -> Outcome:
+    """The best GEMM case of the dtype is only the selection: the best of many intervals is biased upward, so a
+    PASS needs the independent re-measurement of that case (``confirmations``). Without one only a FAIL (even the
+    largest upper bound misses) or INCONCLUSIVE can come out. Any figure above the datasheet ceiling stored with
+    the device is an error, never a peak."""
     dtype = criterion.dtype
     cases = _gemm_cases(profile, dtype)
     if not cases:
         return INCONCLUSIVE, None, None, None, f"not measured: the run has no {dtype} GEMM case"
+    datasheet = (profile.get("device") or {}).get("datasheet")
     good = [m for m in cases if m.get("status") == "ok" and m.get("correct") is not False
             and _number(m.get("tflops")) is not None]
-    errored = [m for m in cases if _errored(m)]
+    above = [m for m in good if ceiling_reason(datasheet, dtype, _number(m["tflops"]))]
+    good = [m for m in good if m not in above]
+    errored = [m for m in cases if _errored(m)] + above
     skipped = [m for m in cases if m.get("status") == "skipped"]
     if not good:
         if len(errored) == len(cases):
-            return ERROR, None, None, None, f"all {_cases(len(cases), f'{dtype} GEMM')} errored"
+            why = f"; {ceiling_reason(datasheet, dtype, _number(above[0]['tflops']))}" if above else ""
+            return ERROR, None, None, None, f"all {_cases(len(cases), f'{dtype} GEMM')} errored{why}"
         return (INCONCLUSIVE, None, None, None,
                 f"not measured: no {dtype} GEMM case ran correctly "
                 f"({len(errored)} errored, {len(skipped)} skipped)")
 
     best = max(good, key=lambda m: _number(m["tflops"]))
-    bounds = [_bounds(m) for m in good]
-    measured = _number(best["tflops"])
-    lower, upper = max(b[0] for b in bounds), max(b[1] for b in bounds)
-    status = decide(criterion.op, criterion.threshold, lower, upper)
-    reason = (f"{_decision_reason(status, criterion, lower, upper)}; "
-              f"best of {_cases(len(good), f'{dtype} GEMM')}: {best.get('id')}")
-    # a FAIL on the sizes measured stays a FAIL, but the reader must know bigger sizes were never tried
     largest_flops = max((_number(m.get("flops")) or 0.0) for m in good)
     larger = sum(1 for m in skipped if (_number(m.get("flops")) or 0.0) > largest_flops)
     notes = [f"{_cases(larger, 'larger')} skipped"] if larger else []
     if len(skipped) > larger:
         notes.append(f"{_cases(len(skipped) - larger, 'other')} skipped")
     if errored:
-        notes.append(f"{len(errored)} errored")
-    return status, measured, lower, upper, reason + (f" ({', '.join(notes)})" if notes else "")
+        notes.append(f"{len(errored)} errored" + (f", {len(above)} above the datasheet ceiling" if above else ""))
+    suffix = f" ({', '.join(notes)})" if notes else ""
+    selection = f"best of {_cases(len(good), f'{dtype} GEMM')}: {best.get('id')}"
+
+    confirmation = next((c for c in profile.get("confirmations") or [] if c.get("confirms") == best.get("id")), None)
+    if confirmation is not None:
+        value = _number(confirmation.get("tflops"))
+        if confirmation.get("status") == "ok" and confirmation.get("correct") is not False and value is not None:
+            too_high = ceiling_reason(datasheet, dtype, value)
+            if too_high:
+                return ERROR, value, None, None, f"the confirmation of {best.get('id')}: {too_high}"
+            lower, upper = _bounds(confirmation)
+            status = decide(criterion.op, criterion.threshold, lower, upper)
+            return (status, value, lower, upper,
+                    f"{_decision_reason(status, criterion, lower, upper)}; confirmation re-measure of the "
+                    f"{selection}{suffix}")
+        if confirmation.get("status") == "error":
+            return (ERROR, None, None, None, f"the confirmation re-measure of {best.get('id')} errored: "
+                    f"{confirmation.get('error')}")
+
+    # No confirmation (an interrupted run, a file from before npucheck 0.2): the selection alone can only FAIL.
+    bounds = [_bounds(m) for m in good]
+    measured = _number(best["tflops"])
+    lower, upper = max(b[0] for b in bounds), max(b[1] for b in bounds)
+    status = decide(criterion.op, criterion.threshold, lower, upper)
+    reason = f"{_decision_reason(status, criterion, lower, upper)}; {selection}{suffix}"
+    if status == PASS:
+        return (INCONCLUSIVE, measured, lower, upper,
+                f"{reason}; not confirmed: the best of several cases is biased upward and no independent "
+                "re-measure of it is stored")
+    return status, measured, lower, upper, reason
 
 
 def _tflops_per_watt(profile: dict[str, Any], criterion: Criterion) -> Outcome:
@@ -162,6 +194,31 @@ def _tflops_per_watt(profile: dict[str, Any], criterion: Criterion) -> Outcome:
     if scope in PARTIAL_SCOPES:
         return (INCONCLUSIVE, value, lower, upper,
                 f"power of scope {scope!r} covers only part of the device, so it cannot judge its efficiency")
+    if scope in SHARED_SCOPES:
+        return (INCONCLUSIVE, value, lower, upper,
+                f"power of scope {scope!r} is shared with other devices (MIG slices), so it cannot judge this one")
+    # does the power include the device under test? (summary written by npucheck.power.summary)
+    if "tflops_per_watt_covers" in summary:
+        covers = (summary.get("tflops_per_watt_covers") or {}).get(dtype)
+        how = (summary.get("tflops_per_watt_coverage") or {}).get(dtype) or "coverage not recorded"
+    elif isinstance(profile.get("power"), dict):
+        # a file from before coverage was recorded: judged only where the old code could not pick the wrong
+        # device (RAPL packages for a CPU, NVML found by the UUID torch reported)
+        source = profile["power"].get("source") or {}
+        device = profile.get("device") or {}
+        uuid = (device.get("properties") or {}).get("uuid")
+        covers = ((source.get("name") == "rapl" and source.get("scope") in ("package", "platform")
+                   and device.get("backend") == "cpu")
+                  or (source.get("name") == "nvml" and device.get("backend") == "cuda" and bool(uuid)
+                      and not source.get("mig") and profile["power"].get("spec") in ("nvml", "auto"))) or None
+        how = ("recorded before coverage was: " + (f"{source.get('name')} on a {device.get('backend')} device"
+               if covers else "coverage not recorded"))
+    else:
+        covers, how = True, "coverage not recorded (no power section: judged on the summary alone)"
+    if covers is not True:
+        lead = ("the power source does not cover the device under test" if covers is False
+                else "cannot tell whether the power source covers the device under test")
+        return INCONCLUSIVE, value, lower, upper, f"{lead}: {how}"
     status = decide(criterion.op, criterion.threshold, lower, upper)
     return status, value, lower, upper, _decision_reason(status, criterion, lower, upper)
 

@@ -18,6 +18,8 @@ from typing import Any, Callable
 import torch
 
 from npucheck import __version__, environment
+from npucheck.allocator import settle_malloc
+from npucheck.datasheets import ceiling_reason, match_datasheet
 from npucheck.devices import Device, resolve_device
 from npucheck.errors import UsageError
 from npucheck.kernels import KERNELS, Case, NonFiniteOutput, build_workload, select_dtypes, select_kernels
@@ -42,6 +44,15 @@ WARMUP_FRACTION = 0.2
 """Share of a case's target time spent warming it up (at least two calls)."""
 WARMUP_DTYPE = "fp16"
 """The device is warmed up with the fp16 probe GEMM (the plan's bench) where fp16 runs."""
+WARMUP_MAX_FACTOR = 3.0
+WARMUP_CLOCK_EVERY_S = 1.0
+WARMUP_SETTLED_READINGS = 3
+WARMUP_SETTLED_DROP = 0.01
+"""The clock has stopped falling when the last WARMUP_SETTLED_READINGS readings (one a second) are within this
+fraction of the first of them."""
+DEVICE_STATE_KEYS = ("sm_clock_mhz", "throttle_reasons", "clock_event_reasons", "temperature_c", "power_limit_w")
+CONFIRM_SEED_OFFSET = 7919
+"""The confirmation of each dtype's peak builds fresh inputs from the run's seed plus this."""
 FAULTS_PER_CALL_WARNING = 1.0
 """A timed case averaging at least this many minor page faults per call was measured while the allocator mapped
 fresh memory (see npucheck.allocator); it is flagged."""
@@ -94,6 +105,8 @@ class Runner:
         if options.threads is not None:
             torch.set_num_threads(options.threads)
         self.device: Device = resolve_device(options.device)
+        sheet, self._datasheet_note = match_datasheet(self.device.name)
+        self._datasheet: dict[str, Any] | None = sheet.to_dict() if sheet is not None else None
         self.cases: list[Case] = self.suite.cases(self.kernels, self.dtypes)
         self._rates: dict[tuple[str, str], list[tuple[int, float]]] = {}  # (kernel, dtype) -> [(flops, TFLOPS)]
         self._monitor = LoadMonitor()
@@ -131,8 +144,8 @@ class Runner:
             "finished_utc": None,
             "interrupted": False,
             "command": list(sys.argv),
-            "device": self.device.describe(),
-            "environment": environment.capture(),
+            "device": {**self.device.describe(), "datasheet": self._datasheet, "datasheet_note": self._datasheet_note},
+            "environment": {**environment.capture(), "allocator": getattr(self, "_allocator", None)},
             "settings": {
                 "suite": self.suite.name, "seed": self.options.seed, "kernels": self.kernels, "dtypes": self.dtypes,
                 **self.suite.settings(), "device_warmup_s": warmup,
@@ -146,6 +159,7 @@ class Runner:
                       "idle": None},
             "load": {"before": None, "during_max_foreign_cpu_cores": None},
             "measurements": [],
+            "confirmations": [],
             "support": {},
             "summary": {},
             "verdicts": [],
@@ -153,6 +167,8 @@ class Runner:
         }
 
     def run(self) -> dict[str, Any]:
+        if self.device.backend == "cpu":
+            self._allocator = settle_malloc()  # before any kernel: CPU figures must not depend on malloc's history
         try:
             return self._run()
         finally:
@@ -169,12 +185,13 @@ class Runner:
             self._emit("phase", {"name": "probing dtypes"})
             unsupported = self._probe(profile)
             self._emit("phase", {"name": f"warming up the device ({self._device_warmup_s:g} s)"})
-            self._warm_up_device(unsupported)
+            self._warm_up_device(profile)
             flush = self.device.make_flush() if self.options.flush else (lambda: None)
             flush_s = self._time_flush(flush)
             self._emit("phase", {"name": "checking CNN/RNN/LSTM support in fp16"})
             profile["support"] = check_support(self.device.torch_device, self.options.seed)
             self._run_cases(profile, unsupported, flush, flush_s)
+            self._confirm_peaks(profile, flush, flush_s)
             self._energy_phase(profile)
         except KeyboardInterrupt:
             profile["interrupted"] = True
@@ -303,14 +320,49 @@ class Runner:
                     return
                 size *= 2
 
-    def _warm_up_device(self, unsupported: dict[str, str]) -> None:
+    def _warm_up_device(self, profile: dict[str, Any]) -> None:
+        """Run the fp16 probe GEMM for the suite's warm-up time and, where the power source reports the clock,
+        on until the clock stops falling (a cold GPU boosts higher on its first shapes), at most
+        WARMUP_MAX_FACTOR times as long. What happened is recorded in ``settings.device_warmup``."""
         if self._device_warmup_s <= 0 or not hasattr(self, "_probe_case"):
             return
-        end = self._clock() + self._device_warmup_s
+        started = self._clock()
+        end, limit = started + self._device_warmup_s, started + WARMUP_MAX_FACTOR * self._device_warmup_s
+        clocks: list[tuple[float, float]] = []
+        next_read = started
+        settled = False
         with torch.inference_mode():
-            while self._clock() < end:
+            while True:
                 self.device.time_calls(self._probe_case.run, 1)
+                now = self._clock()
+                if now >= next_read:
+                    mhz = self._device_state().get("sm_clock_mhz")
+                    if isinstance(mhz, (int, float)):
+                        clocks.append((now - started, float(mhz)))
+                    next_read = now + WARMUP_CLOCK_EVERY_S
+                settled = _clock_settled(clocks)
+                if now >= limit or (now >= end and (settled or not clocks)):
+                    break
+        profile["settings"]["device_warmup"] = {
+            "seconds": self._clock() - started, "dtype": getattr(self, "_probe_case_dtype", None),
+            "clock_mhz_first": clocks[0][1] if clocks else None, "clock_mhz_last": clocks[-1][1] if clocks else None,
+            "clock_settled": settled if clocks else None,
+            "note": None if clocks else "no clock reading from the power source: warmed up for the time only"}
+        if clocks and not settled:
+            profile["warnings"].append(f"the device clock was still falling after {self._clock() - started:.0f} s "
+                                       "of warm-up: early cases may be faster than sustained work")
         del self._probe_case
+
+    def _device_state(self) -> dict[str, Any]:
+        """Clock, throttle reasons, temperature and power limit now, from the power source (NVML, amdsmi); empty
+        where the source does not report them."""
+        if self.power is None:
+            return {}
+        try:
+            context = self.power.context()
+        except Exception:  # noqa: BLE001 - evidence is optional; a failing read must not end the run
+            return {}
+        return {key: context[key] for key in DEVICE_STATE_KEYS if key in context}
 
     def _time_flush(self, flush: Callable[[], None]) -> float:
         flush()
@@ -383,7 +435,8 @@ class Runner:
         if math.isfinite(call_s) and call_s > 0:
             self._rates.setdefault((case.kernel, case.dtype), []).append((case.flops, case.flops / call_s / 1e12))
 
-    def _measure(self, case: Case, flush: Callable[[], None], flush_s: float, deadline: float) -> dict[str, Any]:
+    def _measure(self, case: Case, flush: Callable[[], None], flush_s: float, deadline: float,
+                 seed: int | None = None) -> dict[str, Any]:
         measurement = _base_measurement(case)
         measurement["cache_flush_bytes"] = self.device.cache_flush_bytes() if self.options.flush else 0
         started = self._clock()
@@ -391,7 +444,8 @@ class Runner:
         workload = None
         try:
             with torch.inference_mode():
-                workload = build_workload(case, self.device.torch_device, self.options.seed)
+                workload = build_workload(case, self.device.torch_device,
+                                          self.options.seed if seed is None else seed)
                 if (case.kernel, case.dtype) not in self._rates:
                     self._pilot(case, workload)
                     reason = self._skip_reason(case, flush_s, deadline)
@@ -410,7 +464,9 @@ class Runner:
                     budget_s=max(min(self.suite.case_target_s - warmup_s, left - warmup_s), 0.0),
                     min_samples=self.suite.min_samples, max_samples=self.suite.max_samples,
                     min_sample_s=self.suite.min_sample_s, warmup_s=warmup_s, confidence=CONFIDENCE)
+                state_before = self._device_state()
                 timing = time_kernel(workload.run, self.device, flush, settings, clock=self._clock)
+                state_after = self._device_state()
         except _Skip as e:
             measurement.update(status="skipped", reason=str(e))
         except _Mismatch as e:
@@ -428,8 +484,13 @@ class Runner:
                 warmup_calls=timing.warmup_calls, timing_method=timing.timing_method, stats=stats.to_dict(),
                 tflops=case.flops / stats.median_s / 1e12,
                 tflops_ci=[case.flops / stats.ci_high_s / 1e12, case.flops / stats.ci_low_s / 1e12],
-                warnings=list(timing.warnings))
-            self._rates.setdefault((case.kernel, case.dtype), []).append((case.flops, measurement["tflops"]))
+                warnings=list(timing.warnings), cache_state=timing.cache_state(self.options.flush),
+                timed_calls=timing.timed_calls, minor_faults=timing.minor_faults,
+                device_state={"before": state_before, "after": state_after} if state_before or state_after else None)
+            self._flag_faults_and_throttling(measurement, timing.minor_faults, timing.timed_calls)
+            self._apply_ceiling(measurement)
+            if measurement["status"] == "ok":
+                self._rates.setdefault((case.kernel, case.dtype), []).append((case.flops, measurement["tflops"]))
         finally:
             del workload
             self._release_memory()
@@ -439,6 +500,42 @@ class Runner:
             measurement["warnings"].append(f"other processes used {foreign:.2f} CPU cores during this case")
         measurement["wall_s"] = self._clock() - started
         return measurement
+
+    def _flag_faults_and_throttling(self, measurement: dict[str, Any], faults: int | None, calls: int) -> None:
+        if faults is not None and calls:
+            measurement["minor_faults_per_call"] = faults / calls
+            if faults / calls >= FAULTS_PER_CALL_WARNING:
+                measurement["warnings"].append(
+                    f"page faults: {faults / calls:.3g} minor faults per timed call (the allocator mapped fresh "
+                    "memory while timing; the figure may be low)")
+        state = measurement.get("device_state") or {}
+        reasons = sorted({r for edge in state.values() for r in (edge or {}).get("throttle_reasons") or []})
+        measurement["throttled"] = bool(reasons) if state else None
+        if reasons:
+            measurement["warnings"].append(f"throttled: measured while the device reported {', '.join(reasons)}")
+
+    def _apply_ceiling(self, measurement: dict[str, Any]) -> None:
+        """A figure above CEILING_FACTOR x the datasheet peak of its dtype is a timing or counting bug, never a
+        result: the case becomes an error with the reason."""
+        reason = ceiling_reason(self._datasheet, measurement["dtype"], measurement["tflops"])
+        if reason:
+            measurement.update(status="error", error=reason)
+
+    def _confirm_peaks(self, profile: dict[str, Any], flush: Callable[[], None], flush_s: float) -> None:
+        """Re-measure each dtype's best GEMM case from fresh inputs: the best of many cases is biased upward (the
+        largest of ~30 intervals), so the targets judge this independent confirmation instead."""
+        peaks = energy_windows.peak_gemm_cases(profile["measurements"])
+        if peaks:
+            self._emit("phase", {"name": f"confirming the peak of {', '.join(peaks)}"})
+        for dtype, best in peaks.items():
+            case = KERNELS["gemm"].case(dtype, best["shape"], best["shape_set"])
+            confirmation = self._measure(case, flush, flush_s, math.inf, seed=self.options.seed + CONFIRM_SEED_OFFSET)
+            confirmation.update(role="confirmation", confirms=best["id"])
+            if confirmation["status"] == "ok" and confirmation["tflops_ci"][1] < best["tflops_ci"][0]:
+                confirmation["warnings"].append(
+                    f"the confirmation ({confirmation['tflops']:.4g} TFLOPS) is below the interval of the selected "
+                    f"case ({best['tflops_ci'][0]:.4g}-{best['tflops_ci'][1]:.4g}): the peak did not reproduce")
+            profile["confirmations"].append(confirmation)
 
     def _release_memory(self) -> None:
         gc.collect()
@@ -467,6 +564,14 @@ class Runner:
                                        "the npucheck project; treat its figures with care")
 
 
+def _clock_settled(clocks: list[tuple[float, float]]) -> bool:
+    """True when the last few clock readings no longer fall (see WARMUP_SETTLED_DROP)."""
+    if len(clocks) < WARMUP_SETTLED_READINGS:
+        return False
+    recent = [mhz for _, mhz in clocks[-WARMUP_SETTLED_READINGS:]]
+    return min(recent) >= recent[0] * (1 - WARMUP_SETTLED_DROP)
+
+
 def _rate_kind(kernel: str) -> str:
     return "recurrent" if kernel in ("rnn_tanh", "rnn_relu", "lstm", "gru") else kernel
 
@@ -486,7 +591,8 @@ def _base_measurement(case: Case) -> dict[str, Any]:
         "flop_convention": case.flop_convention, "status": "error", "reason": None, "correct": None, "error": None,
         "check": None, "samples_s": [], "calls_per_sample": None, "warmup_calls": None, "timing_method": None,
         "cache_flush_bytes": None, "stats": None, "tflops": None, "tflops_ci": None, "foreign_cpu_cores": None,
-        "wall_s": 0.0, "warnings": [], "energy": None,
+        "wall_s": 0.0, "warnings": [], "energy": None, "cache_state": None, "timed_calls": None, "minor_faults": None,
+        "minor_faults_per_call": None, "device_state": None, "throttled": None,
     }
 
 
@@ -497,11 +603,23 @@ def _skipped(case: Case, reason: str) -> dict[str, Any]:
 
 
 def summarize_profile(profile: dict[str, Any]) -> dict[str, Any]:
-    """Peak GEMM TFLOPS per dtype (best median over correct cases), TFLOPS/W per dtype, case counts."""
+    """Peak GEMM TFLOPS per dtype (best median over correct cases, its independent confirmation, and the sustained
+    figure of its energy window), TFLOPS/W per dtype, case counts."""
     best = energy_windows.peak_gemm_cases(profile["measurements"])
     peak_tflops = {dtype: m["tflops"] for dtype, m in best.items()}
-    peak = {dtype: {"case": m["id"], "tflops": m["tflops"], "ci_low": m["tflops_ci"][0], "ci_high": m["tflops_ci"][1]}
-            for dtype, m in best.items()}
+    confirmations = {c.get("confirms"): c for c in profile.get("confirmations") or []}
+    peak = {}
+    for dtype, m in best.items():
+        confirmation = confirmations.get(m["id"])
+        energy = m.get("energy") or {}
+        peak[dtype] = {
+            "case": m["id"], "tflops": m["tflops"], "ci_low": m["tflops_ci"][0], "ci_high": m["tflops_ci"][1],
+            "confirmed_tflops": confirmation["tflops"] if confirmation and confirmation["status"] == "ok" else None,
+            "confirmed_ci": confirmation["tflops_ci"] if confirmation and confirmation["status"] == "ok" else None,
+            "confirmation_status": confirmation["status"] if confirmation else None,
+            "sustained_tflops": energy.get("tflops") if energy.get("kind") == "headline" and energy.get("valid")
+            else None,
+        }
     dtypes = profile["settings"].get("dtypes") or sorted(peak_tflops)
     counts = {status: sum(1 for m in profile["measurements"] if m["status"] == status)
               for status in ("ok", "error", "skipped")}

@@ -85,6 +85,7 @@ def make_profile(**overrides: Any) -> dict[str, Any]:
                   "window_s": 5.0, "sweep_window_s": None, "sample_hz": 10.0, "idle": None},
         "load": {"before": {"busy_processes": [], "device_processes": []}, "during_max_foreign_cpu_cores": 0.01},
         "measurements": [make_measurement(), skipped],
+        "confirmations": [make_measurement(role="confirmation", confirms="gemm/fp16/m256_n256_k256_NN")],
         "support": {"cnn": _support("cnn", ["conv2d", "conv_block"]), "rnn": _support("rnn", ["rnn_tanh", "rnn_relu"]),
                     "lstm": _support("lstm", ["lstm"]), "gru": _support("gru", ["gru"])},
         "summary": {"peak_tflops": {"fp16": TFLOPS},
