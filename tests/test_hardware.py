@@ -61,11 +61,27 @@ def test_a_gemm_run_on_the_accelerator_times_with_events_and_measures_power():
     suite = get_suite("quick")
     runner = Runner(RunOptions(device=f"{kind}:0", kernels=["gemm"], dtypes=["fp16"], power_window_s=2.0,
                                idle_s=1.0), suite=suite)
+    if _nvml_works() and runner.device.describe().get("runtime") == "cuda":
+        # an NVIDIA GPU with a working NVML must get NVML power from --power auto: a missing source here is the
+        # bug that made every TFLOPS/W INCONCLUSIVE on H100s, and must fail, not skip
+        assert runner.power is not None and runner.power.name == "nvml", runner.power_notes
     profile = runner.run()
     ok = [m for m in profile["measurements"] if m["status"] == "ok"]
     assert ok and all(m["correct"] for m in ok)
     assert profile["device"]["timing_method"] == "device_events"
+    assert profile["confirmations"] and profile["confirmations"][0]["status"] == "ok"
     headline = [m["energy"] for m in ok if (m.get("energy") or {}).get("kind") == "headline"]
     if runner.power is not None:
         assert headline and headline[0]["valid"], headline and headline[0]["reason"]
         assert headline[0]["tflops_per_watt"] > 0
+
+
+def _nvml_works() -> bool:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - no library, no driver: NVML is not present
+        return False
+    pynvml.nvmlShutdown()
+    return True
