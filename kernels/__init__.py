@@ -85,6 +85,28 @@ def select_dtypes(names: list[str] | None) -> list[str]:
     return chosen
 
 
+VERIFY_DEVICE_CALLS = 1
+"""Kernel calls one ``Workload.verify()`` makes on the device; the rest of its cost is host work, see
+:func:`reference_flops`."""
+
+
+def reference_flops(case: Case) -> int:
+    """FLOPs of the float64 reference that ``verify()`` computes on the host (bounded whatever the shape): GEMM
+    2·64·64·K, conv2d image 1 and up to 16 output channels, recurrent layers a prefix of steps and batch rows."""
+    shape = case.shape
+    if case.kernel == "gemm":
+        return 2 * min(int(shape["m"]), gemm.VERIFY_ROWS) * min(int(shape["n"]), gemm.VERIFY_COLS) * int(shape["k"])
+    if case.kernel == "conv2d":
+        groups, k = int(shape.get("groups", 1)), int(shape["k"])
+        per_group = k // groups
+        channels = (min(k, conv.VERIFY_CHANNELS) if groups == 1
+                    else min(groups, max(1, conv.VERIFY_CHANNELS // per_group)) * per_group)
+        return conv.flops({**shape, "n": 1, "k": channels}) if groups == 1 else conv.flops(
+            {**shape, "n": 1, "k": channels, "c": channels // per_group * (int(shape["c"]) // groups),
+             "groups": channels // per_group})
+    return rnn.reference_flops(case.kernel, shape)
+
+
 def build_workload(case: Case, device: torch.device, seed: int) -> Workload:
     """Seeded inputs for ``case`` on ``device``."""
     kernel = KERNELS[case.kernel]
@@ -92,5 +114,5 @@ def build_workload(case: Case, device: torch.device, seed: int) -> Workload:
     return kernel.builder(case.shape, TORCH_DTYPES[case.dtype], case.dtype, device, generator)
 
 
-__all__ = ["Case", "Check", "DTYPE_NAMES", "KERNELS", "Kernel", "NonFiniteOutput", "Workload", "build_workload",
+__all__ = ["Case", "Check", "DTYPE_NAMES", "VERIFY_DEVICE_CALLS", "reference_flops", "KERNELS", "Kernel", "NonFiniteOutput", "Workload", "build_workload",
            "select_dtypes", "select_kernels"]

@@ -11,12 +11,28 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-TOLERANCE = {"fp16": 5e-3, "bf16": 3e-2, "fp32": 2e-3}
-"""Largest accepted ‖out − ref‖ / ‖ref‖ against a float64 reference computed on the *same* (already rounded)
-inputs, so only the arithmetic's rounding counts. fp32 allows for TF32 in cuDNN convolutions (torch's default);
-bf16 and fp16 allow for reduced-precision reductions. Measured errors on the CI CPU are far below these
-(see tests/test_kernels.py)."""
+TOLERANCE = {"fp16": 5e-3, "bf16": 3e-2, "fp32": 1e-4}
+"""Largest accepted ‖out − ref‖ / ‖ref‖ against a float64 reference computed on the host from the *same* (already
+rounded) inputs, so only the arithmetic's rounding counts. bf16 and fp16 allow for reduced-precision reductions.
 
+fp32 is 1e-4: what true IEEE fp32 meets at our largest shapes with a wide margin, and what TF32 (10-bit
+mantissa) or bf16 arithmetic cannot meet. Measured on the 2-core CI CPU (torch 2.13, seeded N(0,1) inputs as the
+kernels build them; tests/test_references.py asserts these):
+
+* true fp32 (MKL / oneDNN): GEMM 2.5e-7 (K = 1024) … 2.9e-7 (K = 16384) … 9.0e-7 (K = 500000); conv2d 2.2e-7 …
+  3.0e-7 (C·R·S up to 4608); RNN/GRU 3e-7, LSTM 7.7e-7 (H = 1024) and 1.5e-6 (H = 4096). The worst *order* of
+  fp32 summation, one long sequential sum, gives 1.8e-6 at K = 16384 and 1.25e-5 at K = 500000 (emulated):
+  8x inside the tolerance.
+* TF32 (inputs rounded to a 10-bit mantissa, emulated by rounding the fp32 bit pattern): round-to-nearest
+  2.8e-4 … 3.0e-4 for GEMM and conv at every K, 3.5e-4 … 3.9e-4 for RNN/LSTM/GRU; truncation (the low 13 bits
+  masked) 5.4e-4 … 1.2e-3. The smallest is 2.8x above the tolerance, so TF32 fails the fp32 check.
+* bf16 arithmetic for fp32 (oneDNN ``fp32_precision = "bf16"``): ~3e-3, 30x above.
+
+The old fp32 tolerance, 2e-3, accepted TF32: it was chosen to let cuDNN convolutions run in TF32 (torch's
+default). fp32 cases now run under :func:`npucheck.kernels.precision.full_fp32_precision`."""
+
+REFERENCE_DEVICE = torch.device("cpu")
+"""References are computed on the host: Ascend NPUs, Intel Arc and Apple GPUs have no float64."""
 
 class NonFiniteOutput(RuntimeError):
     """The kernel produced NaN or Inf."""
@@ -43,20 +59,36 @@ class Case:
 
 @dataclass(frozen=True)
 class Check:
-    """Outcome of comparing one output with its high-precision reference."""
+    """Outcome of comparing one output with its float64 host reference.
 
-    rel_error: float
+    ``rel_error`` is None when the reference could not be computed (host out of memory, an op missing on the
+    host); then ``status`` is "unchecked", ``ok`` is None and ``reason`` says why. Unchecked is not wrong: the
+    kernel ran and its output was finite; nobody could say whether it was right.
+    """
+
+    rel_error: float | None
     tolerance: float
     reference_dtype: str
     checked: str
+    reason: str | None = None
+    reference_device: str = "cpu"
 
     @property
-    def ok(self) -> bool:
-        return self.rel_error <= self.tolerance
+    def status(self) -> str:
+        """"ok", "wrong" or "unchecked"."""
+        if self.rel_error is None:
+            return "unchecked"
+        return "ok" if self.rel_error <= self.tolerance else "wrong"
+
+    @property
+    def ok(self) -> bool | None:
+        """True (matched), False (wrong) or None (unchecked)."""
+        return None if self.rel_error is None else self.rel_error <= self.tolerance
 
     def to_dict(self) -> dict[str, Any]:
         return {"rel_error": self.rel_error, "tolerance": self.tolerance,
-                "reference_dtype": self.reference_dtype, "checked": self.checked, "ok": self.ok}
+                "reference_dtype": self.reference_dtype, "checked": self.checked, "ok": self.ok,
+                "status": self.status, "reason": self.reason, "reference_device": self.reference_device}
 
 
 @dataclass
@@ -90,22 +122,66 @@ def randn(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, gene
     return values.to(device=device, dtype=dtype)
 
 
-def reference_dtype(device: torch.device) -> torch.dtype:
-    """float64 where the device has it; MPS has no float64, so float32 there."""
-    return torch.float32 if device.type == "mps" else torch.float64
+REFERENCE_ERRORS = (RuntimeError, MemoryError, NotImplementedError)
+"""What a reference that cannot be computed raises (torch.OutOfMemoryError is a RuntimeError): the check becomes
+unchecked. Anything else (TypeError, …) is a bug and propagates."""
+
+
+def to_host(tensor: torch.Tensor) -> torch.Tensor:
+    """An explicit copy to the host in the tensor's own dtype (never a conversion on the device, which may have no
+    float64). Always a copy, even from the CPU, so nothing on the host aliases device memory."""
+    return tensor.detach().to(REFERENCE_DEVICE, copy=True)
+
+
+def host64(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` copied to the host in its own dtype, then upcast to float64 there."""
+    return to_host(tensor).to(torch.float64)
 
 
 def compare(out: torch.Tensor, ref: torch.Tensor, dtype: str, checked: str) -> Check:
-    """Relative Frobenius error of ``out`` against ``ref``; raises NonFiniteOutput on NaN/Inf."""
-    if not bool(torch.isfinite(out).all()):
-        bad = int((~torch.isfinite(out)).sum())
-        raise NonFiniteOutput(f"output has {bad} NaN/Inf values of {out.numel()}")
-    ref64 = ref.detach().to(torch.float64)
-    diff = torch.linalg.vector_norm(out.detach().to(torch.float64) - ref64.detach())
+    """Relative Frobenius error of ``out`` (any device; copied to the host) against the host reference ``ref``;
+    raises NonFiniteOutput on NaN/Inf."""
+    out_host = to_host(out)
+    if not bool(torch.isfinite(out_host).all()):
+        bad = int((~torch.isfinite(out_host)).sum())
+        raise NonFiniteOutput(f"output has {bad} NaN/Inf values of {out_host.numel()}")
+    ref64 = to_host(ref).to(torch.float64)
+    diff = torch.linalg.vector_norm(out_host.to(torch.float64) - ref64)
     norm = torch.linalg.vector_norm(ref64)
     rel = float(diff / norm) if float(norm) > 0 else float(diff)
     return Check(rel_error=rel, tolerance=TOLERANCE[dtype], reference_dtype=str(ref.dtype).replace("torch.", ""),
                  checked=checked)
+
+
+def unchecked(dtype: str, checked: str, error: BaseException) -> Check:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return Check(rel_error=None, tolerance=TOLERANCE[dtype], reference_dtype="float64", checked=checked,
+                 reason=f"float64 reference unavailable on the host: {type(error).__name__}: {text}")
+
+
+def check_against_host_reference(out: torch.Tensor, reference: Callable[[], torch.Tensor], dtype: str,
+                                 checked: str) -> Check:
+    """Compare ``out`` with ``reference()``, a float64 tensor computed on the host (from operands copied there
+    with :func:`host64`). The output is copied and checked for NaN/Inf first (a kernel fault: raises
+    NonFiniteOutput); a reference that cannot be computed makes the check unchecked, never wrong."""
+    out_host = to_host(out)
+    if not bool(torch.isfinite(out_host).all()):
+        bad = int((~torch.isfinite(out_host)).sum())
+        raise NonFiniteOutput(f"output has {bad} NaN/Inf values of {out_host.numel()}")
+    try:
+        ref = reference()
+    except REFERENCE_ERRORS as e:
+        return unchecked(dtype, checked, e)
+    return compare(out_host, ref, dtype, checked)
+
+
+def sample_indices(n: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``min(n, count)`` distinct indices in [0, n), sorted, drawn on the host from ``generator``'s stream."""
+    if n <= count:
+        return torch.arange(n)
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    host = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=host)[:count].sort().values
 
 
 def tensor_bytes(*tensors: torch.Tensor) -> int:

@@ -13,12 +13,15 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
-from npucheck.kernels.base import Check, Workload, compare, randn, reference_dtype, tensor_bytes
+from npucheck.kernels.base import (Check, Workload, check_against_host_reference, host64, randn, sample_indices,
+                                   tensor_bytes)
 
 NAME = "conv2d"
 FAMILY = "cnn"
 VERSION = 1
 FLOP_CONVENTION = "2*n*k*(c/groups)*r*s*p*q"
+VERIFY_CHANNELS = 16
+"""Output channels of image 1 checked against the host reference (whole groups when groups > 1)."""
 
 
 def output_hw(shape: Mapping[str, Any]) -> tuple[int, int]:
@@ -104,10 +107,28 @@ def build(shape: Mapping[str, Any], dtype: torch.dtype, dtype_name: str, device:
         return F.conv2d(x, weight, None, stride, padding, 1, groups)
 
     def verify() -> Check:
+        """One call; then image 1 and up to VERIFY_CHANNELS output channels (random, whole groups) are computed on
+        the host in float64 from the same inputs, copied there in their own dtype."""
         out = run()
-        ref_dtype = reference_dtype(device)
-        ref = F.conv2d(x[:1].to(ref_dtype), weight.to(ref_dtype), None, stride, padding, 1, groups)
-        return compare(out[:1], ref, dtype_name, f"image 1 of {n}")
+        out_per_group, in_per_group = k // groups, c // groups
+        if groups == 1:
+            out_idx = sample_indices(k, VERIFY_CHANNELS, generator)
+            in_idx, ref_groups = None, 1
+        else:
+            chosen = sample_indices(groups, max(1, VERIFY_CHANNELS // out_per_group), generator)
+            out_idx = (chosen[:, None] * out_per_group + torch.arange(out_per_group)).flatten()
+            in_idx = (chosen[:, None] * in_per_group + torch.arange(in_per_group)).flatten()
+            ref_groups = len(chosen)
+        out_dev = out_idx.to(weight.device)
+        picked = out[:1].index_select(1, out_dev)
+
+        def reference() -> torch.Tensor:
+            image = x[:1] if in_idx is None else x[:1].index_select(1, in_idx.to(x.device))
+            return F.conv2d(host64(image), host64(weight.index_select(0, out_dev)), None, stride, padding, 1,
+                            ref_groups)
+
+        return check_against_host_reference(picked, reference, dtype_name,
+                                            f"image 1 of {n}, {len(out_idx)} of {k} output channels")
 
     p, q = output_hw(shape)
     out_bytes = n * k * p * q * x.element_size()

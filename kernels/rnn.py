@@ -10,17 +10,39 @@ Shape sets follow DeepBench's rnn_problems.h (hidden, batch, timesteps), with in
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Mapping
 
 import torch
 
-from npucheck.kernels.base import Check, Workload, compare, randn, reference_dtype, tensor_bytes
+from npucheck.kernels.base import (REFERENCE_DEVICE, Check, Workload, check_against_host_reference, host64, randn,
+                                   tensor_bytes)
 
 VERSION = 1
 FLOP_CONVENTION = "layers*dirs*seq_len*2*batch*gates*hidden*(input+hidden)"
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 FAMILIES = {"rnn_tanh": "rnn", "rnn_relu": "rnn", "lstm": "lstm", "gru": "gru"}
+VERIFY_BATCH = 2
+"""Batch rows checked against the host reference (rows are independent)."""
+VERIFY_STEPS = 16
+"""Time steps checked: a prefix, since the recurrence is causal (out[:t] depends only on x[:t] and the state)."""
+VERIFY_MIN_STEPS = 4
+REFERENCE_FLOP_BUDGET = 4e9
+"""Host float64 multiply-adds × 2 allowed for one reference; large layers get fewer steps (never under
+VERIFY_MIN_STEPS)."""
+
+
+def verify_extent(kernel: str, shape: Mapping[str, Any]) -> tuple[int, int]:
+    """(time steps, batch rows) of the output that the check compares with the host reference."""
+    batch = min(int(shape["batch"]), VERIFY_BATCH)
+    per_step = flops(kernel, {**shape, "seq_len": 1, "batch": batch})
+    steps = max(VERIFY_MIN_STEPS, min(VERIFY_STEPS, int(REFERENCE_FLOP_BUDGET // max(per_step, 1))))
+    return min(int(shape["seq_len"]), steps), batch
+
+
+def reference_flops(kernel: str, shape: Mapping[str, Any]) -> int:
+    """FLOPs of the host float64 reference."""
+    steps, batch = verify_extent(kernel, shape)
+    return flops(kernel, {**shape, "seq_len": steps, "batch": batch})
 
 
 def flops(kernel: str, shape: Mapping[str, Any]) -> int:
@@ -64,13 +86,13 @@ SHAPE_SETS: dict[str, dict[str, list[dict[str, Any]]]] = {
 }
 
 
-def make_module(kernel: str, shape: Mapping[str, Any]) -> torch.nn.Module:
+def make_module(kernel: str, shape: Mapping[str, Any], **factory: Any) -> torch.nn.Module:
     inp, hidden, layers = int(shape["input"]), int(shape["hidden"]), int(shape.get("layers", 1))
     if kernel == "lstm":
-        return torch.nn.LSTM(inp, hidden, layers)
+        return torch.nn.LSTM(inp, hidden, layers, **factory)
     if kernel == "gru":
-        return torch.nn.GRU(inp, hidden, layers)
-    return torch.nn.RNN(inp, hidden, layers, nonlinearity="relu" if kernel == "rnn_relu" else "tanh")
+        return torch.nn.GRU(inp, hidden, layers, **factory)
+    return torch.nn.RNN(inp, hidden, layers, nonlinearity="relu" if kernel == "rnn_relu" else "tanh", **factory)
 
 
 def build(kernel: str, shape: Mapping[str, Any], dtype: torch.dtype, dtype_name: str, device: torch.device,
@@ -89,13 +111,25 @@ def build(kernel: str, shape: Mapping[str, Any], dtype: torch.dtype, dtype_name:
     def run() -> torch.Tensor:
         return module(x, state)[0]
 
+    steps, rows = verify_extent(kernel, shape)
+
     def verify() -> Check:
+        """One call; then the first ``steps`` time steps of the first ``rows`` batch rows are recomputed on the
+        host in float64, from the weights, inputs and initial state copied there in their own dtype."""
         out = run()
-        ref_dtype = reference_dtype(device)
-        reference = copy.deepcopy(module).to(ref_dtype)
-        ref_state = tuple(s.to(ref_dtype) for s in state) if isinstance(state, tuple) else state.to(ref_dtype)
-        ref = reference(x.to(ref_dtype), ref_state)[0]
-        return compare(out, ref, dtype_name, "whole output sequence")
+        picked = out[:steps, :rows]
+
+        def reference() -> torch.Tensor:
+            host = make_module(kernel, shape, device="meta", dtype=torch.float64).to_empty(device=REFERENCE_DEVICE)
+            with torch.no_grad():
+                for ref_param, param in zip(host.parameters(), module.parameters(), strict=True):
+                    ref_param.copy_(host64(param))
+            ref_state = (tuple(host64(s[:, :rows]) for s in state) if isinstance(state, tuple)
+                         else host64(state[:, :rows]))
+            return host.eval()(host64(x[:steps, :rows]), ref_state)[0]
+
+        return check_against_host_reference(picked, reference, dtype_name,
+                                            f"first {steps} of {x.shape[0]} steps, {rows} of {batch} batch rows")
 
     weights = tensor_bytes(*module.parameters())
     return Workload(run=run, verify=verify, footprint_bytes=weights + 2 * tensor_bytes(x), keep=[module, x, state])

@@ -2,19 +2,22 @@
 answer?
 
 Each family is supported only if every one of its checks ran, left its output on the device under test, and
-matched a float64 (float32 on MPS) reference computed from the same inputs. Limitation: a backend that silently
-computes an op on the host and copies the result back (MPS fallback, some plugins) cannot be told apart here.
+matched a float64 reference computed on the host from the same inputs (copied there in fp16: the device is never
+asked for float64, which Ascend NPUs, Intel Arc and Apple GPUs lack). A kernel that fails to run, gives a wrong
+answer or lands off the device makes its family unsupported (False); a reference that cannot be computed on the
+host makes the check unchecked and, failing nothing else, the family unchecked (None), never unsupported.
+Limitation: a backend that silently computes an op on the host and copies the result back (MPS fallback, some
+plugins) cannot be told apart here.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Callable
 
 import torch
 
 from npucheck.kernels import KERNELS, TORCH_DTYPES, build_workload
-from npucheck.kernels.base import Check, compare, generator_for, randn, reference_dtype
+from npucheck.kernels.base import Check, check_against_host_reference, generator_for, host64, randn, to_host
 
 SUPPORT_DTYPE = "fp16"
 
@@ -29,20 +32,36 @@ def _kernel_check(kernel: str, shape: dict[str, Any]) -> Callable[[torch.device,
     return check
 
 
-def _conv_block(device: torch.device, seed: int) -> tuple[Check, torch.device]:
+def _conv_block_model() -> torch.nn.Sequential:
     """conv-BN-ReLU-conv-ReLU-pool-linear, as a small CNN would run it."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.BatchNorm2d(32), torch.nn.ReLU(),
+        torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(32, 10)).eval()
+
+
+def _build_conv_block(device: torch.device, seed: int) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The block and its input on the device under test, in fp16, seeded."""
     generator = generator_for("support/conv_block", seed, device)
     with torch.random.fork_rng(devices=[]):  # seeded parameters without disturbing the caller's RNG
         torch.manual_seed(seed)
-        model = torch.nn.Sequential(
-            torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.BatchNorm2d(32), torch.nn.ReLU(),
-            torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-            torch.nn.Flatten(), torch.nn.Linear(32, 10)).eval()
-    reference = copy.deepcopy(model).to(device=device, dtype=reference_dtype(device))
+        model = _conv_block_model()
     model = model.to(device=device, dtype=TORCH_DTYPES[SUPPORT_DTYPE])
     x = randn((4, 16, 32, 32), TORCH_DTYPES[SUPPORT_DTYPE], device, generator)
+    return model, x
+
+
+def _conv_block(device: torch.device, seed: int) -> tuple[Check, torch.device]:
+    model, x = _build_conv_block(device, seed)
     out = model(x)
-    return compare(out, reference(x.to(reference_dtype(device))), SUPPORT_DTYPE, "whole output"), out.device
+
+    def reference() -> torch.Tensor:
+        host = _conv_block_model().to(torch.float64)
+        host.load_state_dict({name: host64(value) if value.is_floating_point() else to_host(value)
+                              for name, value in model.state_dict().items()})
+        return host(host64(x))
+
+    return check_against_host_reference(out, reference, SUPPORT_DTYPE, "whole output"), out.device
 
 
 _SMALL_RNN = {"hidden": 64, "batch": 4, "seq_len": 16, "input": 64, "layers": 1}
@@ -57,27 +76,44 @@ CHECKS: dict[str, list[tuple[str, Callable[[torch.device, int], tuple[Check, tor
 }
 
 
+def _outcome(name: str, check: Callable[[torch.device, int], tuple[Check, torch.device]], device: torch.device,
+             seed: int) -> dict[str, Any]:
+    """One check's entry: status "ok", "wrong", "off-device", "error" (the kernel failed to run) or "unchecked"
+    (the host reference could not be computed; ``reason`` says why). ``ok`` is True only for "ok"."""
+    outcome: dict[str, Any] = {"name": name, "ok": False, "status": "error", "rel_error": None, "tolerance": None,
+                               "error": None, "reason": None}
+    try:
+        with torch.inference_mode():
+            verdict, out_device = check(device, seed)
+    except Exception as e:  # noqa: BLE001 - an op that cannot run means "not supported", with the reason
+        outcome["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        return outcome
+    outcome.update(rel_error=verdict.rel_error, tolerance=verdict.tolerance)
+    if out_device.type != device.type:
+        outcome.update(status="off-device", error=f"output landed on {out_device}, not on {device}")
+    elif verdict.ok is None:
+        outcome.update(status="unchecked", reason=verdict.reason)
+    elif not verdict.ok:
+        outcome.update(status="wrong",
+                       error=f"result differs from the reference: {verdict.rel_error:.2e} > {verdict.tolerance:.0e}")
+    else:
+        outcome.update(status="ok", ok=True)
+    return outcome
+
+
 def check_support(device: torch.device, seed: int = 0, checks: dict[str, list[Any]] | None = None
                   ) -> dict[str, dict[str, Any]]:
-    """The ``support`` object of a result profile: one entry per family."""
+    """The ``support`` object of a result profile: one entry per family. ``supported`` is True (every check ok),
+    False (a check failed to run, was wrong or ran off the device) or None (nothing failed but some reference could
+    not be computed: unchecked, with the reason)."""
     result = {}
     for family, family_checks in (checks or CHECKS).items():
-        outcomes = []
-        for name, check in family_checks:
-            outcome: dict[str, Any] = {"name": name, "ok": False, "rel_error": None, "tolerance": None, "error": None}
-            try:
-                with torch.inference_mode():
-                    verdict, out_device = check(device, seed)
-                outcome.update(rel_error=verdict.rel_error, tolerance=verdict.tolerance, ok=verdict.ok)
-                if out_device.type != device.type:
-                    outcome.update(ok=False, error=f"output landed on {out_device}, not on {device}")
-                elif not verdict.ok:
-                    outcome["error"] = f"result differs from the reference: {verdict.rel_error:.2e} > {verdict.tolerance:.0e}"
-            except Exception as e:  # noqa: BLE001 - an op that cannot run means "not supported", with the reason
-                outcome["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-            outcomes.append(outcome)
-        supported = all(o["ok"] for o in outcomes)
-        failed = [f"{o['name']}: {o['error']}" for o in outcomes if not o["ok"]]
+        outcomes = [_outcome(name, check, device, seed) for name, check in family_checks]
+        failed = [o for o in outcomes if o["status"] not in ("ok", "unchecked")]
+        unchecked = [o for o in outcomes if o["status"] == "unchecked"]
+        supported = False if failed else (None if unchecked else True)
+        reasons = ([f"{o['name']}: {o['error']}" for o in failed]
+                   + [f"{o['name']}: unchecked ({o['reason']})" for o in unchecked])
         result[family] = {"supported": supported, "dtype": SUPPORT_DTYPE, "device": str(device), "checks": outcomes,
-                          "reason": None if supported else "; ".join(failed)}
+                          "reason": "; ".join(reasons) or None}
     return result
