@@ -35,13 +35,13 @@ def cpu_flags(proc_root: Path = Path("/proc")) -> list[str]:
 
 def torch_flags() -> dict[str, Any]:
     """Flags that change what a matmul or convolution computes or how fast."""
-    flags: dict[str, Any] = {"float32_matmul_precision": torch.get_float32_matmul_precision(),
+    flags: dict[str, Any] = {"float32_matmul_precision": _read(torch.get_float32_matmul_precision),
                              "mkldnn_enabled": torch.backends.mkldnn.enabled,
                              "deterministic_algorithms": torch.are_deterministic_algorithms_enabled()}
     matmul = torch.backends.cuda.matmul
     for name in ("allow_tf32", "allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction"):
         flags[f"cuda_matmul_{name}"] = _read(lambda: getattr(matmul, name))
-    flags["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32
+    flags["cudnn_allow_tf32"] = _read(lambda: torch.backends.cudnn.allow_tf32)
     flags["cudnn_benchmark"] = torch.backends.cudnn.benchmark
     flags["cudnn_deterministic"] = torch.backends.cudnn.deterministic
     return flags

@@ -23,6 +23,7 @@ from npucheck.datasheets import ceiling_reason, match_datasheet
 from npucheck.devices import Device, resolve_device
 from npucheck.errors import UsageError
 from npucheck.kernels import KERNELS, Case, NonFiniteOutput, build_workload, select_dtypes, select_kernels
+from npucheck.kernels.precision import fp32_precision_state, full_fp32_precision
 from npucheck import energy as energy_windows
 from npucheck.load import FOREIGN_CORES_WARNING, LoadMonitor, busy_processes, describe_busy
 from npucheck.power import PowerSource, open_source
@@ -51,6 +52,7 @@ WARMUP_SETTLED_DROP = 0.01
 """The clock has stopped falling when the last WARMUP_SETTLED_READINGS readings (one a second) are within this
 fraction of the first of them."""
 DEVICE_STATE_KEYS = ("sm_clock_mhz", "throttle_reasons", "clock_event_reasons", "temperature_c", "power_limit_w")
+TIMED_SUSTAINED_TOLERANCE = 0.15
 CONFIRM_SEED_OFFSET = 7919
 """The confirmation of each dtype's peak builds fresh inputs from the run's seed plus this."""
 FAULTS_PER_CALL_WARNING = 1.0
@@ -105,7 +107,7 @@ class Runner:
         if options.threads is not None:
             torch.set_num_threads(options.threads)
         self.device: Device = resolve_device(options.device)
-        sheet, self._datasheet_note = match_datasheet(self.device.name)
+        sheet, self._datasheet_reason = match_datasheet(self.device.name)
         self._datasheet: dict[str, Any] | None = sheet.to_dict() if sheet is not None else None
         self.cases: list[Case] = self.suite.cases(self.kernels, self.dtypes)
         self._rates: dict[tuple[str, str], list[tuple[int, float]]] = {}  # (kernel, dtype) -> [(flops, TFLOPS)]
@@ -144,7 +146,7 @@ class Runner:
             "finished_utc": None,
             "interrupted": False,
             "command": list(sys.argv),
-            "device": {**self.device.describe(), "datasheet": self._datasheet, "datasheet_note": self._datasheet_note},
+            "device": {**self.device.describe(), "datasheet": self._datasheet, "datasheet_reason": self._datasheet_reason},
             "environment": {**environment.capture(), "allocator": getattr(self, "_allocator", None)},
             "settings": {
                 "suite": self.suite.name, "seed": self.options.seed, "kernels": self.kernels, "dtypes": self.dtypes,
@@ -170,13 +172,18 @@ class Runner:
         if self.device.backend == "cpu":
             self._allocator = settle_malloc()  # before any kernel: CPU figures must not depend on malloc's history
         try:
-            return self._run()
+            with full_fp32_precision():  # fp32 cases are true IEEE fp32: TF32 would pass as fp32 otherwise
+                return self._run()
         finally:
             if self.power is not None:
                 self.power.close()  # an NVML session must not outlive the run, whatever ended it
 
     def _run(self) -> dict[str, Any]:
         profile = self._skeleton()
+        precision = fp32_precision_state()
+        profile["environment"]["fp32_precision"] = precision
+        if "fp32" in self.dtypes and precision.get("reason"):
+            profile["warnings"].append(f"fp32 cases may not be true fp32: {precision['reason']}")
         started = self._clock()
         try:
             self._emit("phase", {"name": "checking for other load"})
@@ -243,6 +250,7 @@ class Runner:
             finally:
                 self._release_memory()
             energy.update(kind=kind, case=measurement["id"])
+            _compare_timed_and_sustained(measurement, energy)
             measurement["energy"] = energy
             for warning in energy.get("warnings", []):
                 measurement["warnings"].append(f"energy window: {warning}")
@@ -455,7 +463,9 @@ class Runner:
                 check = workload.verify()
                 measurement["check"] = check.to_dict()
                 measurement["correct"] = check.ok
-                if not check.ok:
+                if check.ok is None:  # the host reference could not be computed: unchecked, never wrong
+                    measurement["warnings"].append(f"unchecked: {check.reason}")
+                elif not check.ok:
                     raise _Mismatch(f"result differs from the {check.reference_dtype} reference: relative error "
                                     f"{check.rel_error:.3g} > tolerance {check.tolerance:.0e}")
                 left = self.suite.case_budget_s - (self._clock() - started)
@@ -562,6 +572,23 @@ class Runner:
         if self.device.backend != "cpu":
             profile["warnings"].append("the accelerator code path has not yet been validated on real hardware by "
                                        "the npucheck project; treat its figures with care")
+
+
+def _compare_timed_and_sustained(measurement: dict[str, Any], energy: dict[str, Any]) -> None:
+    """The energy window runs the timed case again, back to back: when its sustained TFLOPS and the timed median
+    differ by more than TIMED_SUSTAINED_TOLERANCE, one of the two did not measure what it claims (throttling, a
+    timing error, other load), so the window's TFLOPS/W must not decide a verdict."""
+    sustained, timed = energy.get("tflops"), measurement.get("tflops")
+    if not energy.get("valid") or not sustained or not timed:
+        return
+    ratio = sustained / timed
+    energy["sustained_vs_timed"] = ratio
+    if abs(ratio - 1) > TIMED_SUSTAINED_TOLERANCE:
+        reason = (f"the energy window's sustained {sustained:.4g} TFLOPS is {ratio:.2f}x the timed median "
+                  f"{timed:.4g} TFLOPS (more than {TIMED_SUSTAINED_TOLERANCE:.0%} apart)")
+        energy["judgeable"] = False
+        energy["not_judged_reason"] = reason
+        energy.setdefault("warnings", []).append(reason + ": its TFLOPS/W is not judged")
 
 
 def _clock_settled(clocks: list[tuple[float, float]]) -> bool:

@@ -210,3 +210,107 @@ def test_a_dtype_whose_smallest_probe_fails_is_unsupported(monkeypatch):
     runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False, power="none"), suite=TINY)
     unsupported = runner._probe(runner._skeleton())
     assert "probe failed" in unsupported["fp32"]
+
+
+class _ClockedSource(PowerSource):
+    """A source whose context reports a boost clock that falls for a few readings, then holds, and throttle
+    reasons once ``throttle`` is set (as NVML's clock-event reasons do)."""
+
+    name, scope, quality = "clocked", "board", "Q2"
+    has_counter = True
+
+    def __init__(self, clocks):
+        self.clocks = list(clocks)
+        self.reads = 0
+        self.throttle = []
+
+    def read_energy_j(self):
+        self.reads += 1
+        return 100.0 * self.reads
+
+    def context(self):
+        mhz = self.clocks.pop(0) if len(self.clocks) > 1 else self.clocks[0]
+        return {"sm_clock_mhz": mhz, "throttle_reasons": list(self.throttle), "temperature_c": 70}
+
+
+class _StepClock:
+    """A clock that advances 1 s per read: each warm-up call 'takes' a second."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        self.now += 1.0
+        return self.now
+
+
+def test_warm_up_goes_on_until_the_clock_stops_falling():
+    source = _ClockedSource([1980, 1900, 1800, 1700, 1650, 1650, 1650, 1650])
+    runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False, warmup_s=2.0), suite=TINY,
+                    power_source=source, clock=_StepClock())
+    profile = runner._skeleton()
+    runner._probe(profile)
+    runner._warm_up_device(profile)
+    warmup = profile["settings"]["device_warmup"]
+    assert warmup["clock_settled"] is True
+    assert warmup["clock_mhz_first"] == 1980 and warmup["clock_mhz_last"] == 1650
+    assert warmup["seconds"] > 2.0  # longer than the configured time: the clock was still falling then
+
+
+def test_warm_up_stops_at_its_limit_and_says_the_clock_was_still_falling():
+    source = _ClockedSource(list(range(2000, 1000, -50)))
+    runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False, warmup_s=2.0), suite=TINY,
+                    power_source=source, clock=_StepClock())
+    profile = runner._skeleton()
+    runner._probe(profile)
+    runner._warm_up_device(profile)
+    assert profile["settings"]["device_warmup"]["clock_settled"] is False
+    assert any("still falling" in w for w in profile["warnings"])
+
+
+def test_a_case_measured_while_throttled_is_flagged_with_the_reasons():
+    source = _ClockedSource([1700])
+    source.throttle = ["SwPowerCap"]
+    runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False, kernels=["gemm"], idle_s=0,
+                               power_window_s=0.05), suite=TINY, power_source=source)
+    profile = runner.run()
+    ok = [m for m in profile["measurements"] if m["status"] == "ok"]
+    assert ok and all(m["throttled"] is True for m in ok)
+    assert all(m["device_state"]["after"]["sm_clock_mhz"] == 1700 for m in ok)
+    assert all(any("throttled" in w and "SwPowerCap" in w for w in m["warnings"]) for m in ok)
+
+
+def test_a_cpu_run_settles_the_allocator_and_counts_page_faults_per_case():
+    profile = _run(kernels=["gemm"])
+    assert profile["environment"]["allocator"]["applied"] in (True, False)
+    ok = [m for m in profile["measurements"] if m["status"] == "ok"]
+    assert all(m["minor_faults"] is not None and m["minor_faults"] >= 0 for m in ok)
+    assert all(m["cache_state"] == "warm" for m in ok)  # flush=False
+
+
+def test_each_dtypes_best_gemm_is_confirmed_from_fresh_inputs():
+    profile = _run(kernels=["gemm"])
+    (confirmation,) = profile["confirmations"]
+    best = max((m for m in profile["measurements"] if m["status"] == "ok"), key=lambda m: m["tflops"])
+    assert confirmation["confirms"] == best["id"] and confirmation["status"] == "ok"
+    assert confirmation["samples_s"] != best["samples_s"]
+    assert profile["summary"]["peak"]["fp32"]["confirmed_tflops"] == confirmation["tflops"]
+
+
+def test_fp32_cases_run_in_full_fp32_whatever_the_caller_set_and_the_setting_is_restored(monkeypatch):
+    torch.set_float32_matmul_precision("medium")  # bf16 for fp32 matmuls on oneDNN, TF32 on CUDA
+    try:
+        profile = _run(kernels=["gemm"])
+        assert profile["environment"]["fp32_precision"]["full_fp32"] is True
+        from npucheck.kernels.precision import fp32_precision_state
+
+        assert fp32_precision_state()["effective"]["mkldnn.matmul"] == "bf16"  # restored
+    finally:
+        torch.set_float32_matmul_precision("highest")
+
+
+def test_the_cublas_tf32_override_is_recorded_and_warned_about(monkeypatch):
+    monkeypatch.setenv("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "1")
+    profile = _run(kernels=["gemm"])
+    assert profile["environment"]["fp32_precision"]["override"] is True
+    assert any("may not be true fp32" in w for w in profile["warnings"])
