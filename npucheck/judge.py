@@ -200,7 +200,7 @@ def _tflops_per_watt(profile: dict[str, Any], criterion: Criterion) -> Outcome:
     # does the power include the device under test? (summary written by npucheck.power.summary)
     if "tflops_per_watt_covers" in summary:
         covers = (summary.get("tflops_per_watt_covers") or {}).get(dtype)
-        how = (summary.get("tflops_per_watt_coverage") or {}).get(dtype) or "coverage not recorded"
+        how = (summary.get("tflops_per_watt_covers_reason") or {}).get(dtype) or "coverage not recorded"
     elif isinstance(profile.get("power"), dict):
         # a file from before coverage was recorded: judged only where the old code could not pick the wrong
         # device (RAPL packages for a CPU, NVML found by the UUID torch reported)

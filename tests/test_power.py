@@ -417,7 +417,7 @@ def test_amd_with_no_counter_and_no_power_is_unusable():
     ("1764072000.5,231.4", (1764072000.5, 231.4)),
     ("2025-11-25T12:00:00.5Z,99", (1764072000.5, 99.0)),
     ("2025-11-25T12:00:00.5,99", (1764072000.5, 99.0)),
-    ("Time,25-11-2025 12:00:00.500,Watts,22.95,Volts,228.57,Amps,0.206430,PF,0.4864,Mark,run", (1764072000.5, 22.95)),
+    ("Time,11-25-2025 12:00:00.500,Watts,22.95,Volts,228.57,Amps,0.206430,PF,0.4864,Mark,run", (1764072000.5, 22.95)),
     ("timestamp,watts", None),
 ])
 def test_meter_lines_in_each_accepted_format(line, expected):
@@ -543,3 +543,295 @@ def test_no_net_figure_when_the_power_above_idle_is_within_the_uncertainty():
     assert net_tflops_per_watt(noise, warnings) is None and "within the measurement's uncertainty" in warnings[0]
     real = {"idle_watts": 60.0, "avg_watts": 300.0, "tflops": 600.0, "uncertainty_rel": 0.05}
     assert net_tflops_per_watt(real, []) == pytest.approx(600.0 / 240.0)
+
+
+# ------------------------------------------------------------------------------------------------------ coverage
+# Issue #7: which device a source measures, and whether that is the device under test.
+from fakes import FakeGpu  # noqa: E402
+
+from npucheck.judge import judge  # noqa: E402
+from npucheck.power import base as power_base  # noqa: E402
+from npucheck.power.summary import summarize_power  # noqa: E402
+from npucheck.power.window import PowerSampler  # noqa: E402
+from npucheck.targets import Criterion, Target  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _short_update_probe(monkeypatch):
+    """A static fake never changes: do not wait the real second for two changes that will not come."""
+    monkeypatch.setattr(power_base, "UPDATE_PROBE_MAX_S", 0.05, raising=False)
+
+
+def _cuda(index=0, uuid=None, bus=None, runtime="cuda", **props):
+    return {"backend": "cuda", "runtime": runtime, "id": f"cuda:{index}", "index": index,
+            "properties": {"uuid": uuid, "pci_bus_id": bus, **props}}
+
+
+CPU = {"backend": "cpu", "runtime": "cpu", "id": "cpu", "properties": {}}
+# three H100s; NVML numbers them by PCI bus (1b, 3b, 5e), CUDA_VISIBLE_DEVICES=2,0 shows 5e as cuda:0
+THREE = [FakeGpu(uuid="GPU-3b3b", bus_id="00000000:3B:00.0", energy_mj=2_000_000),
+         FakeGpu(uuid="GPU-5e5e", bus_id="00000000:5E:00.0", energy_mj=3_000_000),
+         FakeGpu(uuid="GPU-1b1b", bus_id="00000000:1B:00.0", energy_mj=1_000_000)]
+
+
+def _per_watt_verdict(energy, profile_extra=None):
+    energy = {"kind": "headline", "valid": True, "tflops_per_watt": 2.0, "uncertainty_rel": 0.05, "quality": "Q2",
+              "scope": "board", "avg_watts": 300.0, "tflops": 600.0, "window_s": 30.0, "source": "nvml", **energy}
+    profile = {"power": {"source": {"name": energy["source"]}}, "measurements": [{"dtype": "fp16", "energy": energy}]}
+    profile["summary"] = summarize_power(profile, {"fp16": {}}, ["fp16"])
+    profile.update(profile_extra or {})
+    criterion = Criterion("tflops_per_watt", ">", 1.0, dtype="fp16")
+    target = Target(name="t", title="t", source="", description="", criteria=(criterion,), path="")
+    return profile["summary"], judge(profile, [target])[0]["criteria"][0]
+
+
+def test_rapl_never_covers_a_gpu_so_its_tflops_per_watt_is_not_judged(tmp_path):
+    make_zone(tmp_path, "intel-rapl:0", "package-0", 0)
+    source, _ = power.open_source("rapl", _cuda(uuid="abcd"), root=tmp_path)
+    assert source.covers_device is False and "not cuda:0" in source.coverage
+    assert source.describe()["covers_device"] is False
+    cpu, _ = power.open_source("rapl", CPU, root=tmp_path)
+    assert cpu.covers_device is True
+    dram_zone = tmp_path / "d"
+    make_zone(dram_zone, "intel-rapl:0", "package-0", 0)
+    make_zone(dram_zone, "intel-rapl:0/intel-rapl:0:0", "dram", 0)
+    assert power.open_source("rapl:dram", CPU, root=dram_zone)[0].covers_device is False
+
+
+def test_a_window_and_the_summary_carry_coverage_and_the_judge_refuses_an_uncovered_source():
+    source = RampSource()
+    source.covers_device, source.coverage = False, "RAPL measures the CPU package(s), not cuda:0"
+    window = EnergyWindow(source, hz=50)
+    with window:
+        time.sleep(0.05)
+    energy = window.result(flops=1e12)
+    assert energy["covers_device"] is False and energy["covers_reason"] == source.coverage
+    summary, verdict = _per_watt_verdict({"covers_device": False, "covers_reason": source.coverage, "source": "rapl"})
+    assert summary["tflops_per_watt_covers"] == {"fp16": False}
+    assert summary["tflops_per_watt_covers_reason"]["fp16"] == source.coverage
+    assert verdict["status"] == "INCONCLUSIVE" and "does not cover the device" in verdict["reason"]
+    assert "not cuda:0" in verdict["reason"]
+    _, unknown = _per_watt_verdict({"covers_device": None, "covers_reason": "meter: not stated"})
+    assert unknown["status"] == "INCONCLUSIVE" and "cannot tell" in unknown["reason"]
+    _, covered = _per_watt_verdict({"covers_device": True, "covers_reason": "NVML UUID GPU-1 matches cuda:0"})
+    assert covered["status"] == "PASS"
+
+
+def test_a_stored_file_without_coverage_is_judged_only_where_the_old_code_could_not_miss():
+    def old(source, device, spec="auto"):
+        energy = {"kind": "headline", "valid": True, "tflops_per_watt": 2.0, "quality": "Q2", "scope": "package"}
+        summary = {"tflops_per_watt": {"fp16": 2.0}, "tflops_per_watt_ci": {"fp16": [1.9, 2.1]},
+                   "tflops_per_watt_quality": {"fp16": "Q2"}, "tflops_per_watt_scope": {"fp16": source["scope"]}}
+        profile = {"device": device, "power": {"spec": spec, "source": source}, "summary": summary,
+                   "measurements": [{"dtype": "fp16", "energy": energy}]}
+        criterion = Criterion("tflops_per_watt", ">", 1.0, dtype="fp16")
+        return judge(profile, [Target("t", "t", "", "", (criterion,), "")])[0]["criteria"][0]
+
+    assert old({"name": "rapl", "scope": "package"}, CPU)["status"] == "PASS"
+    gpu_by_rapl = old({"name": "rapl", "scope": "package"}, _cuda(uuid="abcd"))
+    assert gpu_by_rapl["status"] == "INCONCLUSIVE" and "coverage not recorded" in gpu_by_rapl["reason"]
+    assert old({"name": "nvml", "scope": "board"}, _cuda(uuid="abcd"), "nvml")["status"] == "PASS"
+    assert old({"name": "nvml", "scope": "board"}, _cuda(uuid=None), "nvml")["status"] == "INCONCLUSIVE"
+    assert old({"name": "amdsmi", "scope": "board"}, _cuda(uuid="x", runtime="rocm"))["status"] == "INCONCLUSIVE"
+
+
+def test_nvml_index_is_nvmls_pci_order_and_is_checked_against_the_uuid():
+    fake = FakeNvml(gpus=list(THREE))
+    device = _cuda(0, uuid="5e5e")  # cuda:0 is the board at 5e, NVML's index 2
+    source, _ = power.open_source("nvml:0", device, nvml=fake)
+    assert source.uuid == "GPU-1b1b" and source.covers_device is False and "is not cuda:0" in source.coverage
+    source, _ = power.open_source("nvml", device, nvml=fake)
+    assert source.uuid == "GPU-5e5e" and source.read_energy_j() == pytest.approx(3000.0)
+    assert source.covers_device is True and "GPU-5e5e matches cuda:0" in source.coverage
+
+
+def test_nvml_without_a_uuid_finds_the_gpu_by_pci_bus_id_and_never_guesses_gpu_0():
+    fake = FakeNvml(gpus=list(THREE))
+    source, _ = power.open_source("nvml", _cuda(1, uuid=None, bus="0000:3b:00.0"), nvml=fake)
+    assert source.uuid == "GPU-3b3b" and source.covers_device is True
+    with pytest.raises(PowerSourceError, match="3 GPUs and no UUID or PCI bus id"):
+        power.open_source("nvml", _cuda(1), nvml=fake)
+    single, _ = power.open_source("nvml", _cuda(0), nvml=FakeNvml())
+    assert single.covers_device is True and "only GPU NVML sees" in single.coverage
+
+
+def test_nvml_does_not_cover_a_cpu_or_an_amd_gpu():
+    assert power.open_source("nvml", CPU, nvml=FakeNvml())[0].covers_device is False
+    rocm = power.open_source("nvml", _cuda(uuid="1234", runtime="rocm"), nvml=FakeNvml())[0]
+    assert rocm.covers_device is False and "rocm" in rocm.coverage
+
+
+def test_an_unknown_hwmon_driver_has_unknown_scope_and_coverage(tmp_path):
+    make_hwmon(tmp_path, 0, "tenstorrent", {"power1_input": "50000000"})
+    source, _ = power.open_source("hwmon", CPU, root=tmp_path)
+    assert source.scope == "unknown" and source.covers_device is None and "tenstorrent" in source.coverage
+
+
+def test_a_meter_covers_the_device_only_when_the_user_says_so(tmp_path):
+    log = tmp_path / "m.csv"
+    log.write_text("")
+    assert power.open_source(f"meter:{log}", CPU)[0].covers_device is None
+    stated = power.open_source(f"meter:{log},covers=yes", CPU)[0]
+    assert stated.covers_device is True and "covers=yes" in stated.coverage
+    assert power.open_source(f"meter:{log},covers=no", CPU)[0].covers_device is False
+    with pytest.raises(PowerSourceError, match="covers='maybe' is not valid"):
+        power.open_source(f"meter:{log},covers=maybe", CPU)
+
+
+# ------------------------------------------------------------------------------------------------------ auto
+def test_auto_on_a_cuda_build_picks_nvml_although_torch_fills_gcnarchname():
+    # CUDA builds of torch fill gcnArchName with the device name; only runtime (torch.version.hip) tells AMD
+    fake = FakeNvml(uuid="GPU-abcd")
+    device = _cuda(uuid="abcd", gcnArchName="NVIDIA H100 80GB HBM3")
+    source, notes = power.open_source("auto", device, nvml=fake)
+    assert isinstance(source, NvmlSource) and source.covers_device is True, notes
+    old_dict = {"backend": "cuda", "properties": {"uuid": "abcd", "gcnArchName": "NVIDIA H100 80GB HBM3"}}
+    assert isinstance(power.open_source("auto", old_dict, nvml=fake)[0], NvmlSource)
+
+
+def test_auto_on_rocm_picks_amdsmi_by_pci_bus_id():
+    fake = FakeAmdSmi(bdfs=("0000:03:00.0", "0000:83:00.0"))
+    fake.amdsmi_get_energy_count  # noqa: B018 - the counter advances only through advance()
+    device = _cuda(0, uuid="x", bus="0000:83:00.0", runtime="rocm", gcnArchName="gfx942:sramecc+:xnack-")
+    source = AmdSmiSource(fake, bus_id=device["properties"]["pci_bus_id"], sleep=fake.advance)
+    assert source.bus_id == "0000:83:00.0" and source._handle == "gpu1"
+    source.covers_device, source.coverage = source.check_coverage(device)
+    assert source.covers_device is True and "0000:83:00.0 matches cuda:0" in source.coverage
+    assert power._auto_candidates(device) == ["amdsmi", "hwmon:amdgpu"]
+
+
+# ------------------------------------------------------------------------------------------------------ AMD mapping
+def test_amdsmi_maps_the_hip_device_by_bus_id_not_index_and_refuses_to_guess():
+    fake = FakeAmdSmi(bdfs=("0000:03:00.0", "0000:83:00.0"))
+    # HIP_VISIBLE_DEVICES=1: HIP's device 0 is amdsmi's GPU 1
+    source = AmdSmiSource(fake, bus_id="0000:83:00.0", sleep=fake.advance)
+    assert source._handle == "gpu1"
+    with pytest.raises(PowerSourceError, match="2 GPUs and no PCI bus id"):
+        AmdSmiSource(fake, sleep=fake.advance)
+    with pytest.raises(PowerSourceError, match="no GPU at PCI bus id 0000:c3:00.0"):
+        AmdSmiSource(fake, bus_id="0000:c3:00.0", sleep=fake.advance)
+    explicit = AmdSmiSource(fake, index=0, sleep=fake.advance)
+    covers, why = explicit.check_coverage(_cuda(0, bus="0000:83:00.0", runtime="rocm"))
+    assert covers is False and "is not cuda:0" in why
+
+
+def test_open_source_passes_the_bus_id_to_amdsmi():
+    fake = FakeAmdSmi(bdfs=("0000:03:00.0", "0000:83:00.0"), frozen=True)  # polled power: no wait to validate
+    source, _ = power.open_source("amdsmi", _cuda(0, bus="0000:83:00.0", runtime="rocm"), amdsmi=fake,
+                                  measure_update=False)
+    assert source._handle == "gpu1" and source.covers_device is True
+
+
+def test_hwmon_amdgpu_is_the_one_at_the_devices_pci_address(tmp_path):
+    make_hwmon(tmp_path, 0, "amdgpu", {"power1_average": "20000000"}, pci="0000:03:00.0")  # an idle GPU
+    make_hwmon(tmp_path, 1, "amdgpu", {"power1_average": "500000000"}, pci="0000:83:00.0")
+    device = _cuda(0, bus="0000:83:00.0", runtime="rocm")
+    source, _ = power.open_source("hwmon:amdgpu", device, root=tmp_path)
+    assert source.read_power_w() == pytest.approx(500.0) and source.covers_device is True
+    with pytest.raises(PowerSourceError, match="2 amdgpu devices .* ambiguous"):
+        power.open_source("hwmon:amdgpu", _cuda(0, runtime="rocm"), root=tmp_path)
+    with pytest.raises(PowerSourceError, match="no amdgpu device at PCI bus id 0000:c3:00.0"):
+        power.open_source("hwmon:amdgpu", _cuda(0, bus="0000:c3:00.0", runtime="rocm"), root=tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------------ MIG, C2C
+def test_a_mig_slice_reads_its_parent_gpu_with_a_shared_scope_never_judged():
+    parent = FakeGpu(uuid="GPU-feed", mig_slices=("MIG-aaaa-bbbb", "MIG-cccc-dddd"), energy_mj=5_000_000)
+    fake = FakeNvml(gpus=[parent])
+    device = _cuda(0, uuid="aaaa-bbbb")  # torch reports the slice's UUID without the MIG- prefix
+    source, _ = power.open_source("nvml", device, nvml=fake)
+    assert fake.handles_by_uuid == ["GPU-aaaa-bbbb", "MIG-aaaa-bbbb"]
+    assert source.read_energy_j() == pytest.approx(5000.0) and source.read_power_w() == pytest.approx(300.0)
+    assert source.scope == "shared-board" and source.mig_slice == "MIG-aaaa-bbbb" and source.uuid == "GPU-feed"
+    assert source.covers_device is False and "shared with the other slices" in source.coverage
+    _, verdict = _per_watt_verdict({"scope": "shared-board", "covers_device": True, "covers_reason": "forced"})
+    assert verdict["status"] == "INCONCLUSIVE" and "shared" in verdict["reason"]
+
+
+def test_a_c2c_module_polls_module_power_labelled_module_with_gpu_power_beside_it():
+    fake = FakeNvml(gpus=[FakeGpu(uuid="GPU-gh", c2c=True, module_mw=650_000, instant_mw=400_000,
+                                  name="NVIDIA GH200 480GB")])
+    source, _ = power.open_source("nvml", _cuda(0, uuid="gh"), nvml=fake)
+    assert source.scope == "module" and source.c2c
+    assert source.read_power_w() == pytest.approx(650.0)  # the same scope as the module energy counter
+    assert source.context()["gpu_power_w"] == pytest.approx(400.0)
+    assert source.covers_device is True and "module" in source.detail
+
+
+# ------------------------------------------------------------------------------------------------------ update periods
+def test_the_counter_update_period_is_measured_when_the_source_opens(monkeypatch):
+    monkeypatch.setattr(power_base, "UPDATE_PROBE_MAX_S", 1.0)
+    fake = FakeNvml(gpus=[FakeGpu(uuid="GPU-slow", update_s=0.2)])  # slower than the assumed 0.1 s
+    source, _ = power.open_source("nvml", _cuda(0, uuid="slow"), nvml=fake)
+    assert 0.19 <= source.update_measured_s <= 0.3 and source.counter_update_s == source.update_measured_s
+    assert source.describe()["update_measured_s"] == source.update_measured_s
+    fast = power.open_source("nvml", _cuda(0, uuid="fast"),
+                             nvml=FakeNvml(gpus=[FakeGpu(uuid="GPU-fast", update_s=0.02)]))[0]
+    assert fast.update_measured_s < 0.1 and fast.counter_update_s == 0.1  # never below the assumed period
+
+
+def test_an_update_period_not_seen_twice_is_a_lower_bound():
+    t = [0.0]
+
+    def clock():
+        return t[0]
+
+    def sleep(s):
+        t[0] += s
+
+    values = iter([1.0] * 3 + [2.0] * 10_000)
+    measured, note = power_base.measure_update_period(lambda: next(values), 0.1, max_wait_s=2.0, clock=clock,
+                                                      sleep=sleep)
+    assert measured is not None and measured > 1.9 and "at least" in note
+    steps = iter(float(int(i / 50)) for i in range(10_000))  # changes every 50 polls of 0.01 s = 0.5 s
+    measured, _ = power_base.measure_update_period(lambda: next(steps), 0.1, max_wait_s=2.0, clock=clock, sleep=sleep)
+    assert measured == pytest.approx(0.5, abs=0.03)
+
+
+def test_rapl_polling_is_capped_so_a_wrap_is_never_missed(tmp_path):
+    make_zone(tmp_path, "intel-rapl:0", "package-0", 0, max_uj=20_000_000)  # 20 J: 20 ms at 1000 W
+    source = RaplSource(tmp_path)
+    assert source.max_poll_s == pytest.approx(0.01)
+    assert PowerSampler(source, hz=1.0).period_s == pytest.approx(0.01)
+    assert PowerSampler(RampSource(), hz=1.0).period_s == 1.0
+
+
+# ------------------------------------------------------------------------------------------------------ smaller ones
+def test_ptdaemon_dates_are_month_first_and_negative_samples_are_errors(tmp_path):
+    assert parse_line("Time,02-03-2026 00:00:00.000,Watts,10.0,Volts,230")[0] == pytest.approx(1770076800.0)
+    with pytest.raises(ValueError):
+        parse_line("Time,25-11-2025 12:00:00.500,Watts,22.95")  # month 25
+    log = tmp_path / "ptd.log"
+    log.write_text("Time,11-25-2025 12:00:00.000,Watts,100.0,Volts,230\n"
+                   "Time,11-25-2025 12:00:01.000,Watts,-1.000000,Volts,-1\n"
+                   "Time,11-25-2025 12:00:02.000,Watts,101.0,Volts,230\n")
+    meter = MeterLogSource(log)
+    samples, malformed = meter.read_all()
+    assert [w for _, w in samples] == [100.0, 101.0] and malformed == 0 and meter.error_samples == 1
+
+
+def test_hwmon_sensor_files_sort_by_channel_number(tmp_path):
+    make_hwmon(tmp_path, 0, "amdgpu", {"power10_input": "5000000", "power2_input": "200000000"})
+    assert HwmonSource(tmp_path).read_power_w() == pytest.approx(200.0)
+
+
+def test_hwmon_power_labels_choose_a_sensor_and_an_apu_slowppt_is_an_average(tmp_path):
+    make_hwmon(tmp_path, 0, "amdgpu", {"power1_input": "15000000", "power1_label": "slowPPT",
+                                       "power2_input": "25000000", "power2_label": "fastPPT"})
+    source = HwmonSource(tmp_path)
+    assert source.power_label == "slowPPT" and source.power_average_s == 1.0 and "slowPPT" in source.detail
+    fast = HwmonSource(tmp_path, "amdgpu", "fastPPT")
+    assert fast.read_power_w() == pytest.approx(25.0) and fast.power_average_s is None
+
+
+def test_amdsmi_accepts_the_older_power_key_and_socket_power_of_7x():
+    old = _amd(FakeAmdSmi(energy_key="power"))
+    assert old.has_counter and old.quality == "Q2"
+    seven = _amd(FakeAmdSmi(power_keys=("socket_power",)))
+    assert seven.read_power_w() == pytest.approx(400.0) and seven.describe()["power_key"] == "socket_power"
+
+
+def test_nvml_board_limit_reliability_and_unknown_clock_event_bits_are_kept():
+    assert decode_clock_events(0x200 | 0x400 | 0x800) == ["BoardLimit", "Reliability", "Unknown(0x800)"]
+    context = NvmlSource(FakeNvml(clock_events=0x1 | 0x200 | 0x1000)).context()
+    assert context["throttle_reasons"] == ["BoardLimit", "Unknown(0x1000)"]

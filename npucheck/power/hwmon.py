@@ -4,9 +4,13 @@ Units (kernel Documentation/hwmon/sysfs-interface): ``power*_input`` / ``power*_
 ``energy*_input`` cumulative µJ, ``in*_input`` mV, ``curr*_input`` mA (so mV × mA = µW).
 
 Selection (``--power hwmon[:DRIVER[:LABEL]]``): the first hwmon device (or the one whose ``name`` is DRIVER)
-with an energy counter, else a power reading. On an INA3221 (Jetson) the module's input rail (``VDD_IN``,
-``POM_5V_IN``) is used alone: its sub-rails are parts of it and are never added to it; ``LABEL`` picks another
-rail by its ``in*_label``.
+with an energy counter, else a power reading; for a GPU driver (amdgpu, i915, xe) the one whose ``device`` link
+is the PCI bus id of the device under test, and several with nothing to tell them apart are refused. Sensor files
+sort by channel number (``power2`` before ``power10``). On an INA3221 (Jetson) the module's input rail
+(``VDD_IN``, ``POM_5V_IN``) is used alone: its sub-rails are parts of it and are never added to it; ``LABEL``
+picks another rail by its ``in*_label``, or a power file by its ``power*_label`` (amdgpu: ``PPT``, on APUs
+``slowPPT``/``fastPPT``; ``slowPPT`` is an average and integrated as one). A driver npucheck does not know gets
+scope ``unknown`` and is not judged.
 """
 
 from __future__ import annotations
@@ -15,16 +19,40 @@ import re
 from pathlib import Path
 from typing import Any
 
-from npucheck.power.base import CounterReset, PowerReadError, PowerSource, PowerSourceError, plausible_watts
+from npucheck.power.base import (PARTIAL_SCOPES, CounterReset, PowerReadError, PowerSource, PowerSourceError,
+                                 device_label, device_runtime, normalize_bus_id, plausible_watts)
 
 HWMON_UNCERTAINTY = 0.10
 """hwmon drivers state no accuracy; we judge their figures with ±10%."""
 INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
 DRIVER_SCOPES = {"amdgpu": "board", "i915": "board", "xe": "board", "ina3221": "module"}
+GPU_DRIVERS = {"amdgpu": "rocm", "i915": "xpu", "xe": "xpu"}
+"""hwmon drivers of a PCI GPU, with the runtime (``describe()["runtime"]``) of the devices they can cover."""
+AVERAGED_LABELS = ("slowPPT",)
+"""amdgpu on APUs (Van Gogh) labels its power "slowPPT": the slow package-power-tracking average, not a sample."""
+ASSUMED_AVERAGE_S = 1.0
 
 
 def _read(path: Path) -> str:
     return path.read_text().strip()
+
+
+def _channel(path: Path) -> int:
+    """``power10_input`` -> 10: sensor files sort by channel number (power2 before power10)."""
+    match = re.match(r"[a-z]+(\d+)_", path.name)
+    return int(match.group(1)) if match else 0
+
+
+def _sorted(paths: Any) -> list[Path]:
+    return sorted(paths, key=lambda p: (_channel(p), p.name))
+
+
+def pci_address(path: Path) -> str | None:
+    """The PCI bus id of the device a hwmon directory belongs to (its ``device`` link), or None."""
+    try:
+        return normalize_bus_id((path / "device").resolve().name)
+    except OSError:
+        return None
 
 
 def _devices(root: Path) -> list[tuple[Path, str]]:
@@ -38,10 +66,17 @@ def _devices(root: Path) -> list[tuple[Path, str]]:
     return found
 
 
+def _label(path: Path, sensor: Path) -> str | None:
+    try:
+        return _read(path / f"power{_channel(sensor)}_label")
+    except OSError:
+        return None
+
+
 def _rails(path: Path) -> dict[str, str]:
     """INA3221-style rails: label -> channel number, for channels with both voltage and current."""
     rails = {}
-    for label_file in sorted(path.glob("in*_label")):
+    for label_file in _sorted(path.glob("in*_label")):
         channel = label_file.name[2:-len("_label")]
         if (path / f"in{channel}_input").exists() and (path / f"curr{channel}_input").exists():
             try:
@@ -57,7 +92,8 @@ class HwmonSource(PowerSource):
     name = "hwmon"
     uncertainty_rel = HWMON_UNCERTAINTY
 
-    def __init__(self, root: Path | str = "/sys", driver: str | None = None, label: str | None = None):
+    def __init__(self, root: Path | str = "/sys", driver: str | None = None, label: str | None = None,
+                 bus_id: str | None = None):
         base = Path(root) / "class/hwmon"
         if not base.is_dir():
             raise PowerSourceError(f"hwmon: {base} is not present")
@@ -65,6 +101,20 @@ class HwmonSource(PowerSource):
         if not devices:
             raise PowerSourceError(f"hwmon: no device named {driver!r} under {base}" if driver
                                    else f"hwmon: no devices under {base}")
+        wanted = normalize_bus_id(bus_id)
+        self.found_by = "the first sensor found"
+        if wanted:
+            matching = [d for d in devices if pci_address(d[0]) == wanted]
+            if not matching:
+                raise PowerSourceError(f"hwmon: no {driver or 'hwmon'} device at PCI bus id {wanted} (found "
+                                       f"{', '.join(f'{n} {pci_address(p)}' for p, n in devices)})")
+            devices, self.found_by = matching, f"PCI bus id {wanted}"
+        elif driver in GPU_DRIVERS:
+            if len(devices) > 1:
+                raise PowerSourceError(f"hwmon: {len(devices)} {driver} devices "
+                                       f"({', '.join(str(pci_address(p)) for p, _ in devices)}) and no PCI bus id "
+                                       "to tell which is the device under test: ambiguous")
+            self.found_by = f"the only {driver} device"
         self._energy: Path | None = None
         self._power: Path | None = None
         self._rail: tuple[Path, Path] | None = None
@@ -82,7 +132,8 @@ class HwmonSource(PowerSource):
             raise PowerSourceError(f"hwmon: no power, energy or rail sensor{f' labelled {label!r}' if label else ''}"
                                    f" on {', '.join(n for _, n in devices)}"
                                    + (f" (rails: {', '.join(self._rails_seen)})" if self._rails_seen else ""))
-        self.scope = DRIVER_SCOPES.get(self.driver, "chip")
+        self.bus_id = pci_address(self.device_path)
+        self.scope = DRIVER_SCOPES.get(self.driver, "unknown")  # an unknown driver's scope is not guessed
         if self._rail and self.rail_label not in INPUT_RAILS:
             self.scope = "soc-rail"
         self.quality = "Q2" if self._energy else "Q1"
@@ -90,6 +141,8 @@ class HwmonSource(PowerSource):
         self.power_update_s = None
         what = (f"energy counter {self._energy.name}" if self._energy else
                 f"power file {self._power.name}" if self._power else f"rail {self.rail_label} (V x I)")
+        if self._power is not None and self.power_label:
+            what += f" labelled {self.power_label!r}"
         if self._power is not None and self.power_average_s:
             what += f" (an average over {self.power_average_s:g} s)"
         self.detail = f"{self.driver} ({self.device_path.name}): {what}"
@@ -105,10 +158,15 @@ class HwmonSource(PowerSource):
             self._rail = (path / f"in{channel}_input", path / f"curr{channel}_input")
             self.rail_label = wanted
             return True
+        power = _sorted(path.glob("power*_input")) + _sorted(path.glob("power*_average"))
+        labels = {p: _label(path, p) for p in power}
         if label:
-            return False
-        energy = sorted(path.glob("energy*_input"))
-        power = sorted(path.glob("power*_input")) + sorted(path.glob("power*_average"))
+            power = [p for p in power if labels[p] == label]  # hwmon:amdgpu:PPT picks a power file by its label
+            if not power:
+                return False
+            energy = []
+        else:
+            energy = _sorted(path.glob("energy*_input"))
         if energy:
             self._energy = energy[0]
             try:
@@ -118,13 +176,35 @@ class HwmonSource(PowerSource):
             except (OSError, ValueError):
                 self._energy = None
         self._power = power[0] if power else None  # beside a counter it is the cross-check
-        if self._power is not None and self._power.name.endswith("_average"):
-            interval = path / self._power.name.replace("_average", "_average_interval")
+        self.power_label = labels.get(self._power) if self._power is not None else None
+        if self._power is not None and (self._power.name.endswith("_average") or self.power_label in AVERAGED_LABELS):
+            interval = path / f"power{_channel(self._power)}_average_interval"
             try:
                 self.power_average_s = int(_read(interval)) / 1e3  # milliseconds
             except (OSError, ValueError):
-                self.power_average_s = 1.0  # not published: assume the common 1 s and say so in the detail
+                self.power_average_s = ASSUMED_AVERAGE_S  # not published: assume 1 s and say so in the detail
         return bool(self._energy or self._power)
+
+    def check_coverage(self, device: dict[str, Any]) -> tuple[bool | None, str]:
+        label = device_label(device)
+        where = f"hwmon {self.driver} ({self.device_path.name})"
+        if self.scope in PARTIAL_SCOPES:
+            return False, f"{where}: rail {getattr(self, 'rail_label', '?')} is only part of {label}"
+        if self.driver == "ina3221":
+            return True, f"{where}: the module input rail {getattr(self, 'rail_label', '')} covers the whole module, {label} included"
+        runtime = GPU_DRIVERS.get(self.driver)
+        if runtime is None:
+            return None, f"{where}: a {self.driver} sensor; whether it measures {label} is unknown"
+        if device_runtime(device) != runtime:
+            return False, f"{where} measures a {self.driver} GPU, not {label} ({device_runtime(device)})"
+        theirs = normalize_bus_id((device.get("properties") or {}).get("pci_bus_id"))
+        if theirs and self.bus_id:
+            if theirs == self.bus_id:
+                return True, f"{where} at PCI {self.bus_id} matches {label}"
+            return False, f"{where} at PCI {self.bus_id} is not {label} (PCI {theirs})"
+        if self.found_by == f"the only {self.driver} device":
+            return True, f"{where} is the only {self.driver} device, so it is {label}'s"
+        return None, f"{where}: no PCI bus id to match with {label}"
 
     @property
     def has_counter(self) -> bool:
@@ -160,5 +240,6 @@ class HwmonSource(PowerSource):
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
-        info.update(driver=self.driver, path=str(self.device_path))
+        info.update(driver=self.driver, path=str(self.device_path), pci_bus_id=self.bus_id,
+                    power_label=getattr(self, "power_label", None), found_by=self.found_by)
         return info

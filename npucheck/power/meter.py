@@ -5,14 +5,17 @@ Accepted lines:
 
 * CSV ``timestamp,watts`` — the timestamp in Unix seconds (``1764072000.25``) or ISO 8601
   (``2026-11-25T12:00:00.250Z``; without an offset it is taken as UTC). A header line is skipped.
-* PTDaemon ``Time,25-11-2026 12:00:00.250,Watts,231.4,Volts,...`` — its local-time stamp is taken as UTC unless
-  ``tz=local`` is given.
+* PTDaemon ``Time,11-25-2026 12:00:00.250,Watts,231.4,Volts,...`` — month first (``%m-%d-%Y``); its local-time
+  stamp is taken as UTC unless ``tz=local`` is given. A negative watts value is PTDaemon's error marker: dropped
+  and counted apart (``error_samples``).
 
 A line that parses as neither is skipped and counted (reported with the window). Samples are aligned with the
 window by wall-clock time, so the meter's clock must agree with this host's (NTP); ``offset=SECONDS`` corrects a
 known skew (added to the meter's timestamps). Options after the path, comma-separated:
-``meter:PATH,accuracy=0.01,sample=average|instant,period=1,scope=wall,offset=0,tz=utc|local``.
-Without a stated accuracy the figure is judged with ±5% and labelled so.
+``meter:PATH,accuracy=0.01,sample=average|instant,period=1,scope=wall,offset=0,tz=utc|local,covers=yes|no``.
+Without a stated accuracy the figure is judged with ±5% and labelled so. Whether the meter measures the device
+under test only the user knows: ``covers=yes`` says it does; without it (or with ``covers=no``) TFLOPS/W from
+the meter is shown but INCONCLUSIVE.
 
 ``constant:WATTS`` is a figure the user types (a TDP, a spec sheet): quality Q0, reported but never deciding a
 verdict.
@@ -26,10 +29,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from npucheck.power.base import SCOPES, PowerReadError, PowerSource, PowerSourceError, plausible_watts
+from npucheck.power.base import SCOPES, PowerReadError, PowerSource, PowerSourceError, device_label, plausible_watts
 
 DEFAULT_METER_UNCERTAINTY = 0.05
 _PTD = re.compile(r"^Time,(\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2}(?:\.\d+)?),Watts,([^,]+)")
+
+
+class MeterErrorSample(ValueError):
+    """A sample the meter itself marks as an error (PTDaemon writes a negative watts value): dropped, counted."""
 
 
 def parse_timestamp(text: str, local: bool = False) -> float:
@@ -56,10 +63,16 @@ def parse_line(line: str, local: bool = False) -> tuple[float, float] | None:
         return None
     match = _PTD.match(line)
     if match:
-        stamp = datetime.strptime(match.group(1), "%d-%m-%Y %H:%M:%S.%f" if "." in match.group(1)
-                                  else "%d-%m-%Y %H:%M:%S")
+        # PTDaemon writes month first: "Time,11-25-2026 12:00:00.250,Watts,..."
+        stamp = datetime.strptime(match.group(1), "%m-%d-%Y %H:%M:%S.%f" if "." in match.group(1)
+                                  else "%m-%d-%Y %H:%M:%S")
         stamp = stamp.astimezone() if local else stamp.replace(tzinfo=timezone.utc)
-        return stamp.timestamp(), float(match.group(2))
+        watts = float(match.group(2))
+        if not math.isfinite(watts):
+            raise ValueError("watts is not finite")
+        if watts < 0:
+            raise MeterErrorSample(f"PTDaemon reported {watts:g} W (its error value)")
+        return stamp.timestamp(), watts
     parts = line.split(",")
     if len(parts) < 2:
         raise ValueError("expected timestamp,watts")
@@ -77,7 +90,7 @@ class MeterLogSource(PowerSource):
 
     def __init__(self, path: str | Path, accuracy: float | None = None, sample_type: str = "average",
                  period_s: float = 1.0, scope: str = "wall", offset_s: float = 0.0, local_time: bool = False,
-                 sleep: callable = time.sleep):  # type: ignore[valid-type]
+                 covers: bool | None = None, sleep: callable = time.sleep):  # type: ignore[valid-type]
         self.path = Path(path)
         if not self.path.exists():
             raise PowerSourceError(f"meter: {self.path}: does not exist (start the meter's logger first)")
@@ -98,6 +111,8 @@ class MeterLogSource(PowerSource):
         self.scope = scope
         self.offset_s = offset_s
         self.local_time = local_time
+        self.covers_stated = covers
+        self.error_samples = 0
         self._sleep = sleep
         self.detail = (f"{self.path} ({sample_type} samples every {period_s:g} s, accuracy "
                        + (f"±{accuracy:.2%} as stated" if accuracy is not None
@@ -113,7 +128,7 @@ class MeterLogSource(PowerSource):
             text = self.path.read_text(encoding="utf-8", errors="replace")
         except OSError as e:
             raise PowerReadError(f"meter: {self.path}: {e.strerror or e}") from e
-        samples, malformed = [], 0
+        samples, malformed, errors = [], 0, 0
         lines = text.split("\n")
         if lines and not text.endswith("\n"):
             lines = lines[:-1]  # a line still being written
@@ -122,13 +137,24 @@ class MeterLogSource(PowerSource):
                 parsed = parse_line(line, self.local_time)
                 if parsed is not None:
                     plausible_watts(parsed[1], "meter")
+            except MeterErrorSample:
+                errors += 1
+                continue
             except (ValueError, PowerReadError):
                 malformed += 1
                 continue
             if parsed is not None:
                 samples.append((parsed[0] + self.offset_s, parsed[1]))
         samples.sort()
+        self.error_samples = errors
         return samples, malformed
+
+    def check_coverage(self, device: dict) -> tuple[bool | None, str]:
+        label = device_label(device)
+        if self.covers_stated is None:
+            return None, (f"meter: whether it measures {label} was not stated (add covers=yes to the meter spec "
+                          "to have its TFLOPS/W judged)")
+        return self.covers_stated, f"meter: scope stated by the user (covers={'yes' if self.covers_stated else 'no'})"
 
     def log_samples(self, start_unix: float, end_unix: float, wait_s: float = 0.0) -> tuple[list[tuple[float, float]], int]:
         """Samples covering [start, end]; waits up to ``wait_s`` for the logger to write past ``end``."""
@@ -145,7 +171,7 @@ class MeterLogSource(PowerSource):
     def describe(self) -> dict:
         info = super().describe()
         info.update(sample_type=self.sample_type, accuracy_stated=self.accuracy_stated, offset_s=self.offset_s,
-                    path=str(self.path))
+                    path=str(self.path), covers_stated=self.covers_stated)
         return info
 
 
@@ -169,3 +195,6 @@ class ConstantSource(PowerSource):
 
     def read_power_w(self) -> float:
         return self.watts
+
+    def check_coverage(self, device: dict) -> tuple[bool | None, str]:
+        return None, f"a stated figure, not a measurement of {device_label(device)}"

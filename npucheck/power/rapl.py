@@ -10,7 +10,8 @@ Zones are chosen by their ``name`` file, never by index (the index of ``dram`` d
 * ``dram``: the DRAM sub-zones, apart.
 
 Each zone's counter wraps at ``max_energy_range_uj``; every read unwraps against the previous one, so the
-counter must be read more often than it can wrap (the sampler reads it at 10 Hz; a package wraps after minutes).
+counter must be read more often than it can wrap: the sampler reads it at ``--power-hz`` but never less often than
+``max_poll_s`` (half the time the smallest zone takes to wrap at ``ZONE_MAX_WATTS``), whatever ``--power-hz`` says.
 A zone without a readable ``max_energy_range_uj`` is refused: its wrap could not be told from a reset.
 Since Linux 5.10 ``energy_uj`` is readable by root only, and containers often mask powercap: "permission denied"
 and "not present" are reported differently, and neither ever becomes 0 J.
@@ -23,12 +24,15 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from npucheck.power.base import PowerReadError, PowerSource, PowerSourceError
+from npucheck.power.base import PowerReadError, PowerSource, PowerSourceError, device_label, device_runtime
 
 RAPL_UNCERTAINTY = 0.10
 """Neither Intel nor AMD publishes an accuracy for RAPL; Khan et al. (2018) found it highly correlated with plug
 power but it leaves out PSU, fans and board. We judge RAPL figures with ±10% until a meter says otherwise."""
 COUNTER_UPDATE_S = 0.001
+ZONE_MAX_WATTS = 1000.0
+"""The most one RAPL zone is assumed to draw when bounding the poll interval (the largest CPU packages are rated
+about 500 W): a counter read at least every range / this / 2 seconds cannot wrap twice unseen."""
 ZONE_KINDS = ("package", "psys", "dram")
 _PACKAGE = re.compile(r"package-(\d+)(?:-die-(\d+))?$")
 
@@ -112,7 +116,17 @@ class RaplSource(PowerSource):
                 raise PowerSourceError(f"rapl: {path}: max_energy_range_uj is {max_uj}")
             self._zones.append(_Zone(path=path, name=name, max_uj=max_uj, last_uj=first))
         self._drop_mirrors()
+        self.max_poll_s = min(z.max_uj for z in self._zones) / 1e6 / ZONE_MAX_WATTS / 2
         self.detail = ", ".join(f"{z.name} ({z.path.name})" for z in self._zones)
+
+    def check_coverage(self, device: dict) -> tuple[bool | None, str]:
+        label = device_label(device)
+        if self.kind == "dram":
+            return False, f"RAPL dram measures the memory only, not {label}"
+        what = "the CPU package(s)" if self.kind == "package" else "the platform (psys)"
+        if device_runtime(device) == "cpu":
+            return True, f"RAPL measures {what}: {label} is the CPU"
+        return False, f"RAPL measures {what}, not {label}"
 
     def _drop_mirrors(self) -> None:
         """Dies of one package whose counters read the same are one counter seen twice."""

@@ -7,13 +7,15 @@ from typing import Any
 
 def summarize_power(profile: dict[str, Any], peak: dict[str, dict[str, Any]], dtypes: list[str]) -> dict[str, Any]:
     """The summary's power keys: ``tflops_per_watt`` (gross, from each dtype's headline window), its interval
-    widened by the source's uncertainty, quality, scope, net-of-idle figure, and ``power_note`` saying why a
-    figure is missing."""
+    widened by the source's uncertainty, quality, scope, net-of-idle figure, ``tflops_per_watt_covers`` (True /
+    False / None: does the power include the device under test?) with ``tflops_per_watt_covers_reason`` (how that was
+    decided), and ``power_note`` saying why a figure is missing."""
     power = profile.get("power") or {}
     headline = {m["dtype"]: m.get("energy") for m in profile.get("measurements", [])
                 if (m.get("energy") or {}).get("kind") == "headline"}
     out: dict[str, Any] = {"tflops_per_watt": {}, "tflops_per_watt_ci": {}, "tflops_per_watt_quality": {},
-                           "tflops_per_watt_scope": {}, "tflops_per_watt_net": {}, "power": {}}
+                           "tflops_per_watt_scope": {}, "tflops_per_watt_net": {}, "tflops_per_watt_covers": {},
+                           "tflops_per_watt_covers_reason": {}, "power": {}}
     missing = []
     for dtype in dtypes:
         energy = headline.get(dtype)
@@ -32,6 +34,10 @@ def summarize_power(profile: dict[str, Any], peak: dict[str, dict[str, Any]], dt
             out["tflops_per_watt_ci"][dtype] = [value / (1 + u), value / (1 - u) if u < 1 else value * 1e9]
         out["tflops_per_watt_quality"][dtype] = energy["quality"]
         out["tflops_per_watt_scope"][dtype] = energy["scope"]
+        # whether the power includes the device under test: only True lets the judge decide on the figure
+        covers = energy.get("covers_device")
+        out["tflops_per_watt_covers"][dtype] = covers if isinstance(covers, bool) else None
+        out["tflops_per_watt_covers_reason"][dtype] = energy.get("covers_reason") or "coverage not recorded"
         out["tflops_per_watt_net"][dtype] = energy.get("tflops_per_watt_net")
         out["power"][dtype] = {"case": energy.get("case"), "avg_watts": energy["avg_watts"],
                                "tflops": energy["tflops"], "window_s": energy["window_s"],

@@ -24,6 +24,8 @@ MAX_TRACE_POINTS = 600
 MIN_COVERAGE = 0.5
 """A window whose power samples cover less than this share of it (sources without a counter) is invalid."""
 MIN_METER_SAMPLES = 10
+MIN_POLL_S = 0.001
+"""The sampler never polls faster than this, even for a counter that wraps quickly."""
 COUNTER_AGREEMENT = 0.10
 """A counter agrees with integrated power when their ratio is within 1 ± this."""
 
@@ -92,6 +94,10 @@ class PowerSampler:
             raise ValueError("sample rate must be positive")
         self.source = source
         self.period_s = 1.0 / hz
+        cap = getattr(source, "max_poll_s", None)
+        if cap and cap < self.period_s:
+            # a counter that can wrap must be read before it wraps twice, whatever --power-hz says
+            self.period_s = max(cap, MIN_POLL_S)
         self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -211,6 +217,7 @@ class EnergyWindow:
         src = self.source
         out: dict[str, Any] = {
             "source": src.name, "scope": src.scope, "quality": src.quality, "uncertainty_rel": src.uncertainty_rel,
+            "covers_device": src.covers_device, "covers_reason": src.coverage,
             "window_s": window_s, "start_unix": self.start_unix, "valid": False, "reason": None,
             "joules": None, "joules_counter": None, "joules_integrated": None, "counter_vs_integrated": None,
             "avg_watts": None, "idle_watts": idle_watts, "flops": flops, "tflops": None, "tflops_per_watt": None,
@@ -258,6 +265,10 @@ class EnergyWindow:
                 reasons.append(str(e))
                 samples, malformed = [], 0
             out["malformed_lines"] = malformed
+            out["meter_error_samples"] = getattr(src, "error_samples", 0)
+            if out["meter_error_samples"]:
+                out["warnings"].append(f"{out['meter_error_samples']} meter samples were the meter's error value "
+                                       "(negative watts) and were dropped")
             out["samples"] = len(samples)
             out["trace"] = _thin([[round(t - self.start_unix, 4), w] for t, w in samples])
             if samples and not reasons:
