@@ -835,3 +835,17 @@ def test_nvml_board_limit_reliability_and_unknown_clock_event_bits_are_kept():
     assert decode_clock_events(0x200 | 0x400 | 0x800) == ["BoardLimit", "Reliability", "Unknown(0x800)"]
     context = NvmlSource(FakeNvml(clock_events=0x1 | 0x200 | 0x1000)).context()
     assert context["throttle_reasons"] == ["BoardLimit", "Unknown(0x1000)"]
+
+
+def test_a_jetson_module_rail_covers_the_device_and_a_sub_rail_does_not(tmp_path):
+    make_hwmon(tmp_path, 0, "ina3221", {"in1_label": "VDD_IN", "in1_input": "5000", "curr1_input": "2000",
+                                        "in2_label": "VDD_GPU_SOC", "in2_input": "5000", "curr2_input": "1000"})
+    jetson = _cuda(0, uuid="orin")
+    assert power.open_source("hwmon", jetson, root=tmp_path)[0].covers_device is True
+    rail = power.open_source("hwmon:ina3221:VDD_GPU_SOC", jetson, root=tmp_path)[0]
+    assert rail.scope == "soc-rail" and rail.covers_device is False and "only part" in rail.coverage
+
+
+def test_env_probe_still_finds_nvml_on_a_machine_with_several_gpus():
+    status = power.probe_nvml(FakeNvml(gpus=list(THREE)))
+    assert status.found and "H100" in status.detail
