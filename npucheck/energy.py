@@ -80,7 +80,8 @@ def invalid_energy(source: PowerSource, reason: str) -> dict[str, Any]:
     return {"source": source.name, "scope": source.scope, "quality": source.quality,
             "uncertainty_rel": source.uncertainty_rel, "window_s": 0.0, "valid": False, "reason": reason,
             "joules": None, "avg_watts": None, "tflops": None, "tflops_per_watt": None, "tflops_per_watt_net": None,
-            "warnings": []}
+            "covers_device": getattr(source, "covers_device", None),
+            "covers_reason": getattr(source, "coverage", None), "warnings": []}
 
 
 def measure_idle(source: PowerSource, seconds: float, device: Device, hz: float,

@@ -214,11 +214,14 @@ def _tflops_per_watt(profile: dict[str, Any], criterion: Criterion) -> Outcome:
         how = ("recorded before coverage was: " + (f"{source.get('name')} on a {device.get('backend')} device"
                if covers else "coverage not recorded"))
     else:
-        covers, how = True, "coverage not recorded (no power section: judged on the summary alone)"
+        covers, how = None, "coverage not recorded"
     if covers is not True:
         lead = ("the power source does not cover the device under test" if covers is False
                 else "cannot tell whether the power source covers the device under test")
         return INCONCLUSIVE, value, lower, upper, f"{lead}: {how}"
+    not_judged = (summary.get("tflops_per_watt_not_judged") or {}).get(dtype)
+    if not_judged:
+        return INCONCLUSIVE, value, lower, upper, f"not judged: {not_judged}"
     status = decide(criterion.op, criterion.threshold, lower, upper)
     return status, value, lower, upper, _decision_reason(status, criterion, lower, upper)
 

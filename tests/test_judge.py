@@ -39,6 +39,8 @@ def make_profile(measurements: list[dict[str, Any]] | None = None,
     if quality is not None:
         summary["tflops_per_watt_quality"] = {"fp16": quality}
     summary["tflops_per_watt_scope"] = {"fp16": scope}
+    summary["tflops_per_watt_covers"] = {"fp16": True}
+    summary["tflops_per_watt_covers_reason"] = {"fp16": "NVML UUID matches cuda:0"}
     confirmations = []
     if confirmed:
         best: dict[str, dict[str, Any]] = {}
@@ -449,3 +451,16 @@ def test_cases_above_the_ceiling_are_not_the_peak():
     verdict = judged(make_profile(cases, datasheet=SHEET), peak())
     assert verdict["measured"] == 700.0
     assert "above the datasheet ceiling" in verdict["reason"]
+
+
+def test_tflops_per_watt_whose_window_disagreed_with_the_timed_median_is_not_judged():
+    profile = make_profile(tflops_per_watt=2.0, tflops_per_watt_ci=(1.8, 2.2))
+    profile["summary"]["tflops_per_watt_not_judged"] = {"fp16": "sustained 0.70x the timed median"}
+    verdict = judged(profile, per_watt())
+    assert verdict["status"] == "INCONCLUSIVE" and "0.70x" in verdict["reason"]
+
+
+def test_tflops_per_watt_without_recorded_coverage_is_not_judged():
+    profile = make_profile(tflops_per_watt=2.0, tflops_per_watt_ci=(1.8, 2.2))
+    del profile["summary"]["tflops_per_watt_covers"]
+    assert judged(profile, per_watt())["status"] == "INCONCLUSIVE"

@@ -314,3 +314,13 @@ def test_the_cublas_tf32_override_is_recorded_and_warned_about(monkeypatch):
     profile = _run(kernels=["gemm"])
     assert profile["environment"]["fp32_precision"]["override"] is True
     assert any("may not be true fp32" in w for w in profile["warnings"])
+
+
+@pytest.mark.parametrize("sustained, judgeable", [(100.0, None), (86.0, None), (84.0, False), (120.0, False)])
+def test_a_window_whose_sustained_tflops_is_over_15_percent_from_the_timed_median_is_not_judged(sustained, judgeable):
+    measurement = {"tflops": 100.0}
+    energy = {"valid": True, "tflops": sustained, "warnings": []}
+    runner_module._compare_timed_and_sustained(measurement, energy)
+    assert energy["sustained_vs_timed"] == pytest.approx(sustained / 100.0)
+    assert energy.get("judgeable") is judgeable
+    assert bool(energy["warnings"]) is (judgeable is False)

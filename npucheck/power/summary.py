@@ -9,13 +9,14 @@ def summarize_power(profile: dict[str, Any], peak: dict[str, dict[str, Any]], dt
     """The summary's power keys: ``tflops_per_watt`` (gross, from each dtype's headline window), its interval
     widened by the source's uncertainty, quality, scope, net-of-idle figure, ``tflops_per_watt_covers`` (True /
     False / None: does the power include the device under test?) with ``tflops_per_watt_covers_reason`` (how that was
-    decided), and ``power_note`` saying why a figure is missing."""
+    decided), ``tflops_per_watt_not_judged`` (why a figure must not decide a verdict, e.g. the window's sustained
+TFLOPS was more than 15% from the timed median) and ``power_note`` saying why a figure is missing."""
     power = profile.get("power") or {}
     headline = {m["dtype"]: m.get("energy") for m in profile.get("measurements", [])
                 if (m.get("energy") or {}).get("kind") == "headline"}
     out: dict[str, Any] = {"tflops_per_watt": {}, "tflops_per_watt_ci": {}, "tflops_per_watt_quality": {},
                            "tflops_per_watt_scope": {}, "tflops_per_watt_net": {}, "tflops_per_watt_covers": {},
-                           "tflops_per_watt_covers_reason": {}, "power": {}}
+                           "tflops_per_watt_covers_reason": {}, "tflops_per_watt_not_judged": {}, "power": {}}
     missing = []
     for dtype in dtypes:
         energy = headline.get(dtype)
@@ -39,6 +40,8 @@ def summarize_power(profile: dict[str, Any], peak: dict[str, dict[str, Any]], dt
         out["tflops_per_watt_covers"][dtype] = covers if isinstance(covers, bool) else None
         out["tflops_per_watt_covers_reason"][dtype] = energy.get("covers_reason") or "coverage not recorded"
         out["tflops_per_watt_net"][dtype] = energy.get("tflops_per_watt_net")
+        if energy.get("judgeable") is False:  # e.g. the window's sustained TFLOPS disagrees with the timed median
+            out["tflops_per_watt_not_judged"][dtype] = energy.get("not_judged_reason") or "marked not judgeable"
         out["power"][dtype] = {"case": energy.get("case"), "avg_watts": energy["avg_watts"],
                                "tflops": energy["tflops"], "window_s": energy["window_s"],
                                "source": energy["source"]}
