@@ -22,7 +22,8 @@ from npucheck.allocator import settle_malloc
 from npucheck.datasheets import ceiling_reason, match_datasheet
 from npucheck.devices import Device, resolve_device
 from npucheck.errors import UsageError
-from npucheck.kernels import KERNELS, Case, NonFiniteOutput, build_workload, select_dtypes, select_kernels
+from npucheck.kernels import (KERNELS, Case, NonFiniteOutput, build_workload, reference_flops, select_dtypes,
+                              select_kernels)
 from npucheck.kernels.precision import fp32_precision_state, full_fp32_precision
 from npucheck import energy as energy_windows
 from npucheck.load import FOREIGN_CORES_WARNING, LoadMonitor, busy_processes, describe_busy
@@ -36,8 +37,11 @@ from npucheck.timing import TimingSettings, time_kernel
 CONFIDENCE = 0.95
 PROBE_MIN_CALL_S = 0.02
 PROBE_MAX_SIZE = 16384
-VERIFY_CALLS = {"gemm": 2, "cnn": 2, "rnn": 6, "lstm": 6, "gru": 6}
-"""Rough cost of verification in calls of the kernel (recurrent references run in float64 over the sequence)."""
+VERIFY_CALLS = 1
+"""Verification runs the kernel once on the device; its reference runs on the host (below)."""
+HOST_REFERENCE_FLOPS_PER_S = {"gemm": 10e9, "cnn": 5e9, "rnn": 2e9, "lstm": 2e9, "gru": 2e9}
+"""Rough float64 rate of the host references (CI machine, 2 cores): predicts the check's cost from
+``kernels.reference_flops``."""
 PILOT_SHARE = 0.25
 """A kernel's first case gets a pilot call when the probe predicts one call takes at most this share of the case
 budget."""
@@ -432,7 +436,7 @@ class Runner:
     def _predict_s(self, case: Case, flush_s: float) -> float:
         call_s = case.flops / (self._rate(case) * 1e12)
         sample_s = max(call_s, self.suite.min_sample_s) + flush_s
-        fixed = (VERIFY_CALLS[case.family] + 2) * call_s
+        fixed = (VERIFY_CALLS + 2) * call_s + reference_flops(case) / HOST_REFERENCE_FLOPS_PER_S[case.family]
         return fixed + self.suite.min_samples * sample_s
 
     def _pilot(self, case: Case, workload: Any) -> None:
