@@ -318,3 +318,24 @@ def test_reports_show_the_datasheet_comparison_and_its_sources(runner, tmp_path)
     del old["device"]["datasheet"]
     result = runner.invoke(cli, ["report", str(save_result(old, tmp_path / "o.json")), "-o", str(tmp_path / "o.md")])
     assert result.exit_code == 0 and "Datasheet figures" not in (tmp_path / "o.md").read_text()
+
+
+def test_the_summary_shows_the_confirmation_and_the_sustained_figure_beside_the_burst_peak():
+    from npucheck.render import summary_rows
+    from tests.conftest import make_profile as full_profile
+
+    profile = full_profile()
+    profile["summary"]["peak"]["fp16"].update(confirmed_tflops=0.31, confirmed_ci=[0.30, 0.32],
+                                              confirmation_status="ok", sustained_tflops=0.29)
+    headers, rows = summary_rows(profile)
+    assert "confirmed" in headers and "sustained" in headers
+    row = dict(zip(headers, rows[0]))
+    assert row["confirmed"] == "0.3100 [0.3000–0.3200]" and row["sustained"] == "0.2900"
+
+
+def test_an_old_summary_without_confirmation_has_no_confirmation_column():
+    from npucheck.render import summary_rows
+    from tests.conftest import make_profile as full_profile
+
+    headers, _ = summary_rows(full_profile())
+    assert "confirmed" not in headers and "sustained" not in headers
