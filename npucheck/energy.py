@@ -75,6 +75,18 @@ def window_plan(measurements: list[dict[str, Any]], sweep_s: float | None,
     return plan
 
 
+WINDOW_BATCH_S = 0.01
+"""Calls are queued in batches lasting about this long between synchronizations inside a window: single-call
+samples (device events) would otherwise synchronize after every call and starve the device on short kernels."""
+
+
+def window_batch(measurement: dict[str, Any]) -> int:
+    """Calls per synchronization in the measurement's energy window."""
+    median_s = ((measurement.get("stats") or {}).get("median_s")) or 0.0
+    by_time = math.ceil(WINDOW_BATCH_S / median_s) if median_s > 0 else 1
+    return max(1, int(measurement.get("calls_per_sample") or 1), by_time)
+
+
 def invalid_energy(source: PowerSource, reason: str) -> dict[str, Any]:
     """The ``energy`` object of a window that could not run."""
     return {"source": source.name, "scope": source.scope, "quality": source.quality,
@@ -98,7 +110,7 @@ def run_window(measurement: dict[str, Any], window_s: float, device: Device, sou
                seed: int, idle_watts: float | None, clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     """Run the measurement's case back to back for ``window_s`` and measure the energy it used."""
     case = KERNELS[measurement["kernel"]].case(measurement["dtype"], measurement["shape"], measurement["shape_set"])
-    batch = max(1, int(measurement.get("calls_per_sample") or 1))
+    batch = window_batch(measurement)
     with torch.inference_mode():
         workload = build_workload(case, device.torch_device, seed)
         workload.run()  # lazy initialisation outside the window

@@ -106,3 +106,13 @@ def test_an_unusable_named_power_source_is_exit_2_before_measuring(tmp_path, mon
     assert result.exit_code == 2
     assert result.output.startswith("npucheck: error: rapl:") and "is not present" in result.output
     assert not (tmp_path / "r.json").exists()
+
+
+def test_energy_windows_batch_short_calls_between_synchronizations():
+    from npucheck.energy import window_batch
+
+    # single-call samples of a 0.1 ms kernel: 100 calls per synchronization, not one
+    assert window_batch({"calls_per_sample": 1, "stats": {"median_s": 1e-4}}) == 100
+    assert window_batch({"calls_per_sample": 1, "stats": {"median_s": 0.05}}) == 1
+    assert window_batch({"calls_per_sample": 40, "stats": {"median_s": 1e-3}}) == 40
+    assert window_batch({"calls_per_sample": None, "stats": None}) == 1
