@@ -15,8 +15,8 @@ import threading
 import time
 from typing import Any, Callable
 
-from npucheck.power.base import (CounterReset, PowerReadError, PowerSource, PowerSourceError, device_label,
-                                 device_runtime, normalize_bus_id, plausible_watts)
+from npucheck.power.base import (CounterReset, PowerReadError, PowerSource, PowerSourceError, bus_id_coverage,
+                                 device_label, device_runtime, normalize_bus_id, plausible_watts)
 
 AMD_UNCERTAINTY = 0.05
 VALIDATE_S = 0.5
@@ -104,11 +104,9 @@ class AmdSmiSource(PowerSource):
         runtime = device_runtime(device)
         if runtime != "rocm":
             return False, f"amdsmi measures an AMD GPU, not {label} ({runtime})"
-        theirs = normalize_bus_id((device.get("properties") or {}).get("pci_bus_id"))
-        if theirs and self.bus_id:
-            if theirs == self.bus_id:
-                return True, f"amdsmi GPU at PCI {self.bus_id} matches {label}"
-            return False, f"amdsmi GPU at PCI {self.bus_id} is not {label} (PCI {theirs})"
+        by_bus = bus_id_coverage("amdsmi GPU", self.bus_id, device)
+        if by_bus is not None:
+            return by_bus
         if self.found_by == "the only GPU amdsmi sees":
             return True, f"{label} is the only GPU amdsmi sees"
         return None, f"no PCI bus id to match: cannot tell whether amdsmi {self.found_by} is {label}"

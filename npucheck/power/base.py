@@ -205,3 +205,16 @@ def plausible_watts(watts: float, where: str) -> float:
     if not (0.0 <= watts <= MAX_PLAUSIBLE_WATTS):
         raise PowerReadError(f"{where}: {watts:g} W is outside 0..{MAX_PLAUSIBLE_WATTS:g} W (a unit error?)")
     return watts
+
+
+def bus_id_coverage(where: str, ours: str | None, device: dict[str, Any] | None) -> tuple[bool, str] | None:
+    """Coverage decided by PCI bus id: (True/False, why) when both the source's and the device's bus ids are
+    known, else None (the caller falls back to what else it knows)."""
+    theirs = normalize_bus_id(((device or {}).get("properties") or {}).get("pci_bus_id"))
+    if not (theirs and ours):
+        return None
+    label = device_label(device)
+    if theirs == ours:
+        return True, f"{where} at PCI {ours} matches {label}"
+    return False, f"{where} at PCI {ours} is not {label} (PCI {theirs})"
+

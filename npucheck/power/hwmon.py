@@ -19,8 +19,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from npucheck.power.base import (PARTIAL_SCOPES, CounterReset, PowerReadError, PowerSource, PowerSourceError,
-                                 device_label, device_runtime, normalize_bus_id, plausible_watts)
+from npucheck.power.base import (CounterReset, PARTIAL_SCOPES, PowerReadError, PowerSource, PowerSourceError,
+                                 bus_id_coverage, device_label, device_runtime, normalize_bus_id,
+                                 plausible_watts)
 
 HWMON_UNCERTAINTY = 0.10
 """hwmon drivers state no accuracy; we judge their figures with ±10%."""
@@ -197,11 +198,9 @@ class HwmonSource(PowerSource):
             return None, f"{where}: a {self.driver} sensor; whether it measures {label} is unknown"
         if device_runtime(device) != runtime:
             return False, f"{where} measures a {self.driver} GPU, not {label} ({device_runtime(device)})"
-        theirs = normalize_bus_id((device.get("properties") or {}).get("pci_bus_id"))
-        if theirs and self.bus_id:
-            if theirs == self.bus_id:
-                return True, f"{where} at PCI {self.bus_id} matches {label}"
-            return False, f"{where} at PCI {self.bus_id} is not {label} (PCI {theirs})"
+        by_bus = bus_id_coverage(where, self.bus_id, device)
+        if by_bus is not None:
+            return by_bus
         if self.found_by == f"the only {self.driver} device":
             return True, f"{where} is the only {self.driver} device, so it is {label}'s"
         return None, f"{where}: no PCI bus id to match with {label}"

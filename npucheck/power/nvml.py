@@ -20,8 +20,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from npucheck.power.base import (CounterReset, PowerReadError, PowerSource, PowerSourceError, device_label,
-                                 device_runtime, normalize_bus_id, plausible_watts)
+from npucheck.power.base import (CounterReset, PowerReadError, PowerSource, PowerSourceError, bus_id_coverage,
+                                 device_label, device_runtime, normalize_bus_id, plausible_watts)
 
 NVML_UNCERTAINTY = 0.05
 """Yang et al. (SC'24): NVML's steady-state error is proportional, about ±5%, board to board."""
@@ -180,11 +180,9 @@ class NvmlSource(PowerSource):
                 return True, f"NVML UUID {self.uuid} matches {label}" + (
                     " (module power: GPU, CPU and memory)" if self.c2c else "")
             return False, f"NVML GPU {self.uuid} is not {label} (GPU-{theirs})"
-        bus = normalize_bus_id(props.get("pci_bus_id"))
-        if bus and self.bus_id:
-            if bus == self.bus_id:
-                return True, f"NVML GPU at PCI {self.bus_id} matches {label}"
-            return False, f"NVML GPU at PCI {self.bus_id} is not {label} (PCI {bus})"
+        by_bus = bus_id_coverage("NVML GPU", self.bus_id, device)
+        if by_bus is not None:
+            return by_bus
         if self.found_by == "the only GPU NVML sees":
             return True, f"{label} is the only GPU NVML sees ({self.uuid or self.device_name})"
         return None, f"torch gave no UUID or PCI bus id for {label}: cannot tell whether NVML {self.found_by} is it"
