@@ -132,13 +132,10 @@ class Datasheet:
 
     def ceiling_tflops(self, dtype: str) -> float | None:
         """The highest TFLOPS a correct measurement of ``dtype`` can reach on this device: CEILING_FACTOR times
-        the fastest path the dtype may legitimately take (for fp32 that includes TF32, which torch may use for
-        fp32 matmuls and convolutions when allowed). None when the sheet has no figure for it."""
-        values = [self.peak_tflops(dtype)]
-        if dtype == "fp32":
-            values.append(self.figure("tf32"))
-        known = [v for v in values if v is not None]
-        return CEILING_FACTOR * max(known) if known else None
+        its peak. fp32 cases run in full IEEE fp32 (TF32 switched off, and the 1e-4 tolerance rejects TF32
+        results), so the fp32 ceiling is the true-FP32 peak, not TF32's. None when the sheet has no figure."""
+        peak = self.peak_tflops(dtype)
+        return CEILING_FACTOR * peak if peak is not None else None
 
     def tflops_per_watt(self, key: str) -> float | None:
         """Datasheet TFLOPS/W for a figure key: the part's TFLOPS over its power figure (derived, never typed)."""

@@ -21,6 +21,7 @@ PASS, FAIL, INCONCLUSIVE, ERROR = "PASS", "FAIL", "INCONCLUSIVE", "ERROR"
 MEASURED_QUALITIES = ("Q1", "Q2", "Q3")
 PARTIAL_SCOPES = ("soc-rail", "dram")  # as npucheck.power.base.PARTIAL_SCOPES (judge stays free of power imports)
 SHARED_SCOPES = ("shared-board",)  # as npucheck.power.base.SHARED_SCOPES: a MIG slice's parent GPU
+HOST_CLOCK_TOLERANCE = 1.15  # as npucheck.runner.HOST_CLOCK_TOLERANCE (the judge imports no measuring code)
 INTERRUPTED_NOTE = " (run was interrupted: judged on the cases measured)"
 
 
@@ -148,6 +149,17 @@ def _peak_tflops(profile: dict[str, Any], criterion: Criterion) -> Outcome:
                 return ERROR, value, None, None, f"the confirmation of {best.get('id')}: {too_high}"
             lower, upper = _bounds(confirmation)
             status = decide(criterion.op, criterion.threshold, lower, upper)
+            host_ratio = _number(confirmation.get("events_vs_host_clock"))
+            doubt = None
+            if host_ratio is not None and host_ratio > HOST_CLOCK_TOLERANCE:
+                doubt = (f"device events read {host_ratio:.2f}x the host clock for the same calls (more than "
+                         f"{HOST_CLOCK_TOLERANCE:g}x): the event timing is suspect")
+            elif confirmation.get("correct") is not True:
+                doubt = "the confirmation's result was not checked against a reference (unchecked)"
+            if status == PASS and doubt:
+                return (INCONCLUSIVE, value, lower, upper,
+                        f"{_decision_reason(status, criterion, lower, upper)}, but {doubt}; confirmation "
+                        f"re-measure of the {selection}{suffix}")
             return (status, value, lower, upper,
                     f"{_decision_reason(status, criterion, lower, upper)}; confirmation re-measure of the "
                     f"{selection}{suffix}")

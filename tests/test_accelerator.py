@@ -101,3 +101,31 @@ def test_describe_records_the_visible_devices_variables(monkeypatch):
 def test_an_index_past_the_device_count_is_refused():
     with pytest.raises(DeviceUnavailableError, match="2 cuda device"):
         resolve_device("cuda:2", runtime=two_h100s())
+
+
+@pytest.fixture
+def torch_sees_two_gpus(monkeypatch):
+    """torch's own accelerator API (torch.Event, torch.accelerator.*, torch.cuda names) answered by the fake, so the
+    real TorchRuntime wrapper, not only the seam, is exercised with the documented semantics."""
+    runtime = two_h100s()
+    accel = torch.accelerator
+    monkeypatch.setattr(accel, "is_available", lambda: True)
+    monkeypatch.setattr(accel, "current_accelerator", lambda *a, **k: torch.device("cuda"))
+    monkeypatch.setattr(accel, "device_count", runtime.device_count)
+    monkeypatch.setattr(accel, "set_device_index", runtime.set_device_index)
+    monkeypatch.setattr(accel, "current_device_index", runtime.current_device_index)
+    monkeypatch.setattr(accel, "current_stream", lambda device=None: runtime.current_stream(device))
+    monkeypatch.setattr(accel, "synchronize", lambda device=None: runtime.synchronize(torch.device(device or "cuda")))
+    monkeypatch.setattr(torch, "Event", lambda device=None, **kw: runtime.event(torch.device(device or "cuda")))
+    monkeypatch.setattr(torch.cuda, "get_device_name", runtime.device_name)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", runtime.device_properties)
+    return runtime
+
+
+def test_through_torchs_own_api_cuda_1_is_timed_on_cuda_1(torch_sees_two_gpus):
+    runtime = torch_sees_two_gpus
+    device = resolve_device("cuda:1")
+    runtime.set_device_index(0)
+    # before the fix: events recorded on cuda:0's idle stream, 0 s for 10 ms of work on cuda:1
+    assert device.time_calls(runtime.kernel(1, 0.001), 10) == pytest.approx(0.010)
+    assert device.describe()["properties"]["pci_bus_id"] == "0000:1b:00.0"

@@ -164,8 +164,14 @@ def test_peak_ignores_incorrect_errored_and_skipped_cases():
     assert judged(make_profile(cases), peak())["measured"] == 100.0
 
 
-def test_peak_counts_cases_whose_correctness_was_not_checked():
-    assert judged(make_profile([gemm(tflops=150.0, correct=None)]), peak())["status"] == "PASS"
+def test_an_unchecked_peak_is_measured_but_never_passes():
+    verdict = judged(make_profile([gemm(tflops=150.0, correct=None)]), peak())
+    assert (verdict["status"], verdict["measured"]) == ("INCONCLUSIVE", 150.0)
+    assert "unchecked" in verdict["reason"]
+
+
+def test_an_unchecked_peak_can_still_fail():
+    assert judged(make_profile([gemm(tflops=50.0, correct=None)]), peak())["status"] == "FAIL"
 
 
 def test_peak_ignores_other_dtypes():
@@ -464,3 +470,17 @@ def test_tflops_per_watt_without_recorded_coverage_is_not_judged():
     profile = make_profile(tflops_per_watt=2.0, tflops_per_watt_ci=(1.8, 2.2))
     del profile["summary"]["tflops_per_watt_covers"]
     assert judged(profile, per_watt())["status"] == "INCONCLUSIVE"
+
+
+def test_events_reading_faster_than_the_host_clock_keep_the_peak_from_passing():
+    # no datasheet and no power source: the host clock is the only independent timer left
+    profile = make_profile([gemm(tflops=5000.0, ci=(4900.0, 5100.0))])
+    profile["confirmations"][0]["events_vs_host_clock"] = 40.0  # events on an idle stream read ~0 s
+    verdict = judged(profile, peak())
+    assert verdict["status"] == "INCONCLUSIVE" and "host clock" in verdict["reason"]
+
+
+def test_events_agreeing_with_the_host_clock_pass():
+    profile = make_profile([gemm(tflops=200.0, ci=(190.0, 210.0))])
+    profile["confirmations"][0]["events_vs_host_clock"] = 1.03
+    assert judged(profile, peak())["status"] == "PASS"

@@ -324,3 +324,23 @@ def test_a_window_whose_sustained_tflops_is_over_15_percent_from_the_timed_media
     assert energy["sustained_vs_timed"] == pytest.approx(sustained / 100.0)
     assert energy.get("judgeable") is judgeable
     assert bool(energy["warnings"]) is (judgeable is False)
+
+
+def test_the_host_clock_check_flags_event_figures_the_host_clock_cannot_reproduce():
+    runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False, power="none"), suite=TINY)
+    case = runner_module.KERNELS["gemm"].case("fp32", {"m": 128, "n": 128, "k": 128, "layout": "NN"}, "square")
+    absurd = {"tflops": 1e6, "stats": {"median_s": case.flops / 1e18}, "warnings": []}  # events read ~0 s
+    runner._host_clock_check(case, absurd)
+    assert absurd["events_vs_host_clock"] > 1000
+    assert any("event timing is suspect" in w for w in absurd["warnings"])
+
+
+def test_a_case_above_the_datasheet_ceiling_is_an_error_not_a_result():
+    runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False, kernels=["gemm"], power="none"),
+                    suite=TINY)
+    runner._datasheet = {"part": "Tiny Test Part", "peak_tflops": {"fp32": 1e-6},
+                         "ceiling_tflops": {"fp32": 1.05e-6}, "ceiling_factor": 1.05}
+    profile = runner.run()
+    timed = [m for m in profile["measurements"] if m["samples_s"]]
+    assert timed and all(m["status"] == "error" and "Tiny Test Part" in m["error"] for m in timed)
+    assert profile["summary"]["peak_tflops"] == {}

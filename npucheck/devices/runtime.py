@@ -36,10 +36,13 @@ class TorchRuntime:
         return int(torch.accelerator.device_count())
 
     def current_device_index(self) -> int:
-        return int(torch.accelerator.current_device_index())
+        # torch 2.6 names it current_device_idx; 2.7 added current_device_index
+        getter = getattr(torch.accelerator, "current_device_index", None) or torch.accelerator.current_device_idx
+        return int(getter())
 
     def set_device_index(self, index: int) -> None:
-        torch.accelerator.set_device_index(index)
+        setter = getattr(torch.accelerator, "set_device_index", None) or torch.accelerator.set_device_idx
+        setter(index)
 
     def current_stream(self, device: torch.device) -> Any:
         return torch.accelerator.current_stream(device)

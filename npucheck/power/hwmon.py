@@ -201,7 +201,10 @@ class HwmonSource(PowerSource):
         by_bus = bus_id_coverage(where, self.bus_id, device)
         if by_bus is not None:
             return by_bus
-        if self.found_by == f"the only {self.driver} device":
+        if self.found_by == f"the only {self.driver} device" and runtime == "rocm":
+            # amdgpu: torch reports the PCI bus id, so this is reached only for an old file or an odd build.
+            # i915/xe are never matched this way: an integrated GPU may be xpu:0 while the only sensor is the
+            # discrete card's, and torch's XPU properties carry no PCI address.
             return True, f"{where} is the only {self.driver} device, so it is {label}'s"
         return None, f"{where}: no PCI bus id to match with {label}"
 
