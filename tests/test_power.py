@@ -849,3 +849,12 @@ def test_a_jetson_module_rail_covers_the_device_and_a_sub_rail_does_not(tmp_path
 def test_env_probe_still_finds_nvml_on_a_machine_with_several_gpus():
     status = power.probe_nvml(FakeNvml(gpus=list(THREE)))
     assert status.found and "H100" in status.detail
+
+
+def test_the_only_i915_sensor_is_never_assumed_to_be_the_xpu_under_test(tmp_path):
+    # an integrated GPU may be xpu:0 while the only i915 hwmon sensor is the discrete card's; torch's XPU
+    # properties carry no PCI address to tell them apart
+    make_hwmon(tmp_path, 0, "i915", {"energy1_input": "1000000"})
+    xpu = {"backend": "xpu", "runtime": "xpu", "id": "xpu:0", "properties": {}}
+    source, _ = power.open_source("hwmon:i915", xpu, root=tmp_path)
+    assert source.covers_device is None and "no PCI bus id" in source.coverage
