@@ -302,7 +302,7 @@ def parse_datasheet(text: str, origin: str, builtin: bool = False) -> Datasheet:
             raise _error(origin, key, "is missing")
     if data["format"] != FORMAT or isinstance(data["format"], bool):
         raise _error(origin, "format", f"must be {FORMAT}, not {data['format']!r}")
-    part = _text(origin, data, "part", required=True)
+    part = _required(origin, data, "part")
     match = data["match"]
     if not isinstance(match, list) or not match:
         raise _error(origin, "match", "must be a non-empty list of name patterns")
@@ -322,15 +322,15 @@ def parse_datasheet(text: str, origin: str, builtin: bool = False) -> Datasheet:
             if key not in data:
                 raise _error(origin, key, f"is missing (a power figure needs all of {', '.join(_POWER_KEYS)})")
         power_w = _positive(origin, "power_w", data["power_w"])
-        sources["power_w"] = _text(origin, data, "power_source", required=True)
+        sources["power_w"] = _required(origin, data, "power_source")
     elif "power_note" in data:
-        notes["power_w"] = _text(origin, data, "power_note")
+        notes["power_w"] = _required(origin, data, "power_note")
     bandwidth = None
     if "memory_bandwidth_gbps" in data or "memory_bandwidth_source" in data:
         if "memory_bandwidth_gbps" not in data:
             raise _error(origin, "memory_bandwidth_gbps", "is missing (memory_bandwidth_source is given)")
         bandwidth = _positive(origin, "memory_bandwidth_gbps", data["memory_bandwidth_gbps"])
-        sources["memory_bandwidth_gbps"] = _text(origin, data, "memory_bandwidth_source", required=True)
+        sources["memory_bandwidth_gbps"] = _required(origin, data, "memory_bandwidth_source")
 
     tflops: dict[str, float] = {}
     table = data.get("tflops", {})
@@ -348,11 +348,11 @@ def parse_datasheet(text: str, origin: str, builtin: bool = False) -> Datasheet:
         if "value" not in figure:
             raise _error(origin, f"{where}.value", "is missing")
         tflops[key] = _positive(origin, f"{where}.value", figure["value"])
-        sources[key] = _text(origin, figure, "source", required=True, where=f"{where}.source")
+        sources[key] = _required(origin, figure, "source", where=f"{where}.source")
         if "note" in figure:
-            notes[key] = _text(origin, figure, "note", where=f"{where}.note")
+            notes[key] = _required(origin, figure, "note", where=f"{where}.note")
     if power_w is not None and "power_note" in data:
-        notes["power_w"] = _text(origin, data, "power_note")
+        notes["power_w"] = _required(origin, data, "power_note")
     return Datasheet(
         part=part, file=origin, builtin=builtin, match=tuple(match), devices_per_part=devices_per_part,
         vendor=_text(origin, data, "vendor"), note=_text(origin, data, "note"),
@@ -360,6 +360,13 @@ def parse_datasheet(text: str, origin: str, builtin: bool = False) -> Datasheet:
         power_w=power_w, power_kind=_text(origin, data, "power_kind"),
         power_covers=_text(origin, data, "power_covers"), power_note=_text(origin, data, "power_note"),
         memory_bandwidth_gbps=bandwidth)
+
+
+def _required(origin: str, data: dict[str, Any], key: str, where: str | None = None) -> str:
+    """A non-empty string that must be there (DatasheetError otherwise)."""
+    value = _text(origin, data, key, required=True, where=where)
+    assert value is not None  # _text raises for a missing required key
+    return value
 
 
 def _text(origin: str, data: dict[str, Any], key: str, required: bool = False, where: str | None = None) -> str | None:

@@ -110,7 +110,7 @@ def _peak_tflops(profile: dict[str, Any], criterion: Criterion) -> Outcome:
     PASS needs the independent re-measurement of that case (``confirmations``). Without one only a FAIL (even the
     largest upper bound misses) or INCONCLUSIVE can come out. Any figure above the datasheet ceiling stored with
     the device is an error, never a peak."""
-    dtype = criterion.dtype
+    dtype = criterion.dtype or ""
     cases = _gemm_cases(profile, dtype)
     if not cases:
         return INCONCLUSIVE, None, None, None, f"not measured: the run has no {dtype} GEMM case"

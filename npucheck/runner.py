@@ -329,7 +329,7 @@ class Runner:
                     return
                 self._probe_rates[dtype] = case.flops / call_s / 1e12
                 self._rates.setdefault(("gemm", dtype), []).append((case.flops, self._probe_rates[dtype]))
-                if not hasattr(self, "_probe_case") or dtype in (WARMUP_DTYPE, self._probe_case_dtype):
+                if not hasattr(self, "_probe_case") or dtype in (WARMUP_DTYPE, getattr(self, "_probe_case_dtype", None)):
                     # the device warm-up runs the largest probe of fp16 (of the first dtype when fp16 is not run)
                     self._probe_case, self._probe_case_dtype = workload, dtype
                 del workload
