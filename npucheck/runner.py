@@ -103,7 +103,7 @@ class Runner:
 
     def __init__(self, options: RunOptions, on_event: EventCallback | None = None,
                  clock: Callable[[], float] = time.perf_counter, suite: Suite | None = None,
-                 power_source: PowerSource | None = None):
+                 power_source: PowerSource | None = None, runtime: Any | None = None):
         self.options = options
         self._emit = on_event or (lambda kind, data: None)
         self._clock = clock
@@ -115,7 +115,7 @@ class Runner:
             raise UsageError(f"--threads must be at least 1, got {options.threads}")
         if options.threads is not None:
             torch.set_num_threads(options.threads)
-        self.device: Device = resolve_device(options.device)
+        self.device: Device = resolve_device(options.device, runtime)  # runtime: tests pass a fake accelerator
         sheet, self._datasheet_reason = match_datasheet(self.device.name)
         self._datasheet: dict[str, Any] | None = sheet.to_dict() if sheet is not None else None
         self.cases: list[Case] = self.suite.cases(self.kernels, self.dtypes)
@@ -321,6 +321,8 @@ class Runner:
                     workload = build_workload(case, self.device.torch_device, self.options.seed)
                     workload.run()
                     call_s = min(self.device.time_calls(workload.run, 1) for _ in range(3))
+                    if not (math.isfinite(call_s) and call_s > 0):  # a broken timer must not become a rate
+                        raise ValueError(f"timer returned {call_s!r} s for one call")
                 except (RuntimeError, ValueError, TypeError, NotImplementedError) as e:
                     if dtype not in self._probe_rates:
                         raise
@@ -586,11 +588,10 @@ class Runner:
 
     def _release_memory(self) -> None:
         gc.collect()
-        if self.device.backend != "cpu":
-            try:
-                torch.accelerator.empty_cache()
-            except Exception:  # noqa: BLE001 - older torch or backends without the memory API
-                pass
+        try:
+            self.device.empty_cache()
+        except Exception:  # noqa: BLE001 - older torch or backends without the memory API
+            pass
 
     def _finish_warnings(self, profile: dict[str, Any]) -> None:
         measured = profile["measurements"]

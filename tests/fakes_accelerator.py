@@ -16,6 +16,7 @@ Semantics modelled, each from torch's source (``torch/csrc/Event.cpp``) or CUDA'
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,7 +72,7 @@ class FakeEvent:
         if stream.device_type != self.device_type:
             raise RuntimeError("Event device type does not match the stream's")
         self.stream = stream
-        self.stamp_s = stream.tail_s
+        self.stamp_s = self._runtime.stamp(stream)
 
     def synchronize(self) -> None:
         if self.stream is not None:
@@ -93,11 +94,22 @@ class FakeRuntime:
     events: bool = True
     current: int = 0
     synchronized: list[int] = field(default_factory=list)
+    host_device: int | None = None
+    """For end-to-end runs: this device's tensors live on the host, its kernels are real (synchronous) CPU work,
+    and its stream's timeline is the host clock; every other device stays idle (its timeline does not move)."""
 
     def __post_init__(self) -> None:
         self.streams = [FakeStream(self.kind, i) for i in range(len(self.gpus))]
 
     # --------------------------------------------------------------------------- what the device seam calls
+    def tensor_device(self, device: torch.device) -> torch.device:
+        return torch.device("cpu") if device.index == self.host_device else device
+
+    def stamp(self, stream: FakeStream) -> float:
+        """When the stream reaches an event recorded now."""
+        host = time.perf_counter() if stream.device_index == self.host_device else 0.0
+        return host + stream.tail_s
+
     def device_count(self) -> int:
         return len(self.gpus)
 

@@ -129,3 +129,40 @@ def test_through_torchs_own_api_cuda_1_is_timed_on_cuda_1(torch_sees_two_gpus):
     # before the fix: events recorded on cuda:0's idle stream, 0 s for 10 ms of work on cuda:1
     assert device.time_calls(runtime.kernel(1, 0.001), 10) == pytest.approx(0.010)
     assert device.describe()["properties"]["pci_bus_id"] == "0000:1b:00.0"
+
+
+def _run_on_fake_cuda_1(monkeypatch, **options):
+    import npucheck.runner as runner_module
+    from npucheck.runner import RunOptions, Runner
+    from tests.test_runner import TINY
+
+    monkeypatch.setattr(runner_module, "busy_processes", lambda interval_s=0.5: [])
+    runtime = two_h100s(host_device=1)
+    runner = Runner(RunOptions(device="cuda:1", dtypes=["fp32"], kernels=["gemm"], power="none", **options),
+                    suite=TINY, runtime=runtime)
+    return runner, runtime
+
+
+def test_a_whole_run_on_cuda_1_times_single_cold_calls_on_its_stream_and_confirms_with_the_host_clock(monkeypatch):
+    runner, runtime = _run_on_fake_cuda_1(monkeypatch)
+    profile = runner.run()
+    assert profile["device"]["id"] == "cuda:1" and profile["device"]["timing_method"] == DEVICE_EVENTS
+    ok = [m for m in profile["measurements"] if m["status"] == "ok"]
+    assert ok and all(m["calls_per_sample"] == 1 and m["cache_state"] == COLD for m in ok)
+    (confirmation,) = profile["confirmations"]
+    assert confirmation["status"] == "ok"
+    # events on cuda:1's stream agree with the host clock for the same calls (the host clock can only read low)
+    assert confirmation["events_vs_host_clock"] < 1.15
+    assert runtime.current == 1
+
+
+def test_a_run_whose_events_time_an_idle_stream_never_produces_a_figure(monkeypatch):
+    from npucheck.devices import AcceleratorDevice
+
+    runner, runtime = _run_on_fake_cuda_1(monkeypatch)
+    # the old bug: events recorded on the current device's (cuda:0's) stream while the kernels run on cuda:1
+    monkeypatch.setattr(AcceleratorDevice, "_stream", lambda self: runtime.streams[0])
+    profile = runner.run()  # before the probe's guard, a zero reading crashed the run (ZeroDivisionError)
+    cases = profile["measurements"]
+    assert cases and all(m["status"] != "ok" and "timer returned 0.0" in (m["reason"] or m["error"]) for m in cases)
+    assert profile["summary"]["peak_tflops"] == {} and profile["confirmations"] == []

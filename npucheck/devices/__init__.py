@@ -100,6 +100,9 @@ class Device:
         """True when :meth:`time_each_call` can time single calls (device events); else calls are batched."""
         return False
 
+    def empty_cache(self) -> None:
+        """Return cached device memory to the driver (nothing to do on the host)."""
+
     def time_each_call(self, fn: Callable[[], object], flush: Callable[[], None], calls: int) -> list[float]:
         raise NotImplementedError("only devices with timing events time single calls")
 
@@ -161,20 +164,27 @@ class AcceleratorDevice(Device):
     def __init__(self, torch_device: torch.device, runtime: Any | None = None):
         self.backend = torch_device.type
         self.index = 0 if torch_device.index is None else int(torch_device.index)
-        self.torch_device = torch.device(self.backend, self.index)
+        self.device = torch.device(self.backend, self.index)
+        """The device under test, as the runtime's calls (events, streams, synchronize) name it."""
         self._runtime = runtime if runtime is not None else TorchRuntime(self.backend)
+        self.torch_device = self._runtime.tensor_device(self.device)
+        """Where the kernels' tensors are built: the device itself (a fake runtime may place them on the host)."""
         self._runtime.set_device_index(self.index)
         self.timing_method = DEVICE_EVENTS if self._events_work() else HOST_CLOCK
 
+    @property
+    def id(self) -> str:
+        return str(self.device)
+
     def _stream(self) -> Any:
         """The device under test's current stream (where its kernels run), never the current device's."""
-        return self._runtime.current_stream(self.torch_device)
+        return self._runtime.current_stream(self.device)
 
     def _events_work(self) -> bool:
         try:
             stream = self._stream()
-            start = self._runtime.event(self.torch_device)
-            end = self._runtime.event(self.torch_device)
+            start = self._runtime.event(self.device)
+            end = self._runtime.event(self.device)
             start.record(stream)
             end.record(stream)
             end.synchronize()
@@ -186,12 +196,12 @@ class AcceleratorDevice(Device):
     @property
     def name(self) -> str:
         try:
-            return self._runtime.device_name(self.torch_device) or self.id
+            return self._runtime.device_name(self.device) or self.id
         except Exception:  # noqa: BLE001
             return self.id
 
     def synchronize(self) -> None:
-        self._runtime.synchronize(self.torch_device)
+        self._runtime.synchronize(self.device)
 
     @property
     def per_call_events(self) -> bool:
@@ -201,8 +211,8 @@ class AcceleratorDevice(Device):
         if self.timing_method != DEVICE_EVENTS:
             return super().time_calls(fn, calls)
         stream = self._stream()
-        start = self._runtime.event(self.torch_device)
-        end = self._runtime.event(self.torch_device)
+        start = self._runtime.event(self.device)
+        end = self._runtime.event(self.device)
         start.record(stream)
         for _ in range(calls):
             fn()
@@ -216,7 +226,7 @@ class AcceleratorDevice(Device):
         long kernel (a memset of >= 256 MiB), so the host has queued the next start event and call before the
         device reaches them: the pair times the call, not the launch gap."""
         stream = self._stream()
-        pairs = [(self._runtime.event(self.torch_device), self._runtime.event(self.torch_device))
+        pairs = [(self._runtime.event(self.device), self._runtime.event(self.device))
                  for _ in range(calls)]
         for start, end in pairs:
             flush()
@@ -228,7 +238,7 @@ class AcceleratorDevice(Device):
 
     def _raw_properties(self) -> Any | None:
         try:
-            return self._runtime.device_properties(self.torch_device)
+            return self._runtime.device_properties(self.device)
         except Exception:  # noqa: BLE001
             return None
 
@@ -260,6 +270,9 @@ class AcceleratorDevice(Device):
             "visible_devices": {name: os.environ[name] for name in VISIBLE_DEVICES_VARS if name in os.environ},
             "datasheet": None,
         }
+
+    def empty_cache(self) -> None:
+        self._runtime.empty_cache()
 
     def foreign_processes(self) -> list[dict[str, Any]] | None:
         if self.backend != "cuda" or self._runtime.rocm:

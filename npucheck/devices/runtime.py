@@ -35,6 +35,10 @@ class TorchRuntime:
     def device_count(self) -> int:
         return int(torch.accelerator.device_count())
 
+    def tensor_device(self, device: torch.device) -> torch.device:
+        """Where tensors for ``device`` are built: the device itself."""
+        return device
+
     def current_device_index(self) -> int:
         # torch 2.6 names it current_device_idx; 2.7 added current_device_index
         getter = getattr(torch.accelerator, "current_device_index", None) or torch.accelerator.current_device_idx
