@@ -50,16 +50,9 @@ def torch_flags() -> dict[str, Any]:
 def driver_version() -> str | None:
     if not torch.version.cuda or not _read(torch.cuda.is_available):
         return None
-    try:
-        import pynvml  # the nvidia-ml-py package
+    from npucheck.power.nvml import driver_version as nvml_driver_version  # NVML only through power.nvml
 
-        pynvml.nvmlInit()
-        try:
-            return str(pynvml.nvmlSystemGetDriverVersion())
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # noqa: BLE001 - a missing NVML is reported as an unknown driver, never a crash
-        return None
+    return nvml_driver_version()
 
 
 def capture() -> dict[str, Any]:

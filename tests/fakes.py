@@ -166,6 +166,19 @@ class FakeNvml:
     def nvmlDeviceGetUUID(self, handle) -> str:
         return handle.uuid
 
+    def nvmlDeviceGetComputeRunningProcesses(self, handle) -> list:
+        """pynvml's v3 process structs; ``processes`` on a GPU or slice: [(pid, used bytes or None)], where None
+        is NVML_VALUE_NOT_AVAILABLE (what MIG and Windows WDDM report)."""
+        out = []
+        for pid, used in getattr(handle, "processes", ()):
+            info = pynvml.c_nvmlProcessInfo_v3_t()
+            info.pid, info.usedGpuMemory = pid, 2**64 - 1 if used is None else used
+            out.append(info)
+        return out
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return "570.124.06"
+
     def nvmlDeviceGetPciInfo(self, handle):
         info = pynvml.nvmlPciInfo_t()
         info.busId = self._gpu(handle).bus_id.encode()  # NVML spells it 00000000:3B:00.0

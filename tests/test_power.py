@@ -858,3 +858,18 @@ def test_the_only_i915_sensor_is_never_assumed_to_be_the_xpu_under_test(tmp_path
     xpu = {"backend": "xpu", "runtime": "xpu", "id": "xpu:0", "properties": {}}
     source, _ = power.open_source("hwmon:i915", xpu, root=tmp_path)
     assert source.covers_device is None and "no PCI bus id" in source.coverage
+
+
+def test_other_processes_on_the_gpu_are_found_by_torchs_uuid_through_the_nvml_module():
+    from npucheck.power.nvml import driver_version, gpu_processes
+
+    gpu = FakeGpu(uuid="GPU-aaaa", mig_slices=("MIG-bbbb",))
+    gpu.processes = [(4242, 2**30), (99, 5)]
+    gpu.slices[0].processes = [(777, None)]
+    fake = FakeNvml(gpus=[gpu])
+    assert gpu_processes("aaaa", nvml=fake, own_pid=99) == [{"pid": 4242, "used_memory_bytes": 2**30}]
+    # under MIG torch reports the slice's UUID: its processes, memory not available
+    assert gpu_processes("bbbb", nvml=fake) == [{"pid": 777, "used_memory_bytes": None}]
+    assert gpu_processes("cccc", nvml=fake) is None  # unknown GPU: cannot tell, never "no other load"
+    assert fake.initialised == 0  # every session closed
+    assert driver_version(nvml=fake) == "570.124.06"

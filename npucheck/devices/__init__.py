@@ -277,21 +277,13 @@ class AcceleratorDevice(Device):
     def foreign_processes(self) -> list[dict[str, Any]] | None:
         if self.backend != "cuda" or self._runtime.rocm:
             return None
-        try:
-            import pynvml  # the nvidia-ml-py package
-
-            # NVML ignores CUDA_VISIBLE_DEVICES; the UUID maps torch's index to the right NVML handle.
-            uuid = str(self._properties().get("uuid") or "")
-            pynvml.nvmlInit()
-            try:
-                handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith(("GPU-", "MIG-")) else "GPU-" + uuid)
-                procs = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
-            finally:
-                pynvml.nvmlShutdown()
-        except Exception:  # noqa: BLE001 - no NVML means "cannot tell", never "no other load"
+        uuid = self._properties().get("uuid")
+        if not uuid:
             return None
-        me = os.getpid()
-        return [{"pid": p.pid, "used_memory_bytes": p.usedGpuMemory} for p in procs if p.pid != me]
+        from npucheck.power.nvml import gpu_processes  # NVML is opened only through npucheck.power.nvml
+
+        # NVML ignores CUDA_VISIBLE_DEVICES; the UUID maps torch's index to the right NVML handle
+        return gpu_processes(str(uuid))
 
 
 VISIBLE_DEVICES_VARS = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ZE_AFFINITY_MASK",

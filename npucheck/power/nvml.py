@@ -17,6 +17,7 @@ the scope is ``module``, and the GPU-only power is recorded beside it.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -140,15 +141,7 @@ class NvmlSource(PowerSource):
     def _find(self, uuid: str | None, index: int | None, bus_id: str | None) -> tuple[Any, str]:
         nv = self._nvml
         if uuid:
-            uuid = str(uuid)
-            names = [uuid] if uuid.startswith(("GPU-", "MIG-")) else [f"GPU-{uuid}", f"MIG-{uuid}"]
-            for name in names:
-                try:
-                    return nv.nvmlDeviceGetHandleByUUID(name), f"UUID {name}"
-                except Exception as e:  # noqa: BLE001
-                    if not _not_found(nv, e):
-                        raise
-            raise PowerSourceError(f"nvml: no GPU or MIG slice has UUID {uuid} (tried {', '.join(names)})")
+            return handle_by_uuid(nv, str(uuid))
         if index is not None:
             return nv.nvmlDeviceGetHandleByIndex(index), f"NVML index {index}"
         count = int(nv.nvmlDeviceGetCount())
@@ -283,6 +276,69 @@ class NvmlSource(PowerSource):
                 self._nvml.nvmlShutdown()
             except Exception:  # noqa: BLE001
                 pass
+
+
+def handle_by_uuid(nv: Any, uuid: str) -> tuple[Any, str]:
+    """The NVML handle of the GPU or MIG slice with torch's UUID, and how it was found. torch reports the UUID
+    without NVML's ``GPU-``/``MIG-`` prefix (under MIG it is the slice's), so both are tried.
+
+    Raises:
+        PowerSourceError: no GPU or slice has that UUID.
+    """
+    names = [uuid] if uuid.startswith(("GPU-", "MIG-")) else [f"GPU-{uuid}", f"MIG-{uuid}"]
+    for name in names:
+        try:
+            return nv.nvmlDeviceGetHandleByUUID(name), f"UUID {name}"
+        except Exception as e:  # noqa: BLE001
+            if not _not_found(nv, e):
+                raise
+    raise PowerSourceError(f"nvml: no GPU or MIG slice has UUID {uuid} (tried {', '.join(names)})")
+
+
+NVML_VALUE_NOT_AVAILABLE = 2**64 - 1
+"""What ``usedGpuMemory`` holds when NVML cannot tell (under MIG, on Windows WDDM)."""
+
+
+def gpu_processes(uuid: str, nvml: Any | None = None, own_pid: int | None = None) -> list[dict[str, Any]] | None:
+    """Compute processes other than this one on the GPU (or MIG slice) with torch's UUID, or None when NVML is
+    missing or cannot tell (never "no other load")."""
+    try:
+        nv = nvml if nvml is not None else _import_nvml()
+        nv.nvmlInit()
+    except Exception:  # noqa: BLE001 - no library, no driver
+        return None
+    try:
+        handle, _ = handle_by_uuid(nv, uuid)
+        procs = nv.nvmlDeviceGetComputeRunningProcesses(handle)
+    except Exception:  # noqa: BLE001 - not found, NotSupported: cannot tell
+        return None
+    finally:
+        try:
+            nv.nvmlShutdown()
+        except Exception:  # noqa: BLE001
+            pass
+    me = os.getpid() if own_pid is None else own_pid
+    return [{"pid": int(p.pid),
+             "used_memory_bytes": None if p.usedGpuMemory in (None, NVML_VALUE_NOT_AVAILABLE) else int(p.usedGpuMemory)}
+            for p in procs if p.pid != me]
+
+
+def driver_version(nvml: Any | None = None) -> str | None:
+    """The NVIDIA driver version NVML reports, or None without NVML."""
+    try:
+        nv = nvml if nvml is not None else _import_nvml()
+        nv.nvmlInit()
+    except Exception:  # noqa: BLE001
+        return None
+    try:
+        return _text(nv.nvmlSystemGetDriverVersion())
+    except Exception:  # noqa: BLE001
+        return None
+    finally:
+        try:
+            nv.nvmlShutdown()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def _flag(value: Any) -> bool:
