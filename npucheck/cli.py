@@ -324,6 +324,7 @@ def results_command(directory: Path, sort_by: str, fmt: str) -> None:
 
     from npucheck import store
     from npucheck.compare import results_frame
+    from npucheck.render import frame_table
 
     entries, unreadable = [], []
     for path, loaded in store.iter_results(directory):
@@ -340,27 +341,9 @@ def results_command(directory: Path, sort_by: str, fmt: str) -> None:
     elif fmt == "json":
         click.echo(json.dumps(json.loads(frame.to_json(orient="records")), indent=1))  # pandas escapes "/"
     else:
-        _console().print(_frame_table(frame, f"{len(frame)} result profile(s) in {directory}"))
+        _console().print(frame_table(frame, f"{len(frame)} result profile(s) in {directory}"))
     for line in unreadable:
         click.echo(f"npucheck: skipped {line}", err=True)
-
-
-def _frame_table(frame: Any, title: str) -> Any:
-    """A rich table of a pandas frame (numbers to 4 significant digits, missing values as —)."""
-    from rich.table import Table
-
-    from npucheck.render import fmt_number
-
-    table = Table(title=title, title_justify="left")
-    for column in frame.columns:  # a date or a case id cut in two is hard to read: those never wrap
-        table.add_column(str(column), overflow="fold", no_wrap=str(column) in ("date", "case", "file"))
-    for row in frame.itertuples(index=False):
-        table.add_row(*(escape(fmt_number(None if _missing(v) else v)) for v in row))
-    return table
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
 
 
 # --------------------------------------------------------------------------------------------------------- compare
@@ -379,6 +362,7 @@ def compare_command(base: Path, others: tuple[Path, ...], threshold: float, fail
 
     from npucheck import compare as comparing
     from npucheck import store
+    from npucheck.render import compare_display, comparison_summary_lines, frame_table
 
     base_profile = store.load_result(base)
     loaded = [(comparing.label(path, profile), profile) for path in others for profile in [store.load_result(path)]]
@@ -391,63 +375,19 @@ def compare_command(base: Path, others: tuple[Path, ...], threshold: float, fail
                                "summary": summary, "cases": json.loads(frame.to_json(orient="records"))}, indent=1))
     elif fmt == "markdown":
         click.echo(f"# Comparison with {comparing.label(base, base_profile)}\n")
-        click.echo("\n".join(f"- {line}" for line in _summary_lines(summary)) + "\n")
+        click.echo("\n".join(f"- {line}" for line in comparison_summary_lines(summary)) + "\n")
         click.echo(comparing.to_markdown(frame) if not frame.empty else "no cases")
     else:
         console = _console()
         console.print(f"base: {escape(comparing.label(base, base_profile))}; threshold {threshold:.0%}; "
                       "ratio = other speed / base speed (> 1 faster), 95% bootstrap interval from the raw samples")
-        console.print(_frame_table(_compare_display(frame, len(loaded)), "Cases"))
-        for line in _summary_lines(summary):
+        console.print(frame_table(compare_display(frame, len(loaded)), "Cases"))
+        for line in comparison_summary_lines(summary):
             console.print(escape(line))
     regressions = int((frame["verdict"] == comparing.REGRESSION).sum()) if not frame.empty else 0
     if fail_on_regression and regressions:
         click.echo(f"npucheck: {regressions} regression(s) beyond {threshold:.0%}", err=True)
         sys.exit(EXIT_FAIL)
-
-
-def _compare_display(frame: Any, others: int) -> Any:
-    """The comparison as a person reads it: one ratio column with its interval, TFLOPS/W only when measured."""
-    import pandas as pd
-
-    from npucheck.render import fmt_tflops
-
-    if frame.empty:
-        return frame
-    display = pd.DataFrame({"case": frame["case"],
-                            "base TFLOPS": frame["base_tflops"].map(_tflops_or_dash),
-                            "TFLOPS": frame["other_tflops"].map(_tflops_or_dash)})
-    display["ratio [95% CI]"] = [
-        "—" if _missing(r) else f"{r:.3f} [{lo:.3f}, {hi:.3f}]"
-        for r, lo, hi in zip(frame["ratio"], frame["ratio_low"], frame["ratio_high"])]
-    if frame["tflops_per_watt_ratio"].notna().any() or frame["base_tflops_per_watt"].notna().any():
-        display["TFLOPS/W base → other"] = [
-            f"{fmt_tflops(None if _missing(b) else b)} → {fmt_tflops(None if _missing(o) else o)}"
-            for b, o in zip(frame["base_tflops_per_watt"], frame["other_tflops_per_watt"])]
-    display["verdict"] = frame["verdict"]
-    display["note"] = frame["note"]
-    if others > 1:
-        display.insert(0, "other", frame["other"])
-    return display
-
-
-def _tflops_or_dash(value: Any) -> str:
-    from npucheck.render import fmt_tflops
-
-    return fmt_tflops(None if _missing(value) else value)
-
-
-def _summary_lines(summary: dict[str, Any]) -> list[str]:
-    lines = []
-    for other, families in summary.get("geomean", {}).items():
-        lines.append(f"{other}: geometric-mean speed ratio " + ", ".join(f"{family} {ratio:.3f}"
-                                                                         for family, ratio in families.items()))
-    for other, counts in summary.get("counts", {}).items():
-        lines.append(f"{other}: " + ", ".join(f"{verdict} {count}" for verdict, count in counts.items()))
-    for other, changes in summary.get("verdict_changes", {}).items():
-        for change in changes:
-            lines.append(f"{other}: verdict {change['target']} changed {change['base']} -> {change['other']}")
-    return lines
 
 
 # --------------------------------------------------------------------------------------------------------- plot

@@ -6,10 +6,11 @@ No torch here: ``show``, ``check`` and ``targets`` must start fast.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 from npucheck.datasheets import ceiling_reason, percent_of_datasheet
 
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -337,3 +338,115 @@ def _md(text: str) -> str:
 
 def to_json(data: Any) -> str:
     return json.dumps(data, indent=1)
+
+
+# ------------------------------------------------------------------------------ frames: results and comparisons
+def is_missing(value: Any) -> bool:
+    """Whether a frame cell holds no value.
+
+    Args:
+        value: One cell of a pandas frame.
+
+    Returns:
+        True for None and NaN.
+    """
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def tflops_or_dash(value: Any) -> str:
+    """A TFLOPS figure as :func:`fmt_tflops` writes it; a dash when the cell is missing.
+
+    Args:
+        value: One cell of a pandas frame.
+
+    Returns:
+        The formatted figure, or "—".
+    """
+    return fmt_tflops(None if is_missing(value) else value)
+
+
+def frame_table(frame: Any, title: str) -> Table:
+    """A rich table of a pandas frame: numbers to 4 significant digits, missing values as —.
+
+    Args:
+        frame: The pandas frame; its column names become the headers.
+        title: The table's title.
+
+    Returns:
+        The table; cells are escaped, so no text from a profile is read as rich markup.
+    """
+    table = Table(title=title, title_justify="left")
+    for column in frame.columns:  # a date or a case id cut in two is hard to read: those never wrap
+        table.add_column(str(column), overflow="fold", no_wrap=str(column) in ("date", "case", "file"))
+    for row in frame.itertuples(index=False):
+        table.add_row(*(escape(fmt_number(None if is_missing(v) else v)) for v in row))
+    return table
+
+
+def compare_display(frame: Any, others: int) -> Any:
+    """The comparison as a person reads it: one ratio column with its interval, TFLOPS/W only when measured.
+
+    Args:
+        frame: The frame of ``npucheck.compare.compare_frames``.
+        others: How many profiles were compared with the base; above one, an "other" column names each.
+
+    Returns:
+        A pandas frame of display strings (the input itself when it is empty).
+    """
+    import pandas as pd  # here, not at the top: ``show`` and ``check`` do not need pandas
+
+    if frame.empty:
+        return frame
+    display = pd.DataFrame({"case": frame["case"],
+                            "base TFLOPS": frame["base_tflops"].map(tflops_or_dash),
+                            "TFLOPS": frame["other_tflops"].map(tflops_or_dash)})
+    display["ratio [95% CI]"] = [
+        "—" if is_missing(r) else f"{r:.3f} [{lo:.3f}, {hi:.3f}]"
+        for r, lo, hi in zip(frame["ratio"], frame["ratio_low"], frame["ratio_high"])]
+    if frame["tflops_per_watt_ratio"].notna().any() or frame["base_tflops_per_watt"].notna().any():
+        display["TFLOPS/W base → other"] = [
+            f"{fmt_tflops(None if is_missing(b) else b)} → {fmt_tflops(None if is_missing(o) else o)}"
+            for b, o in zip(frame["base_tflops_per_watt"], frame["other_tflops_per_watt"])]
+    display["verdict"] = frame["verdict"]
+    display["note"] = frame["note"]
+    if others > 1:
+        display.insert(0, "other", frame["other"])
+    return display
+
+
+def comparison_summary_lines(summary: dict[str, Any], style: Literal["command", "report"] = "command",
+                             counts: bool = True) -> list[str]:
+    """The comparison summary as plain text lines; the one place every rendering of it takes its lines from.
+
+    Lines come in this order: geometric-mean speed ratios, counts by verdict, target verdicts that changed.
+    They are not escaped: the caller escapes them for its medium (rich markup, HTML).
+
+    Args:
+        summary: What ``npucheck.compare.summary`` returns.
+        style: "command" (``npucheck compare``, which may compare several profiles): each line begins with the
+            other profile's label, and one line holds every family's ratio. "report" (a report compares one
+            profile): no label, one line per family.
+        counts: Whether to include the counts by verdict.
+
+    Returns:
+        The lines, without list markers.
+    """
+    lines = []
+    for other, families in summary.get("geomean", {}).items():
+        if style == "command":
+            lines.append(f"{other}: geometric-mean speed ratio " + ", ".join(f"{family} {ratio:.3f}"
+                                                                             for family, ratio in families.items()))
+        else:
+            lines += [f"{family}: geometric-mean speed ratio {ratio:.3f}" for family, ratio in families.items()]
+    for other, verdict_counts in summary.get("counts", {}).items() if counts else ():
+        if style == "command":
+            lines.append(f"{other}: " + ", ".join(f"{verdict} {count}" for verdict, count in verdict_counts.items()))
+        else:
+            lines.append(", ".join(f"{verdict}: {count}" for verdict, count in verdict_counts.items()))
+    for other, changes in summary.get("verdict_changes", {}).items():
+        for change in changes:
+            if style == "command":
+                lines.append(f"{other}: verdict {change['target']} changed {change['base']} -> {change['other']}")
+            else:
+                lines.append(f"verdict change: {change['target']} {change['base']} → {change['other']}")
+    return lines

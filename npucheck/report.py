@@ -16,8 +16,8 @@ import pandas as pd
 
 from npucheck import compare as comparing
 from npucheck import plot as plotting
-from npucheck.render import (ENERGY_HEADERS, MEASUREMENT_HEADERS, datasheet_source_lines, energy_rows, header_lines,
-                             measurement_rows, summary_rows)
+from npucheck.render import (ENERGY_HEADERS, MEASUREMENT_HEADERS, comparison_summary_lines, datasheet_source_lines,
+                             energy_rows, header_lines, measurement_rows, summary_rows)
 from npucheck.store import write_atomic
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}
@@ -166,15 +166,8 @@ def _html(profile, base, plots, missing_plots, verdicts, measurements, energy, c
 
 
 def _summary_html(summary: dict[str, Any]) -> str:
-    e = html.escape
-    items = []
-    for other, families in summary.get("geomean", {}).items():
-        items += [f"<li>{e(family)}: geometric-mean speed ratio {ratio:.3f}</li>" for family, ratio in families.items()]
-    for other, counts in summary.get("counts", {}).items():
-        items.append("<li>" + e(", ".join(f"{k}: {v}" for k, v in counts.items())) + "</li>")
-    for other, changes in summary.get("verdict_changes", {}).items():
-        items += [f"<li>verdict change: {e(c['target'])} {e(c['base'])} → {e(c['other'])}</li>" for c in changes]
-    return "<ul>" + "".join(items) + "</ul>"
+    return "<ul>" + "".join(f"<li>{html.escape(line)}</li>"
+                            for line in comparison_summary_lines(summary, style="report")) + "</ul>"
 
 
 def _md_table(frame: pd.DataFrame) -> str:
@@ -200,10 +193,7 @@ def _markdown(profile, base, plots, missing_plots, verdicts, measurements, energ
     out += [f"- {line}" for line in missing_plots]
     if comparison is not None:
         out += ["", f"## Comparison with {comparing.label('', base)}", ""]
-        for families in comparison_summary.get("geomean", {}).values():
-            out += [f"- {family}: geometric-mean speed ratio {ratio:.3f}" for family, ratio in families.items()]
-        for changes in comparison_summary.get("verdict_changes", {}).values():
-            out += [f"- verdict change: {c['target']} {c['base']} → {c['other']}" for c in changes]
+        out += [f"- {line}" for line in comparison_summary_lines(comparison_summary, style="report", counts=False)]
         out += ["", _md_table(comparison.drop(columns=["other"]))]
     out += ["", "## Energy windows", "", _md_table(energy) if not energy.empty else
             "no energy windows: power was not measured in this run\n"]

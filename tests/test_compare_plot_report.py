@@ -14,6 +14,7 @@ from conftest import GEMM_FLOPS, make_measurement, make_profile
 from npucheck import compare as comparing
 from npucheck import plot as plotting
 from npucheck.cli import cli
+from npucheck.render import comparison_summary_lines
 from npucheck.stats import summarize
 from npucheck.store import save_result
 
@@ -100,6 +101,51 @@ def test_summary_has_the_geometric_mean_per_family_and_verdict_changes():
     summary = comparing.summary(comparing.compare_frames(base, others), base, others)
     assert summary["geomean"]["o"]["gemm"] == pytest.approx(np.sqrt(0.5), rel=0.03)
     assert summary["verdict_changes"]["o"] == [{"target": "miit-2020-cloud", "base": "FAIL", "other": "INCONCLUSIVE"}]
+
+
+def test_comparison_summary_lines_in_the_command_and_the_report_wording():
+    summary = {"geomean": {"o": {"cnn": 1.25, "gemm": 0.5}}, "counts": {"o": {"regression": 2, "noise": 1}},
+               "verdict_changes": {"o": [{"target": "t", "base": "FAIL", "other": "PASS"}]}}
+    assert comparison_summary_lines(summary) == [
+        "o: geometric-mean speed ratio cnn 1.250, gemm 0.500", "o: regression 2, noise 1",
+        "o: verdict t changed FAIL -> PASS"]
+    assert comparison_summary_lines(summary, style="report") == [
+        "cnn: geometric-mean speed ratio 1.250", "gemm: geometric-mean speed ratio 0.500",
+        "regression: 2, noise: 1", "verdict change: t FAIL → PASS"]
+    assert comparison_summary_lines(summary, style="report", counts=False) == [
+        "cnn: geometric-mean speed ratio 1.250", "gemm: geometric-mean speed ratio 0.500",
+        "verdict change: t FAIL → PASS"]
+    assert comparison_summary_lines({"geomean": {}, "counts": {}, "verdict_changes": {}}) == []
+
+
+def test_every_rendering_of_the_comparison_summary_takes_its_lines_from_one_function(runner, tmp_path,
+                                                                                     monkeypatch):
+    import npucheck.render
+    import npucheck.report
+
+    def marked(summary, style="command", counts=True):
+        return [f"SUMMARY-{style}-{counts}"]
+
+    monkeypatch.setattr(npucheck.render, "comparison_summary_lines", marked)
+    monkeypatch.setattr(npucheck.report, "comparison_summary_lines", marked)
+    base, other = _pair()
+    other["verdicts"] = copy.deepcopy(base["verdicts"])
+    other["verdicts"][0]["status"] = "INCONCLUSIVE"  # a verdict change, so every kind of line has a source
+    b, o = save_result(base, tmp_path / "b.json"), save_result(other, tmp_path / "o.json")
+    outputs = {}
+    for fmt in ("table", "markdown"):
+        result = runner.invoke(cli, ["compare", str(b), str(o), "--format", fmt])
+        assert result.exit_code == 0, result.output
+        outputs[fmt] = result.output
+    for name in ("report.md", "report.html"):
+        result = runner.invoke(cli, ["report", str(o), str(b), "-o", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        outputs[name] = (tmp_path / name).read_text()
+    assert "SUMMARY-command-True" in outputs["table"] and "- SUMMARY-command-True" in outputs["markdown"]
+    assert "- SUMMARY-report-False" in outputs["report.md"]
+    assert "<li>SUMMARY-report-True</li>" in outputs["report.html"]
+    for name, text in outputs.items():  # nothing renders the summary on its own
+        assert "geometric-mean" not in text and "verdict change" not in text and "changed FAIL" not in text, name
 
 
 def test_compare_exits_1_on_regression_only_when_asked(runner, tmp_path):
