@@ -15,12 +15,11 @@ import math
 from typing import Any
 
 from npucheck.datasheets import ceiling_reason
+from npucheck.model import PARTIAL_SCOPES, QUALITIES, SHARED_SCOPES, VERDICT_STATUSES
 from npucheck.targets import Criterion, Target
 
-PASS, FAIL, INCONCLUSIVE, ERROR = "PASS", "FAIL", "INCONCLUSIVE", "ERROR"
-MEASURED_QUALITIES = ("Q1", "Q2", "Q3")
-PARTIAL_SCOPES = ("soc-rail", "dram")  # as npucheck.power.base.PARTIAL_SCOPES (judge stays free of power imports)
-SHARED_SCOPES = ("shared-board",)  # as npucheck.power.base.SHARED_SCOPES: a MIG slice's parent GPU
+PASS, FAIL, INCONCLUSIVE, ERROR = VERDICT_STATUSES
+MEASURED_QUALITIES = tuple(q for q in QUALITIES if q != "Q0")
 HOST_CLOCK_TOLERANCE = 1.15  # as npucheck.runner.HOST_CLOCK_TOLERANCE (the judge imports no measuring code)
 INTERRUPTED_NOTE = " (run was interrupted: judged on the cases measured)"
 

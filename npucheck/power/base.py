@@ -25,14 +25,9 @@ import time
 from typing import Any, Callable
 
 from npucheck.errors import UsageError
+from npucheck.model import QUALITY_NAMES
 
-QUALITY_NAMES = {"Q0": "estimated", "Q1": "sampled telemetry", "Q2": "energy counter", "Q3": "external meter"}
-SCOPES = ("chip", "package", "board", "module", "platform", "soc-rail", "dram", "wall", "user-stated",
-          "shared-board", "unknown")
-PARTIAL_SCOPES = ("soc-rail", "dram")
-"""Scopes that cover only part of a device (one rail, the memory): shown, but never judged against a target."""
-SHARED_SCOPES = ("shared-board",)
-"""Scopes whose power other devices share (a MIG slice's parent GPU): shown, never judged."""
+# The vocabularies (scopes, qualities) live in npucheck.model, one place for every module.
 UPDATE_PROBE_MAX_S = 1.0
 """Longest a source's opening waits to see its counter (or power reading) change twice."""
 MAX_PLAUSIBLE_WATTS = 5000.0

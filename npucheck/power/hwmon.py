@@ -19,7 +19,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from npucheck.power.base import (CounterReset, PARTIAL_SCOPES, PowerReadError, PowerSource, PowerSourceError,
+from npucheck.model import PARTIAL_SCOPES
+from npucheck.power.base import (CounterReset, PowerReadError, PowerSource, PowerSourceError,
                                  bus_id_coverage, device_label, device_runtime, normalize_bus_id,
                                  plausible_watts)
 

@@ -29,7 +29,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from npucheck.power.base import SCOPES, PowerReadError, PowerSource, PowerSourceError, device_label, plausible_watts
+from npucheck.model import SCOPES
+from npucheck.power.base import PowerReadError, PowerSource, PowerSourceError, device_label, plausible_watts
 
 DEFAULT_METER_UNCERTAINTY = 0.05
 _PTD = re.compile(r"^Time,(\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2}(?:\.\d+)?),Watts,([^,]+)")
