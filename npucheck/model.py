@@ -32,6 +32,8 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, get_args
 
+from npucheck.errors import ResultFileError
+
 __all__ = [
     "SCHEMA_VERSION",
     # vocabularies
@@ -41,7 +43,7 @@ __all__ = [
     # objects
     "Record", "Case", "Check", "Stats", "Energy", "SourceInfo", "PowerInfo", "Measurement", "SupportCheck",
     "SupportFamily", "DeviceInfo", "Settings", "Load", "Peak", "Summary", "CriterionResult", "Verdict",
-    "ResultProfile", "freeze", "thaw",
+    "ResultProfile", "as_profile", "freeze", "thaw",
 ]
 
 SCHEMA_VERSION = 2
@@ -986,3 +988,19 @@ class ResultProfile(Record):
         for confirmation in self.confirmations or ():
             if confirmation.role is None:
                 raise ValueError(f"ResultProfile.confirmations: {confirmation.id} has no role 'confirmation'")
+
+
+def as_profile(profile: ResultProfile | Mapping[str, Any]) -> ResultProfile:
+    """The profile as a :class:`ResultProfile`: readers accept either a model object or a schema-v2 dict (as
+    ``npucheck.store.load_result`` returns it, which has already checked that it fits the model).
+
+    Raises:
+        ResultFileError: a dict that does not fit the model (one line, exit code 2 in the CLI).
+    """
+    if isinstance(profile, ResultProfile):
+        return profile
+    try:
+        return ResultProfile.from_dict(profile)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ResultFileError(f"not a valid result profile: {e}") from e
+

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from npucheck.errors import ResultFileError, UsageError
+from npucheck.model import ResultProfile
 
 # Format history (bump SCHEMA_VERSION, add a one-step migration to MIGRATIONS and a new schema file):
 #   1 - first format (npucheck 0.1)
@@ -156,6 +157,10 @@ def load_result(path: str | Path) -> dict[str, Any]:
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ResultFileError(f"{path}: cannot upgrade from schema {version}: {type(e).__name__}: {e}") from e
     validate(doc, str(path))
+    try:  # what the readers will build from it: a value the schema allows but the model refuses is named here
+        ResultProfile.from_dict(doc)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ResultFileError(f"{path}: {' '.join(str(e).split())}") from e
     return doc
 
 

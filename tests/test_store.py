@@ -445,3 +445,17 @@ def test_any_valid_measurement_list_round_trips(tmp_path, measurement_list):
     with tempfile.TemporaryDirectory(dir=tmp_path) as directory:
         path = store.save_result(profile, results_dir=directory)
         assert store.load_result(path) == profile
+
+
+def test_a_file_the_schema_allows_but_the_model_refuses_is_one_line_error(tmp_path):
+    from npucheck.errors import ResultFileError
+    from npucheck.store import load_result
+    from tests.conftest import make_profile
+
+    profile = make_profile()
+    low, high = profile["measurements"][0]["tflops_ci"]
+    profile["measurements"][0]["tflops_ci"] = [high, low]  # a reversed interval: never written by npucheck
+    path = tmp_path / "reversed.json"
+    path.write_text(__import__("json").dumps(profile))
+    with pytest.raises(ResultFileError, match=r"reversed\.json: .*tflops_ci"):
+        load_result(path)
