@@ -10,13 +10,19 @@ than compared; TFLOPS/W is compared only between windows of the same power sourc
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from npucheck.model import Energy, ResultProfile, as_profile
 from npucheck.render import profile_label as label  # noqa: F401 - re-exported for callers of this module
+
+ProfileLike = ResultProfile | Mapping[str, Any]
+"""What the functions here accept: a :class:`ResultProfile`, or a loaded schema-v2 dict (converted once with
+:func:`npucheck.model.as_profile`)."""
 
 DEFAULT_THRESHOLD = 0.05
 RESAMPLES = 2000
@@ -27,41 +33,47 @@ INCOMPARABLE, MISSING, NOT_MEASURED = "incomparable", "missing", "not measured"
 
 
 # --------------------------------------------------------------------------------------------------- listing
-def results_frame(entries: list[tuple[Path, dict[str, Any]]]) -> pd.DataFrame:
+def results_frame(entries: Sequence[tuple[Path, ProfileLike]]) -> pd.DataFrame:
     """One row per stored profile: file, device, date, suite, peak fp16 TFLOPS, fp16 TFLOPS/W, verdicts."""
     rows = []
-    for path, profile in entries:
-        summary = profile.get("summary") or {}
+    for path, loaded in entries:
+        profile = as_profile(loaded)
+        source = profile.power.source
         rows.append({
-            "file": str(path), "device": profile["device"]["name"], "backend": profile["device"].get("backend"),
-            "date": profile["created_utc"], "suite": profile["settings"].get("suite"),
-            "peak_fp16_tflops": (summary.get("peak_tflops") or {}).get("fp16"),
-            "fp16_tflops_per_watt": (summary.get("tflops_per_watt") or {}).get("fp16"),
-            "power": ((profile.get("power") or {}).get("source") or {}).get("name"),
-            "interrupted": bool(profile.get("interrupted")),
-            "verdicts": ", ".join(f"{v['target']}: {v['status']}" for v in profile.get("verdicts") or []),
+            "file": str(path), "device": profile.device.name, "backend": profile.device.backend,
+            "date": profile.created_utc, "suite": profile.settings.suite,
+            "peak_fp16_tflops": _fp16(profile.summary.peak_tflops),
+            "fp16_tflops_per_watt": _fp16(profile.summary.tflops_per_watt),
+            "power": source.name if source is not None else None,
+            "interrupted": bool(profile.interrupted),
+            "verdicts": ", ".join(f"{v.target}: {v.status}" for v in profile.verdicts),
         })
     columns = ["file", "device", "backend", "date", "suite", "peak_fp16_tflops", "fp16_tflops_per_watt", "power",
                "interrupted", "verdicts"]
     return pd.DataFrame(rows, columns=columns)
 
 
+def _fp16(by_dtype: Mapping[str, Any] | None) -> Any:
+    """The fp16 entry of a by-dtype summary figure, None when absent."""
+    return by_dtype["fp16"] if by_dtype is not None and "fp16" in by_dtype else None
+
+
 # --------------------------------------------------------------------------------------------------- cases
-def cases_frame(profile: dict[str, Any]) -> pd.DataFrame:
+def cases_frame(profile: ProfileLike) -> pd.DataFrame:
     """The profile's measurements, one row per case id, with what decides comparability."""
     rows = []
-    for m in profile.get("measurements") or []:
-        energy = m.get("energy") or {}
+    for m in as_profile(profile).measurements:
+        energy: Energy | None = m.energy if m.energy is not None and m.energy.valid else None
         rows.append({
-            "id": m["id"], "kernel": m["kernel"], "family": m.get("family") or m["kernel"], "dtype": m["dtype"],
-            "flops": m.get("flops"), "status": m["status"], "correct": m.get("correct"), "tflops": m.get("tflops"),
-            "samples_s": m.get("samples_s") or [], "kernel_version": m.get("kernel_version"),
-            "flop_convention": m.get("flop_convention"), "timing_method": m.get("timing_method"),
-            "flushed": bool(m.get("cache_flush_bytes")),
-            "tflops_per_watt": energy.get("tflops_per_watt") if energy.get("valid") else None,
-            "power_source": energy.get("source") if energy.get("valid") else None,
-            "power_scope": energy.get("scope") if energy.get("valid") else None,
-            "power_uncertainty": energy.get("uncertainty_rel") if energy.get("valid") else None,
+            "id": m.id, "kernel": m.kernel, "family": m.family or m.kernel, "dtype": m.dtype,
+            "flops": m.flops, "status": m.status, "correct": m.correct, "tflops": m.tflops,
+            "samples_s": list(m.samples_s), "kernel_version": m.kernel_version,
+            "flop_convention": m.flop_convention, "timing_method": m.timing_method,
+            "flushed": bool(m.cache_flush_bytes),
+            "tflops_per_watt": energy.tflops_per_watt if energy is not None else None,
+            "power_source": energy.source if energy is not None else None,
+            "power_scope": energy.scope if energy is not None else None,
+            "power_uncertainty": energy.uncertainty_rel if energy is not None else None,
         })
     frame = pd.DataFrame(rows)
     return frame.drop_duplicates("id").set_index("id") if not frame.empty else frame
@@ -100,7 +112,7 @@ def classify(ratio: float, low: float, high: float, threshold: float) -> str:
     return NOISE
 
 
-def compare_frames(base: dict[str, Any], others: list[tuple[str, dict[str, Any]]],
+def compare_frames(base: ProfileLike, others: Sequence[tuple[str, ProfileLike]],
                    threshold: float = DEFAULT_THRESHOLD, seed: int = 0) -> pd.DataFrame:
     """One row per case and other profile: TFLOPS and TFLOPS/W of both, the speed ratio with its interval,
     and the verdict (regression, improvement, small change, noise, incomparable, missing, not measured)."""
@@ -112,7 +124,7 @@ def compare_frames(base: dict[str, Any], others: list[tuple[str, dict[str, Any]]
         for case_id in ids:
             b = base_cases.loc[case_id] if case_id in base_cases.index else None
             o = other_cases.loc[case_id] if case_id in other_cases.index else None
-            ref = b if b is not None else o
+            ref: pd.Series = b if b is not None else other_cases.loc[case_id]  # the id is in one of the two
             row: dict[str, Any] = {
                 "other": other_label, "case": case_id, "kernel": ref["kernel"], "family": ref["family"],
                 "dtype": ref["dtype"], "flops": ref["flops"],
@@ -171,7 +183,7 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return cleaned.to_markdown(index=False, floatfmt=".4g", missingval="—")
 
 
-def summary(frame: pd.DataFrame, base: dict[str, Any], others: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+def summary(frame: pd.DataFrame, base: ProfileLike, others: Sequence[tuple[str, ProfileLike]]) -> dict[str, Any]:
     """Geometric-mean speed ratio per other profile and kernel family, counts by verdict, verdict changes."""
     out: dict[str, Any] = {"geomean": {}, "counts": {}, "verdict_changes": {}}
     if frame.empty:
@@ -182,12 +194,12 @@ def summary(frame: pd.DataFrame, base: dict[str, Any], others: list[tuple[str, d
                                        for family, g in group.groupby("family", sort=True)}
     for other_label, group in frame.groupby("other", sort=False):
         out["counts"][other_label] = {k: int(v) for k, v in group["verdict"].value_counts().items()}
-    base_verdicts = {v["target"]: v["status"] for v in base.get("verdicts") or []}
+    base_verdicts = {v.target: v.status for v in as_profile(base).verdicts}
     for other_label, other in others:
         changes = []
-        for v in other.get("verdicts") or []:
-            before = base_verdicts.get(v["target"])
-            if before is not None and before != v["status"]:
-                changes.append({"target": v["target"], "base": before, "other": v["status"]})
+        for v in as_profile(other).verdicts:
+            before = base_verdicts.get(v.target)
+            if before is not None and before != v.status:
+                changes.append({"target": v.target, "base": before, "other": v.status})
         out["verdict_changes"][other_label] = changes
     return out

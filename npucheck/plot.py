@@ -7,11 +7,15 @@ Kinds:
   TFLOPS/W thresholds drawn and labelled;
 * ``trace``: power over the run with each energy window shaded, SM clock and temperature where recorded;
 * ``compare``: several profiles' GEMM sweeps on the same axes, a legend naming device and date.
+
+Every function takes :class:`npucheck.model.ResultProfile` objects or loaded schema-v2 dicts (converted once with
+:func:`npucheck.model.as_profile`).
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from npucheck.errors import UsageError
+from npucheck.model import Energy, Measurement, ResultProfile, as_profile
 from npucheck.store import write_atomic
 
 KINDS = ("sweep", "efficiency", "trace", "compare")
@@ -26,26 +31,33 @@ FORMATS = ("png", "svg", "pdf")
 DTYPE_ORDER = ("fp16", "bf16", "fp32")
 COLOURS = {"fp16": "tab:red", "bf16": "tab:blue", "fp32": "tab:green"}
 
+ProfileLike = ResultProfile | Mapping[str, Any]
+"""What the plots accept: a :class:`ResultProfile`, or a loaded schema-v2 dict."""
+
 
 class NothingToPlot(UsageError):
     """The profiles hold no data for the plot asked for (e.g. no energy windows)."""
 
 
-def _gemm_points(profile: dict[str, Any], dtype: str) -> list[dict[str, Any]]:
-    points = [m for m in profile.get("measurements") or [] if m["kernel"] == "gemm" and m["dtype"] == dtype
-              and m["status"] == "ok" and m.get("correct") is not False and m.get("tflops")]
-    return sorted(points, key=lambda m: m["flops"])
+def _as_profiles(profiles: Sequence[ProfileLike]) -> list[ResultProfile]:
+    return [as_profile(profile) for profile in profiles]
 
 
-def _dtypes(profile: dict[str, Any]) -> list[str]:
-    present = {m["dtype"] for m in profile.get("measurements") or []}
+def _gemm_points(profile: ResultProfile, dtype: str) -> list[Measurement]:
+    points = [m for m in profile.measurements if m.kernel == "gemm" and m.dtype == dtype
+              and m.status == "ok" and m.correct is not False and m.tflops]
+    return sorted(points, key=lambda m: m.flops)
+
+
+def _dtypes(profile: ResultProfile) -> list[str]:
+    present: set[str] = {m.dtype for m in profile.measurements}
     return [d for d in DTYPE_ORDER if d in present] + sorted(present - set(DTYPE_ORDER))
 
 
-def _title(fig: Figure, text: str, profiles: list[dict[str, Any]]) -> None:
+def _title(fig: Figure, text: str, profiles: list[ResultProfile]) -> None:
     if len(profiles) == 1:
         p = profiles[0]
-        text += f"\n{p['device']['name']} ({p['device']['id']}), {p['settings'].get('suite')} suite, {p['created_utc']}"
+        text += f"\n{p.device.name} ({p.device.id}), {p.settings.suite} suite, {p.created_utc}"
     fig.suptitle(text, fontsize=11)
 
 
@@ -58,8 +70,23 @@ def _size_axes(ax: Any, ylabel: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
 
 
-def sweep(profiles: list[dict[str, Any]]) -> Figure:
-    profile = profiles[0]
+def _tflops(m: Measurement) -> float:
+    """The TFLOPS of a point of :func:`_gemm_points` (which has them)."""
+    if m.tflops is None:
+        raise TypeError(f"{m.id}: a measured case without its TFLOPS")
+    return m.tflops
+
+
+def _error_bar(m: Measurement) -> tuple[float, float]:
+    """How far the TFLOPS interval reaches below and above the median (a measured GEMM always has one)."""
+    if m.tflops_ci is None:
+        raise TypeError(f"{m.id}: a measured case without its TFLOPS interval")
+    return _tflops(m) - m.tflops_ci[0], m.tflops_ci[1] - _tflops(m)
+
+
+def sweep(profiles: Sequence[ProfileLike]) -> Figure:
+    loaded = _as_profiles(profiles)
+    profile = loaded[0]
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.add_subplot()
     plotted = 0
@@ -67,49 +94,51 @@ def sweep(profiles: list[dict[str, Any]]) -> Figure:
         points = _gemm_points(profile, dtype)
         if not points:
             continue
-        x = [m["flops"] for m in points]
-        y = [m["tflops"] for m in points]
-        low = [m["tflops"] - m["tflops_ci"][0] for m in points]
-        high = [m["tflops_ci"][1] - m["tflops"] for m in points]
+        x = [m.flops for m in points]
+        y = [_tflops(m) for m in points]
+        low = [_error_bar(m)[0] for m in points]
+        high = [_error_bar(m)[1] for m in points]
         ax.errorbar(x, y, yerr=[low, high], fmt="o", capsize=3, label=dtype, color=COLOURS.get(dtype))
         plotted += len(points)
     if not plotted:
         raise NothingToPlot("no correct GEMM measurement to plot")
     _size_axes(ax, "throughput (TFLOPS, median with 95% CI)")
     ax.legend(title="dtype")
-    _title(fig, "GEMM throughput against problem size", profiles)
+    _title(fig, "GEMM throughput against problem size", loaded)
     return fig
 
 
-def _windows(profile: dict[str, Any]) -> list[dict[str, Any]]:
-    return [m for m in profile.get("measurements") or []
-            if (m.get("energy") or {}).get("valid") and m["energy"].get("tflops_per_watt")]
+def _windows(profile: ResultProfile) -> list[tuple[Measurement, Energy]]:
+    """The measurements with a valid energy window that has a TFLOPS/W, each with its window."""
+    return [(m, m.energy) for m in profile.measurements
+            if m.energy is not None and m.energy.valid and m.energy.tflops_per_watt]
 
 
-def efficiency(profiles: list[dict[str, Any]], thresholds: list[tuple[str, float]]) -> Figure:
-    profile = profiles[0]
+def efficiency(profiles: Sequence[ProfileLike], thresholds: list[tuple[str, float]]) -> Figure:
+    loaded = _as_profiles(profiles)
+    profile = loaded[0]
     windows = _windows(profile)
     if not windows:
         raise NothingToPlot("no valid energy window in the profile (run with a power source: npucheck run --power ...)")
     fig = Figure(figsize=(11, 5), layout="constrained")
     by_size, by_speed = fig.subplots(1, 2)
     for dtype in _dtypes(profile):  # GEMM sizes as a curve per dtype
-        points = sorted((m for m in windows if m["dtype"] == dtype and m["kernel"] == "gemm"),
-                        key=lambda m: m["flops"])
+        points = sorted(((m, e) for m, e in windows if m.dtype == dtype and m.kernel == "gemm"),
+                        key=lambda point: point[0].flops)
         if not points:
             continue
-        per_watt = [m["energy"]["tflops_per_watt"] for m in points]
-        by_size.plot([m["flops"] for m in points], per_watt, "o-", label=f"gemm {dtype}", color=COLOURS.get(dtype))
-        by_speed.plot([m["energy"]["tflops"] for m in points], per_watt, "o", label=f"gemm {dtype}",
+        per_watt = [e.tflops_per_watt for _, e in points]
+        by_size.plot([m.flops for m, _ in points], per_watt, "o-", label=f"gemm {dtype}", color=COLOURS.get(dtype))
+        by_speed.plot([e.tflops for _, e in points], per_watt, "o", label=f"gemm {dtype}",
                       color=COLOURS.get(dtype))
-    others = sorted({(m["kernel"], m["dtype"]) for m in windows if m["kernel"] != "gemm"})
+    others = sorted({(m.kernel, m.dtype) for m, _ in windows if m.kernel != "gemm"})
     for index, (kernel, dtype) in enumerate(others):  # other kernels as single points, never joined to GEMM
-        points = [m for m in windows if m["kernel"] == kernel and m["dtype"] == dtype]
+        points = [(m, e) for m, e in windows if m.kernel == kernel and m.dtype == dtype]
         marker = "sD^v<>ph*"[index % 9]
-        per_watt = [m["energy"]["tflops_per_watt"] for m in points]
-        by_size.plot([m["flops"] for m in points], per_watt, marker, label=f"{kernel} {dtype}",
+        per_watt = [e.tflops_per_watt for _, e in points]
+        by_size.plot([m.flops for m, _ in points], per_watt, marker, label=f"{kernel} {dtype}",
                      color=COLOURS.get(dtype), markerfacecolor="none")
-        by_speed.plot([m["energy"]["tflops"] for m in points], per_watt, marker, label=f"{kernel} {dtype}",
+        by_speed.plot([e.tflops for _, e in points], per_watt, marker, label=f"{kernel} {dtype}",
                       color=COLOURS.get(dtype), markerfacecolor="none")
     for ax in (by_size, by_speed):
         ax.set_xscale("log")
@@ -123,39 +152,39 @@ def efficiency(profiles: list[dict[str, Any]], thresholds: list[tuple[str, float
         ax.legend(title="kernel, dtype", fontsize=8)
     by_size.set_xlabel("problem size (FLOPs per call)")
     by_speed.set_xlabel("sustained throughput in the window (TFLOPS)")
-    source = windows[0]["energy"]
-    _title(fig, f"Efficiency curves (power: {source['source']}, scope {source['scope']}, quality "
-                f"{source['quality']})", profiles)
+    source = windows[0][1]
+    _title(fig, f"Efficiency curves (power: {source.source}, scope {source.scope}, quality "
+                f"{source.quality})", loaded)
     return fig
 
 
-def trace(profiles: list[dict[str, Any]]) -> Figure:
-    profile = profiles[0]
-    windows = [((profile.get("power") or {}).get("idle"), "idle")] + [
-        (m.get("energy"), m["id"]) for m in profile.get("measurements") or []]
-    windows = [(e, name) for e, name in windows if e and e.get("trace") and e.get("start_unix")]
+def trace(profiles: Sequence[ProfileLike]) -> Figure:
+    loaded = _as_profiles(profiles)
+    profile = loaded[0]
+    candidates = [(profile.power.idle, "idle")] + [(m.energy, m.id) for m in profile.measurements]
+    windows = [(e, e.start_unix, name) for e, name in candidates if e is not None and e.trace and e.start_unix]
     if not windows:
         raise NothingToPlot("no power trace in the profile (run with a power source: npucheck run --power ...)")
-    origin = min(e["start_unix"] for e, _ in windows)
+    origin = min(start_unix for _, start_unix, _ in windows)
     fig = Figure(figsize=(11, 5), layout="constrained")
     ax = fig.add_subplot()
     clock_ax = None
     temp_points: list[tuple[float, float]] = []
     clock_points: list[tuple[float, float]] = []
-    for index, (energy, name) in enumerate(windows):
-        start = energy["start_unix"] - origin
-        ax.axvspan(start, start + energy.get("window_s", 0), alpha=0.12, color="tab:orange" if name != "idle"
+    for index, (energy, start_unix, name) in enumerate(windows):
+        start = start_unix - origin
+        ax.axvspan(start, start + energy.window_s, alpha=0.12, color="tab:orange" if name != "idle"
                    else "tab:gray", label="energy window" if index == 1 else ("idle" if name == "idle" else None))
-        points = energy["trace"]
+        points = energy.trace
         ax.plot([start + t for t, _ in points], [w for _, w in points], ".-", color="tab:blue", markersize=2,
                 linewidth=0.8, label="power" if index == 0 else None)
-        for t, context in energy.get("context_trace") or []:
+        for t, context in energy.context_trace:
             if "sm_clock_mhz" in context:
                 clock_points.append((start + t, context["sm_clock_mhz"]))
             if "temperature_c" in context:
                 temp_points.append((start + t, context["temperature_c"]))
     ax.set_xlabel("time since the first window (s)")
-    ax.set_ylabel(f"power (W, {windows[0][0]['source']}, scope {windows[0][0]['scope']})")
+    ax.set_ylabel(f"power (W, {windows[0][0].source}, scope {windows[0][0].scope})")
     ax.grid(True, alpha=0.3)
     if clock_points or temp_points:
         clock_ax = ax.twinx()
@@ -166,41 +195,43 @@ def trace(profiles: list[dict[str, Any]]) -> Figure:
         clock_ax.set_ylabel("SM clock (MHz) / temperature (°C)")
         clock_ax.legend(loc="upper right")
     ax.legend(loc="upper left")
-    _title(fig, "Power over the run (energy windows shaded)", profiles)
+    _title(fig, "Power over the run (energy windows shaded)", loaded)
     return fig
 
 
-def compare(profiles: list[dict[str, Any]], labels: list[str]) -> Figure:
+def compare(profiles: Sequence[ProfileLike], labels: list[str]) -> Figure:
+    loaded = _as_profiles(profiles)
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax = fig.add_subplot()
     markers = "osD^v<>ph*"
     plotted = 0
-    for index, (profile, name) in enumerate(zip(profiles, labels)):
+    for index, (profile, name) in enumerate(zip(loaded, labels)):
         for dtype in _dtypes(profile):
             points = _gemm_points(profile, dtype)
             if points:
-                ax.plot([m["flops"] for m in points], [m["tflops"] for m in points], marker=markers[index % 10],
+                ax.plot([m.flops for m in points], [_tflops(m) for m in points], marker=markers[index % 10],
                         linestyle="-", color=COLOURS.get(dtype), alpha=0.85, label=f"{dtype} — {name}")
                 plotted += 1
     if not plotted:
         raise NothingToPlot("no correct GEMM measurement in any profile")
     _size_axes(ax, "throughput (TFLOPS, median)")
     ax.legend(fontsize=8)
-    _title(fig, f"GEMM throughput of {len(profiles)} profile{'' if len(profiles) == 1 else 's'}", profiles)
+    _title(fig, f"GEMM throughput of {len(loaded)} profile{'' if len(loaded) == 1 else 's'}", loaded)
     return fig
 
 
-def build(kind: str, profiles: list[dict[str, Any]], labels: list[str],
+def build(kind: str, profiles: Sequence[ProfileLike], labels: list[str],
           thresholds: list[tuple[str, float]] | None = None) -> Figure:
+    if kind not in KINDS:
+        raise UsageError(f"unknown plot kind {kind!r} (known: {', '.join(KINDS)})")
+    loaded = _as_profiles(profiles)
     if kind == "sweep":
-        return sweep(profiles)
+        return sweep(loaded)
     if kind == "efficiency":
-        return efficiency(profiles, thresholds or [])
+        return efficiency(loaded, thresholds or [])
     if kind == "trace":
-        return trace(profiles)
-    if kind == "compare":
-        return compare(profiles, labels)
-    raise UsageError(f"unknown plot kind {kind!r} (known: {', '.join(KINDS)})")
+        return trace(loaded)
+    return compare(loaded, labels)
 
 
 def render(fig: Figure, fmt: str = "png") -> bytes:
