@@ -1,7 +1,8 @@
 """Judge a result profile against targets: criteria in, verdicts with confidence bounds out.
 
-Pure functions over the result profile as loaded from JSON (see docs/result-profile.md) and validated
-:class:`~npucheck.targets.Target` objects. Nothing here measures, prints or exits.
+Pure functions over a :class:`~npucheck.model.ResultProfile` (or a result-profile dict, read once into one with
+:func:`~npucheck.model.as_profile`) and validated :class:`~npucheck.targets.Target` objects. Nothing here
+measures, prints or exits. The verdicts come out as the dicts stored in ``verdicts[]``.
 
 The rule, for every criterion: PASS only when the whole confidence interval clears the threshold (its
 lower bound for ``>=``/``>``, its upper bound for ``<=``/``<``), FAIL only when the whole interval misses
@@ -11,11 +12,21 @@ case errored is ERROR.
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from npucheck.datasheets import ceiling_reason
-from npucheck.model import PARTIAL_SCOPES, QUALITIES, SHARED_SCOPES, VERDICT_STATUSES
+from npucheck.model import (
+    PARTIAL_SCOPES,
+    QUALITIES,
+    SHARED_SCOPES,
+    VERDICT_STATUSES,
+    Measurement,
+    Record,
+    ResultProfile,
+    as_profile,
+    thaw,
+)
 from npucheck.targets import Criterion, Target
 
 PASS, FAIL, INCONCLUSIVE, ERROR = VERDICT_STATUSES
@@ -24,32 +35,37 @@ HOST_CLOCK_TOLERANCE = 1.15  # as npucheck.runner.HOST_CLOCK_TOLERANCE (the judg
 INTERRUPTED_NOTE = " (run was interrupted: judged on the cases measured)"
 
 
-def judge(profile: dict[str, Any], targets: list[Target]) -> list[dict[str, Any]]:
+def judge(profile: ResultProfile | Mapping[str, Any], targets: list[Target]) -> list[dict[str, Any]]:
     """Verdicts of a result profile against each target, in the order given.
 
     Args:
-        profile: a result profile dict (schema version 1).
+        profile: a result profile, or its dict (schema version 2, as ``npucheck.store.load_result`` returns it).
         targets: validated targets.
 
     Returns:
         One dict per target: ``target``, ``title``, ``status`` and ``criteria`` (each with ``metric``, ``op``,
         ``threshold``, ``unit``, ``measured``, ``lower``, ``upper``, ``status``, ``reason``).
+
+    Raises:
+        ResultFileError: a dict that does not fit the model.
     """
+    result = as_profile(profile)
     verdicts = []
     for target in targets:
-        criteria = [judge_criterion(profile, criterion) for criterion in target.criteria]
+        criteria = [judge_criterion(result, criterion) for criterion in target.criteria]
         verdicts.append({"target": target.name, "title": target.title,
                          "status": _combine([c["status"] for c in criteria]), "criteria": criteria})
     return verdicts
 
 
-def judge_criterion(profile: dict[str, Any], criterion: Criterion) -> dict[str, Any]:
+def judge_criterion(profile: ResultProfile | Mapping[str, Any], criterion: Criterion) -> dict[str, Any]:
     """The verdict of one criterion on a result profile (a ``verdicts[].criteria[]`` entry)."""
     evaluate = _METRICS.get(criterion.metric)
     if evaluate is None:
         raise ValueError(f"unknown metric {criterion.metric!r}")  # targets.py validates; this is a bug
-    status, measured, lower, upper, reason = evaluate(profile, criterion)
-    if profile.get("interrupted") and status != PASS:
+    result = as_profile(profile)
+    status, measured, lower, upper, reason = evaluate(result, criterion)
+    if result.interrupted and status != PASS:
         reason += INTERRUPTED_NOTE
     return {"metric": criterion.label, "op": criterion.op, "threshold": criterion.threshold,
             "unit": criterion.unit, "measured": measured, "lower": lower, "upper": upper, "status": status,
@@ -104,7 +120,7 @@ def _combine(statuses: list[str]) -> str:
 Outcome = tuple[str, float | None, float | None, float | None, str]
 
 
-def _peak_tflops(profile: dict[str, Any], criterion: Criterion) -> Outcome:
+def _peak_tflops(profile: ResultProfile, criterion: Criterion) -> Outcome:
     """The best GEMM case of the dtype is only the selection: the best of many intervals is biased upward, so a
     PASS needs the independent re-measurement of that case (``confirmations``). Without one only a FAIL (even the
     largest upper bound misses) or INCONCLUSIVE can come out. Any figure above the datasheet ceiling stored with
@@ -113,47 +129,47 @@ def _peak_tflops(profile: dict[str, Any], criterion: Criterion) -> Outcome:
     cases = _gemm_cases(profile, dtype)
     if not cases:
         return INCONCLUSIVE, None, None, None, f"not measured: the run has no {dtype} GEMM case"
-    datasheet = (profile.get("device") or {}).get("datasheet")
-    good = [m for m in cases if m.get("status") == "ok" and m.get("correct") is not False
-            and _number(m.get("tflops")) is not None]
-    above = [m for m in good if ceiling_reason(datasheet, dtype, _number(m["tflops"]))]
+    datasheet = thaw(profile.device.datasheet)  # npucheck.datasheets reads the stored dict
+    # the model has checked every figure: a TFLOPS is a finite number or None
+    good = [m for m in cases if m.status == "ok" and m.correct is not False and m.tflops is not None]
+    above = [m for m in good if ceiling_reason(datasheet, dtype, _tflops(m))]
     good = [m for m in good if m not in above]
     errored = [m for m in cases if _errored(m)] + above
-    skipped = [m for m in cases if m.get("status") == "skipped"]
+    skipped = [m for m in cases if m.status == "skipped"]
     if not good:
         if len(errored) == len(cases):
-            why = f"; {ceiling_reason(datasheet, dtype, _number(above[0]['tflops']))}" if above else ""
+            why = f"; {ceiling_reason(datasheet, dtype, _tflops(above[0]))}" if above else ""
             return ERROR, None, None, None, f"all {_cases(len(cases), f'{dtype} GEMM')} errored{why}"
         return (INCONCLUSIVE, None, None, None,
                 f"not measured: no {dtype} GEMM case ran correctly "
                 f"({len(errored)} errored, {len(skipped)} skipped)")
 
-    best = max(good, key=lambda m: _number(m["tflops"]))
-    largest_flops = max((_number(m.get("flops")) or 0.0) for m in good)
-    larger = sum(1 for m in skipped if (_number(m.get("flops")) or 0.0) > largest_flops)
+    best = max(good, key=_tflops)
+    largest_flops = max(float(m.flops) for m in good)
+    larger = sum(1 for m in skipped if float(m.flops) > largest_flops)
     notes = [f"{_cases(larger, 'larger')} skipped"] if larger else []
     if len(skipped) > larger:
         notes.append(f"{_cases(len(skipped) - larger, 'other')} skipped")
     if errored:
         notes.append(f"{len(errored)} errored" + (f", {len(above)} above the datasheet ceiling" if above else ""))
     suffix = f" ({', '.join(notes)})" if notes else ""
-    selection = f"best of {_cases(len(good), f'{dtype} GEMM')}: {best.get('id')}"
+    selection = f"best of {_cases(len(good), f'{dtype} GEMM')}: {best.id}"
 
-    confirmation = next((c for c in profile.get("confirmations") or [] if c.get("confirms") == best.get("id")), None)
+    confirmation = next((c for c in profile.confirmations or () if c.confirms == best.id), None)
     if confirmation is not None:
-        value = _number(confirmation.get("tflops"))
-        if confirmation.get("status") == "ok" and confirmation.get("correct") is not False and value is not None:
+        value = _float(confirmation.tflops)
+        if confirmation.status == "ok" and confirmation.correct is not False and value is not None:
             too_high = ceiling_reason(datasheet, dtype, value)
             if too_high:
-                return ERROR, value, None, None, f"the confirmation of {best.get('id')}: {too_high}"
+                return ERROR, value, None, None, f"the confirmation of {best.id}: {too_high}"
             lower, upper = _bounds(confirmation)
             status = decide(criterion.op, criterion.threshold, lower, upper)
-            host_ratio = _number(confirmation.get("events_vs_host_clock"))
+            host_ratio = confirmation.events_vs_host_clock
             doubt = None
             if host_ratio is not None and host_ratio > HOST_CLOCK_TOLERANCE:
                 doubt = (f"device events read {host_ratio:.2f}x the host clock for the same calls (more than "
                          f"{HOST_CLOCK_TOLERANCE:g}x): the event timing is suspect")
-            elif confirmation.get("correct") is not True:
+            elif confirmation.correct is not True:
                 doubt = "the confirmation's result was not checked against a reference (unchecked)"
             if status == PASS and doubt:
                 return (INCONCLUSIVE, value, lower, upper,
@@ -162,13 +178,13 @@ def _peak_tflops(profile: dict[str, Any], criterion: Criterion) -> Outcome:
             return (status, value, lower, upper,
                     f"{_decision_reason(status, criterion, lower, upper)}; confirmation re-measure of the "
                     f"{selection}{suffix}")
-        if confirmation.get("status") == "error":
-            return (ERROR, None, None, None, f"the confirmation re-measure of {best.get('id')} errored: "
-                    f"{confirmation.get('error')}")
+        if confirmation.status == "error":
+            return (ERROR, None, None, None, f"the confirmation re-measure of {best.id} errored: "
+                    f"{confirmation.error}")
 
     # No confirmation (an interrupted run, a file from before npucheck 0.2): the selection alone can only FAIL.
     bounds = [_bounds(m) for m in good]
-    measured = _number(best["tflops"])
+    measured = _tflops(best)
     lower, upper = max(b[0] for b in bounds), max(b[1] for b in bounds)
     status = decide(criterion.op, criterion.threshold, lower, upper)
     reason = f"{_decision_reason(status, criterion, lower, upper)}; {selection}{suffix}"
@@ -179,27 +195,27 @@ def _peak_tflops(profile: dict[str, Any], criterion: Criterion) -> Outcome:
     return status, measured, lower, upper, reason
 
 
-def _tflops_per_watt(profile: dict[str, Any], criterion: Criterion) -> Outcome:
+def _tflops_per_watt(profile: ResultProfile, criterion: Criterion) -> Outcome:
     dtype = criterion.dtype
-    summary = profile.get("summary") or {}
-    value = _number((summary.get("tflops_per_watt") or {}).get(dtype))
+    summary = profile.summary
+    value = _float(_entry(summary.tflops_per_watt, dtype))
     if value is None:
         cases = _gemm_cases(profile, dtype)
         if cases and all(_errored(m) for m in cases):
             return (ERROR, None, None, None,
                     f"all {_cases(len(cases), f'{dtype} GEMM')} errored, so there is no throughput to divide")
-        why = summary.get("power_note") or "no power source gave a reading"
+        why = summary.power_note or "no power source gave a reading"
         return INCONCLUSIVE, None, None, None, f"{dtype} TFLOPS/W is unknown: {why}"
-    interval = _pair((summary.get("tflops_per_watt_ci") or {}).get(dtype))
-    quality = (summary.get("tflops_per_watt_quality") or {}).get(dtype)
-    scope = (summary.get("tflops_per_watt_scope") or {}).get(dtype)
+    interval = _entry(summary.tflops_per_watt_ci, dtype)
+    quality = _entry(summary.tflops_per_watt_quality, dtype)
+    scope = _entry(summary.tflops_per_watt_scope, dtype)
     if quality == "Q0":
         # Green500 quality Q0 is a TDP or model estimate: reporting it is useful, judging on it is not honest
         return INCONCLUSIVE, value, None, None, "estimated power (Q0) never decides a verdict"
     if interval is None:
         # a figure without its uncertainty cannot clear a threshold (a stored file may lack it)
         return INCONCLUSIVE, value, value, value, f"{dtype} TFLOPS/W has no uncertainty interval"
-    lower, upper = interval
+    lower, upper = _interval(interval)
     if quality not in MEASURED_QUALITIES:
         return INCONCLUSIVE, value, lower, upper, f"power quality {quality!r} is not a measured level (Q1-Q3)"
     if scope in PARTIAL_SCOPES:
@@ -209,40 +225,36 @@ def _tflops_per_watt(profile: dict[str, Any], criterion: Criterion) -> Outcome:
         return (INCONCLUSIVE, value, lower, upper,
                 f"power of scope {scope!r} is shared with other devices (MIG slices), so it cannot judge this one")
     # does the power include the device under test? (summary written by npucheck.power.summary)
-    if "tflops_per_watt_covers" in summary:
-        covers = (summary.get("tflops_per_watt_covers") or {}).get(dtype)
-        how = (summary.get("tflops_per_watt_covers_reason") or {}).get(dtype) or "coverage not recorded"
-    elif isinstance(profile.get("power"), dict):
+    if _has(summary, "tflops_per_watt_covers"):
+        covers = _entry(summary.tflops_per_watt_covers, dtype)
+        how = _entry(summary.tflops_per_watt_covers_reason, dtype) or "coverage not recorded"
+    else:
         # a file from before coverage was recorded: judged only where the old code could not pick the wrong
         # device (RAPL packages for a CPU, NVML found by the UUID torch reported)
-        source = profile["power"].get("source") or {}
-        device = profile.get("device") or {}
-        uuid = (device.get("properties") or {}).get("uuid")
-        covers = ((source.get("name") == "rapl" and source.get("scope") in ("package", "platform")
-                   and device.get("backend") == "cpu")
-                  or (source.get("name") == "nvml" and device.get("backend") == "cuda" and bool(uuid)
-                      and not source.get("mig") and profile["power"].get("spec") in ("nvml", "auto"))) or None
-        how = ("recorded before coverage was: " + (f"{source.get('name')} on a {device.get('backend')} device"
-               if covers else "coverage not recorded"))
-    else:
-        covers, how = None, "coverage not recorded"
+        source, device = profile.power.source, profile.device
+        uuid = _entry(device.properties, "uuid")
+        covers = (source is not None
+                  and ((source.name == "rapl" and source.scope in ("package", "platform") and device.backend == "cpu")
+                       or (source.name == "nvml" and device.backend == "cuda" and bool(uuid)
+                           and not source.extra.get("mig") and profile.power.spec in ("nvml", "auto")))) or None
+        how = ("recorded before coverage was: " + (f"{source.name} on a {device.backend} device"
+               if covers and source is not None else "coverage not recorded"))
     if covers is not True:
         lead = ("the power source does not cover the device under test" if covers is False
                 else "cannot tell whether the power source covers the device under test")
         return INCONCLUSIVE, value, lower, upper, f"{lead}: {how}"
-    not_judged = (summary.get("tflops_per_watt_not_judged") or {}).get(dtype)
+    not_judged = _entry(summary.tflops_per_watt_not_judged, dtype)
     if not_judged:
         return INCONCLUSIVE, value, lower, upper, f"not judged: {not_judged}"
     status = decide(criterion.op, criterion.threshold, lower, upper)
     return status, value, lower, upper, _decision_reason(status, criterion, lower, upper)
 
 
-def _supported_families(profile: dict[str, Any], criterion: Criterion) -> Outcome:
-    support = profile.get("support") or {}
+def _supported_families(profile: ResultProfile, criterion: Criterion) -> Outcome:
     found: dict[bool | None, list[str]] = {True: [], False: [], None: []}
     for family in criterion.families or ():
-        supported = (support.get(family) or {}).get("supported")
-        found[supported if isinstance(supported, bool) else None].append(family)
+        checked = _entry(profile.support, family)
+        found[checked.supported if checked is not None else None].append(family)  # the model: a bool or None
     lower = len(found[True])
     upper = lower + len(found[None])
     status = decide(criterion.op, criterion.threshold, lower, upper)
@@ -256,34 +268,51 @@ _METRICS = {"peak_tflops": _peak_tflops, "tflops_per_watt": _tflops_per_watt,
 
 
 # --------------------------------------------------------------------------------------------------- helpers
-def _gemm_cases(profile: dict[str, Any], dtype: str | None) -> list[dict[str, Any]]:
-    measurements = profile.get("measurements") or []
-    return [m for m in measurements if m.get("kernel") == "gemm" and m.get("dtype") == dtype]
+_V = TypeVar("_V")
 
 
-def _errored(measurement: dict[str, Any]) -> bool:
+def _entry(by_key: Mapping[str, _V] | None, key: str | None) -> _V | None:
+    """One entry of a by-dtype (or by-family) part of the profile; None where the part or its key is absent (a
+    file may store such a part as null, which the model keeps)."""
+    return by_key.get(key) if by_key and key is not None else None
+
+
+def _has(record: Record, key: str) -> bool:
+    """Whether ``record``'s JSON object has ``key`` (read from a file: the keys it had; built in code: the keys
+    ``to_dict`` always writes)."""
+    return key in (record.present_keys if record.present_keys is not None else record.ALWAYS)
+
+
+def _gemm_cases(profile: ResultProfile, dtype: str | None) -> list[Measurement]:
+    return [m for m in profile.measurements or () if m.kernel == "gemm" and m.dtype == dtype]
+
+
+def _errored(measurement: Measurement) -> bool:
     """The case failed to run, or ran and gave a wrong answer (a fast wrong answer is no throughput)."""
-    status = measurement.get("status")
-    return status == "error" or (status == "ok" and measurement.get("correct") is False)
+    return measurement.status == "error" or (measurement.status == "ok" and measurement.correct is False)
 
 
-def _number(value: Any) -> float | None:
-    """A finite number from JSON, or None (null, bool, NaN and infinities never count as measured)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
+def _float(value: float | None) -> float | None:
+    """A figure the model has checked (finite, or None) as a float: a JSON integer is judged and stored as one."""
+    return None if value is None else float(value)
 
 
-def _pair(value: Any) -> tuple[float, float] | None:
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        return None
-    low, high = _number(value[0]), _number(value[1])
-    return None if low is None or high is None else (min(low, high), max(low, high))
+def _tflops(measurement: Measurement) -> float:
+    """The TFLOPS of a case known to have one."""
+    assert measurement.tflops is not None
+    return float(measurement.tflops)
 
 
-def _bounds(measurement: dict[str, Any]) -> tuple[float, float]:
-    tflops = _number(measurement["tflops"])
-    return _pair(measurement.get("tflops_ci")) or (tflops, tflops)
+def _interval(pair: tuple[float, float]) -> tuple[float, float]:
+    """A [low, high] interval the model has checked (finite, low <= high), as floats."""
+    return float(pair[0]), float(pair[1])
+
+
+def _bounds(measurement: Measurement) -> tuple[float, float]:
+    if measurement.tflops_ci is not None:
+        return _interval(measurement.tflops_ci)
+    tflops = _tflops(measurement)
+    return tflops, tflops
 
 
 def _cases(count: int, kind: str) -> str:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from conftest import make_measurement
+from conftest import make_profile as full_profile
 from hypothesis import given
 from hypothesis import strategies as st
 
-from npucheck.judge import exit_code_for, judge
+from npucheck.errors import ResultFileError
+from npucheck.judge import exit_code_for, judge, judge_criterion
+from npucheck.model import as_profile
 from npucheck.targets import Criterion, Target, load_targets
 
 RANK = {"FAIL": 0, "INCONCLUSIVE": 1, "PASS": 2}
@@ -17,11 +22,19 @@ RANK = {"FAIL": 0, "INCONCLUSIVE": 1, "PASS": 2}
 
 def gemm(size: int = 1024, tflops: float | None = 100.0, ci: tuple[float, float] | None = None,
          status: str = "ok", correct: bool | None = True, dtype: str = "fp16") -> dict[str, Any]:
-    """One GEMM measurement as the runner writes it (only the keys the judge reads, plus id and flops)."""
-    return {"id": f"gemm/{dtype}/m{size}_n{size}_k{size}", "kernel": "gemm", "family": "gemm", "dtype": dtype,
-            "flops": 2 * size**3, "status": status, "correct": correct,
-            "tflops": tflops if status == "ok" else None,
-            "tflops_ci": list(ci) if ci is not None and status == "ok" else None}
+    """One GEMM measurement as the runner writes it (conftest's complete one) with the figures the judge reads."""
+    ran = status == "ok"
+    not_run: dict[str, Any] = {} if ran else {"check": None, "samples_s": [], "calls_per_sample": None, "warmup_calls": None,
+                              "timing_method": None, "cache_flush_bytes": None, "stats": None,
+                              "foreign_cpu_cores": None}
+    if status == "error":
+        not_run["error"] = "RuntimeError: out of memory"
+    if status == "skipped":
+        not_run["reason"] = "predicted time exceeds the case budget"
+    return make_measurement(
+        id=f"gemm/{dtype}/m{size}_n{size}_k{size}", dtype=dtype,
+        shape={"m": size, "n": size, "k": size, "layout": "NN"}, flops=2 * size**3, status=status, correct=correct,
+        tflops=tflops if ran else None, tflops_ci=list(ci) if ci is not None and ran else None, **not_run)
 
 
 def make_profile(measurements: list[dict[str, Any]] | None = None,
@@ -29,7 +42,8 @@ def make_profile(measurements: list[dict[str, Any]] | None = None,
                  tflops_per_watt_ci: tuple[float, float] | None = None, quality: str | None = "Q2",
                  interrupted: bool = False, scope: str = "board", confirmed: bool = True,
                  datasheet: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A result profile with the parts the judge reads, built by hand (a bare TFLOPS/W gets the interval
+    """A complete result profile (conftest's) whose parts the judge reads are these: the measurements, their
+    confirmations, the device's datasheet, support and summary (a bare TFLOPS/W gets the interval
     (value, value) unless ``tflops_per_watt_ci`` is given; pass ``tflops_per_watt_ci=()`` for none). With
     ``confirmed``, each dtype's best correct GEMM gets a confirmation re-measure equal to it, as the runner
     writes one."""
@@ -49,10 +63,10 @@ def make_profile(measurements: list[dict[str, Any]] | None = None,
                     and math.isfinite(m["tflops"]) and m["tflops"] > best.get(m["dtype"], {}).get("tflops", -1)):
                 best[m["dtype"]] = m
         confirmations = [{**m, "role": "confirmation", "confirms": m["id"]} for m in best.values()]
-    return {"schema_version": 1, "interrupted": interrupted, "measurements": measurements or [],
-            "confirmations": confirmations, "device": {"datasheet": datasheet},
-            "support": {family: {"supported": value} for family, value in (support or {}).items()},
-            "summary": summary}
+    device = {**full_profile()["device"], "datasheet": datasheet}
+    return full_profile(interrupted=interrupted, measurements=measurements or [], confirmations=confirmations,
+                        device=device, summary=summary,
+                        support={family: {"supported": value} for family, value in (support or {}).items()})
 
 
 def peak(op: str = ">=", threshold: float = 128.0, dtype: str = "fp16") -> Criterion:
@@ -82,6 +96,21 @@ def test_verdict_has_the_documented_keys():
     assert verdict == {"target": "cloud", "title": "title of cloud", "status": "PASS", "criteria": [{
         "metric": "peak_tflops.fp16", "op": ">=", "threshold": 128.0, "unit": "TFLOPS", "measured": 200.0,
         "lower": 200.0, "upper": 200.0, "status": "PASS", "reason": verdict["criteria"][0]["reason"]}]}
+
+
+def test_a_model_object_and_its_dict_get_the_same_verdicts():
+    profile = make_profile([gemm(tflops=200.0, ci=(190.0, 210.0)), gemm(2048, status="skipped")],
+                           support={"cnn": True, "rnn": None}, tflops_per_watt=1.2, tflops_per_watt_ci=(1.1, 1.3))
+    targets = load_targets(None) + [target(peak(), per_watt(), families(2))]
+    assert judge(as_profile(profile), targets) == judge(profile, targets)
+    assert judge_criterion(as_profile(profile), peak()) == judge_criterion(profile, peak())
+
+
+def test_a_summary_built_in_code_has_its_coverage_like_one_read_from_a_file():
+    read = as_profile(make_profile(tflops_per_watt=2.0, tflops_per_watt_ci=(1.8, 2.2)))
+    built = replace(read, summary=replace(read.summary, present_keys=None))  # to_dict writes the coverage
+    assert built.summary.present_keys is None and judge_criterion(built, per_watt())["status"] == "PASS"
+    assert judge_criterion(built, per_watt()) == judge_criterion(read, per_watt())
 
 
 def test_verdicts_follow_the_order_of_the_targets():
@@ -180,8 +209,11 @@ def test_peak_ignores_other_dtypes():
 
 
 def test_peak_ignores_non_finite_throughput():
-    cases = [gemm(1024, 100.0), gemm(2048, float("nan")), gemm(4096, float("inf"))]
-    assert judged(make_profile(cases), peak())["measured"] == 100.0
+    # a non-finite TFLOPS never reaches the judge: the model refuses it where the profile is read
+    assert judged(make_profile([gemm(1024, 100.0)]), peak())["measured"] == 100.0
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ResultFileError, match="Measurement.tflops: .* is not finite"):
+            judged(make_profile([gemm(1024, 100.0), gemm(2048, bad)]), peak())
 
 
 def test_peak_with_no_gemm_case_of_the_dtype_is_inconclusive_not_measured():
@@ -229,8 +261,11 @@ def test_per_watt_without_power_is_inconclusive_never_pass():
 
 def test_per_watt_without_a_summary_is_inconclusive():
     profile = make_profile()
-    del profile["summary"]
+    profile["summary"] = {}  # every part of the summary is optional; the summary itself is not
     assert judged(profile, per_watt())["status"] == "INCONCLUSIVE"
+    del profile["summary"]
+    with pytest.raises(ResultFileError, match="missing key 'summary'"):
+        judged(profile, per_watt())
 
 
 def test_per_watt_without_an_interval_judges_the_figure_itself():
@@ -369,10 +404,12 @@ def test_a_stored_figure_without_its_interval_is_never_judged():
     assert verdict["status"] == "INCONCLUSIVE" and "no uncertainty interval" in verdict["reason"]
 
 
-@pytest.mark.parametrize("quality", [None, "Q9"])
-def test_a_figure_of_unknown_quality_is_never_judged(quality):
-    verdict = judged(make_profile(tflops_per_watt=5.0, quality=quality), per_watt())
+def test_a_figure_of_unknown_quality_is_never_judged():
+    verdict = judged(make_profile(tflops_per_watt=5.0, quality=None), per_watt())
     assert verdict["status"] == "INCONCLUSIVE" and "not a measured level" in verdict["reason"]
+    # a quality outside the vocabulary never reaches the judge: the model refuses it where the profile is read
+    with pytest.raises(ResultFileError, match="'Q9' is not one of Q0, Q1, Q2, Q3"):
+        judged(make_profile(tflops_per_watt=5.0, quality="Q9"), per_watt())
 
 
 @pytest.mark.parametrize("scope", ["dram", "soc-rail"])

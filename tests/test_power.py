@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest import make_profile
 from fakes import FakeAmdSmi, FakeNvml, make_hwmon, make_zone
 
 from npucheck import power
@@ -582,7 +583,8 @@ def _per_watt_verdict(energy, profile_extra=None):
     profile.update(profile_extra or {})
     criterion = Criterion("tflops_per_watt", ">", 1.0, dtype="fp16")
     target = Target(name="t", title="t", source="", description="", criteria=(criterion,), path="")
-    return profile["summary"], judge(profile, [target])[0]["criteria"][0]
+    # the judge reads a complete profile: conftest's, with this summary
+    return profile["summary"], judge(make_profile(summary=profile["summary"]), [target])[0]["criteria"][0]
 
 
 def test_rapl_never_covers_a_gpu_so_its_tflops_per_watt_is_not_judged(tmp_path):
@@ -619,11 +621,13 @@ def test_a_window_and_the_summary_carry_coverage_and_the_judge_refuses_an_uncove
 
 def test_a_stored_file_without_coverage_is_judged_only_where_the_old_code_could_not_miss():
     def old(source, device, spec="auto"):
-        energy = {"kind": "headline", "valid": True, "tflops_per_watt": 2.0, "quality": "Q2", "scope": "package"}
         summary = {"tflops_per_watt": {"fp16": 2.0}, "tflops_per_watt_ci": {"fp16": [1.9, 2.1]},
                    "tflops_per_watt_quality": {"fp16": "Q2"}, "tflops_per_watt_scope": {"fp16": source["scope"]}}
-        profile = {"device": device, "power": {"spec": spec, "source": source}, "summary": summary,
-                   "measurements": [{"dtype": "fp16", "energy": energy}]}
+        # a complete profile (conftest's) with this device, power source and summary; the judge reads no energy
+        base = make_profile()
+        profile = make_profile(device={**base["device"], **device},
+                               power={**base["power"], "spec": spec, "source": {"quality": "Q2", **source}},
+                               summary=summary)
         criterion = Criterion("tflops_per_watt", ">", 1.0, dtype="fp16")
         return judge(profile, [Target("t", "t", "", "", (criterion,), "")])[0]["criteria"][0]
 
