@@ -1,18 +1,28 @@
 """Turn result profiles and verdicts into rich tables, Markdown or JSON text. Builds; never prints.
 
+The profile functions take a :class:`npucheck.model.ResultProfile` or a loaded dict (converted once with
+:func:`npucheck.model.as_profile`) and read it through attributes; the frame helpers at the end take pandas frames
+and comparison summaries.
+
 No torch here: ``show``, ``check`` and ``targets`` must start fast.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Literal
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 from npucheck.datasheets import ceiling_reason, percent_of_datasheet
+from npucheck.model import (CriterionResult, Measurement, Peak, Record, ResultProfile, Verdict, as_profile,
+                            thaw)
 
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+ProfileLike = ResultProfile | Mapping[str, Any]
+"""What the profile functions accept: a model object, or a schema-v2 dict as ``store.load_result`` returns it."""
 
 STATUS_STYLE = {"PASS": "bold green", "FAIL": "bold red", "INCONCLUSIVE": "bold yellow", "ERROR": "bold magenta",
                 "ok": "green", "error": "red", "skipped": "yellow"}
@@ -36,34 +46,42 @@ def fmt_number(value: Any) -> str:
     return str(value)
 
 
-def _shape_text(shape: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in shape.items())
+def written(record: Record, name: str) -> bool:
+    """Whether ``record``'s JSON object has the key ``name`` (what ``name in record.to_dict()`` says, without
+    building the dict): a key the file had, or for an object built in code one it always writes or one whose value
+    is set. Tells an absent key from a null one where a rendering shows them differently."""
+    keys = type(record).ALWAYS if record.present_keys is None else record.present_keys
+    return name in keys or getattr(record, name) is not None
 
 
-def _ci_text(m: dict[str, Any]) -> str:
-    ci = m.get("tflops_ci")
+def value_or(record: Record, name: str, default: Any) -> Any:
+    """``record``'s value of ``name``, or ``default`` when its JSON object lacks the key (as ``dict.get``)."""
+    return getattr(record, name) if written(record, name) else default
+
+
+def _ci_text(m: Measurement) -> str:
+    ci = m.tflops_ci
     return f"{fmt_tflops(ci[0])}–{fmt_tflops(ci[1])}" if ci else "—"
 
 
-def _spread_text(m: dict[str, Any]) -> str:
-    stats = m.get("stats")
-    return f"{stats['iqr_rel']:.1%}" if stats else "—"
+def _spread_text(m: Measurement) -> str:
+    return f"{m.stats.iqr_rel:.1%}" if m.stats else "—"
 
 
-def _note(m: dict[str, Any]) -> str:
-    return m.get("error") or m.get("reason") or "; ".join(m.get("warnings") or [])
+def _note(m: Measurement) -> str:
+    return m.error or m.reason or "; ".join(m.warnings or ())
 
 
-def measurement_rows(profile: dict[str, Any]) -> Iterable[list[str]]:
-    for m in profile["measurements"]:
-        yield [m["kernel"], m["dtype"], m["id"].split("/", 2)[2], m["status"], fmt_tflops(m.get("tflops")),
-               _ci_text(m), _spread_text(m), str(len(m.get("samples_s") or [])), _note(m)]
+def measurement_rows(profile: ProfileLike) -> Iterable[list[str]]:
+    for m in as_profile(profile).measurements:
+        yield [m.kernel, m.dtype, m.id.split("/", 2)[2], m.status, fmt_tflops(m.tflops), _ci_text(m),
+               _spread_text(m), str(len(m.samples_s or ())), _note(m)]
 
 
 MEASUREMENT_HEADERS = ["kernel", "dtype", "shape", "status", "TFLOPS", "95% CI", "IQR/med", "n", "note"]
 
 
-def measurements_table(profile: dict[str, Any], title: str = "Measurements") -> Table:
+def measurements_table(profile: ProfileLike, title: str = "Measurements") -> Table:
     table = Table(title=title, title_justify="left", show_lines=False)
     for header in MEASUREMENT_HEADERS:
         table.add_column(header, justify="right" if header in ("TFLOPS", "95% CI", "IQR/med", "n") else "left",
@@ -73,19 +91,20 @@ def measurements_table(profile: dict[str, Any], title: str = "Measurements") -> 
     return table
 
 
-def _datasheet(profile: dict[str, Any]) -> dict[str, Any] | None:
-    """The stored datasheet of the device, or None (old files have no key; unmatched devices store null)."""
-    sheet = (profile.get("device") or {}).get("datasheet")
-    return sheet if isinstance(sheet, dict) else None
+def _datasheet(profile: ResultProfile) -> dict[str, Any] | None:
+    """The stored datasheet of the device as the plain dict ``npucheck.datasheets`` reads, or None (old files have
+    no key; unmatched devices store null)."""
+    sheet = profile.device.datasheet
+    return thaw(sheet) if isinstance(sheet, Mapping) else None
 
 
 def _percent_text(fraction: float | None) -> str:
     return "—" if fraction is None else f"{fraction:.1%}"
 
 
-def datasheet_cells(profile: dict[str, Any], dtype: str, tflops: float | None) -> tuple[str, str]:
+def datasheet_cells(profile: ProfileLike, dtype: str, tflops: float | None) -> tuple[str, str]:
     """("% of datasheet", "datasheet TFLOPS/W") for one dtype's peak; dashes when the datasheet lacks the figure."""
-    sheet = _datasheet(profile)
+    sheet = _datasheet(as_profile(profile))
     if sheet is None:
         return "—", "—"
     per_watt = (sheet.get("tflops_per_watt") or {}).get(dtype)
@@ -99,16 +118,16 @@ def _dtype_order(dtype: str) -> tuple[int, str]:
     return (("fp16", "bf16", "fp32").index(dtype) if dtype in ("fp16", "bf16", "fp32") else 9, dtype)
 
 
-def summary_rows(profile: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+def summary_rows(profile: ProfileLike) -> tuple[list[str], list[list[str]]]:
     """Headers and rows of the peak summary; two datasheet columns when the device has a datasheet."""
-    summary = profile.get("summary") or {}
-    peaks = summary.get("peak") or {}
-    per_watt = summary.get("tflops_per_watt") or {}
+    profile = as_profile(profile)
+    peaks: Mapping[str, Peak] = profile.summary.peak or {}
+    per_watt: Mapping[str, float | None] = profile.summary.tflops_per_watt or {}
     with_sheet = _datasheet(profile) is not None
     # the burst peak (timed calls), its independent confirmation (what the targets judge) and the sustained
     # figure of its energy window, each only when some dtype has it (files before npucheck 0.2 have neither)
-    confirmed = any((p or {}).get("confirmation_status") for p in peaks.values())
-    sustained = any((p or {}).get("sustained_tflops") is not None for p in peaks.values())
+    confirmed = any(p.confirmation_status for p in peaks.values())
+    sustained = any(p.sustained_tflops is not None for p in peaks.values())
     headers = ["dtype", "peak TFLOPS", "95% CI", "case"]
     headers += ["confirmed"] if confirmed else []
     headers += ["sustained"] if sustained else []
@@ -117,38 +136,51 @@ def summary_rows(profile: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         headers += ["% of datasheet", "datasheet TFLOPS/W"]
     rows = []
     for dtype in sorted(set(peaks) | set(per_watt), key=_dtype_order):
-        peak = peaks.get(dtype)
-        row = [dtype, fmt_tflops(peak["tflops"]) if peak else "—",
-               f"{fmt_tflops(peak['ci_low'])}–{fmt_tflops(peak['ci_high'])}" if peak else "—",
-               peak["case"].split("/", 2)[2] if peak else "no successful GEMM"]
+        peak = _peak(peaks, dtype)
+        row = [dtype, fmt_tflops(peak.tflops) if peak else "—",
+               f"{fmt_tflops(peak.ci_low)}–{fmt_tflops(peak.ci_high)}" if peak else "—",
+               _case_shape(peak) if peak else "no successful GEMM"]
         if confirmed:
             row.append(_confirmed_text(peak))
         if sustained:
-            value = (peak or {}).get("sustained_tflops")
+            value = peak.sustained_tflops if peak else None
             row.append(fmt_tflops(value) if value is not None else "—")
-        row.append(fmt_number(per_watt.get(dtype)) if per_watt.get(dtype) is not None else "not measured")
+        watts = per_watt.get(dtype)
+        row.append(fmt_number(watts) if watts is not None else "not measured")
         if with_sheet:
-            row += list(datasheet_cells(profile, dtype, peak["tflops"] if peak else None))
+            row += list(datasheet_cells(profile, dtype, peak.tflops if peak else None))
         rows.append(row)
     return headers, rows
 
 
-def _confirmed_text(peak: dict[str, Any] | None) -> str:
+def _peak(peaks: Mapping[str, Peak], dtype: str) -> Peak | None:
+    """The dtype's peak; None when there is none, or when its object is empty (as an empty dict read before)."""
+    peak = peaks.get(dtype)
+    return peak if peak is not None and peak.to_dict() else None
+
+
+def _case_shape(peak: Peak) -> str:
+    """The shape part of the peak's case id (``kernel/dtype/shape``)."""
+    assert peak.case is not None, "a peak names its case"
+    return peak.case.split("/", 2)[2]
+
+
+def _confirmed_text(peak: Peak | None) -> str:
     """The confirmation re-measure: its TFLOPS and interval, or why there is none."""
-    if not peak or not peak.get("confirmation_status"):
+    if not peak or not peak.confirmation_status:
         return "not confirmed"
-    value, interval = peak.get("confirmed_tflops"), peak.get("confirmed_ci")
+    value, interval = peak.confirmed_tflops, peak.confirmed_ci
     if value is None:
-        return peak["confirmation_status"]
+        return peak.confirmation_status
     text = fmt_tflops(value)
     if isinstance(interval, (list, tuple)) and len(interval) == 2:
         text += f" [{fmt_tflops(interval[0])}–{fmt_tflops(interval[1])}]"
     return text
 
 
-def datasheet_source_lines(profile: dict[str, Any]) -> list[str]:
+def datasheet_source_lines(profile: ProfileLike) -> list[str]:
     """Where each datasheet figure comes from (per part, as the file states it); empty without a datasheet."""
-    sheet = _datasheet(profile)
+    sheet = _datasheet(as_profile(profile))
     if sheet is None:
         return []
     lines = [f"{sheet.get('part')}: {sheet.get('match_reason') or 'matched by device name'}"]
@@ -167,7 +199,7 @@ def datasheet_source_lines(profile: dict[str, Any]) -> list[str]:
     return lines
 
 
-def summary_table(profile: dict[str, Any]) -> Table:
+def summary_table(profile: ProfileLike) -> Table:
     table = Table(title="Peak GEMM throughput (best median over sizes; the targets judge its confirmation)",
                   title_justify="left")
     headers, rows = summary_rows(profile)
@@ -178,14 +210,15 @@ def summary_table(profile: dict[str, Any]) -> Table:
     return table
 
 
-def datasheet_line(profile: dict[str, Any]) -> str | None:
+def datasheet_line(profile: ProfileLike) -> str | None:
     """One line naming the matched datasheet and its headline figures; None for files from before datasheets."""
-    device = profile.get("device") or {}
-    if "datasheet" not in device and "datasheet_reason" not in device:
+    profile = as_profile(profile)
+    device = profile.device
+    if not written(device, "datasheet") and not written(device, "datasheet_reason"):
         return None
     sheet = _datasheet(profile)
     if sheet is None:
-        return "datasheet: none" + (f" ({device['datasheet_reason']})" if device.get("datasheet_reason") else "")
+        return "datasheet: none" + (f" ({device.datasheet_reason})" if device.datasheet_reason else "")
     peaks = sheet.get("peak_tflops") or {}
     figures = ", ".join(f"{dtype} {fmt_tflops(peaks[dtype])}" for dtype in sorted(peaks, key=_dtype_order))
     per_device = sheet.get("devices_per_part") or 1
@@ -204,21 +237,21 @@ ENERGY_HEADERS = ["case", "window", "source", "scope", "quality", "avg W", "idle
                   "net TFLOPS/W", "counter/integrated", "note"]
 
 
-def energy_rows(profile: dict[str, Any]) -> Iterable[list[str]]:
+def energy_rows(profile: ProfileLike) -> Iterable[list[str]]:
     """One row per energy window: every power figure beside its source, scope, quality and window length."""
-    idle = (profile.get("power") or {}).get("idle")
-    windows = ([("idle", idle)] if idle else []) + [
-        (m["id"], m["energy"]) for m in profile.get("measurements", []) if m.get("energy")]
+    profile = as_profile(profile)
+    idle = profile.power.idle
+    windows = ([("idle", idle)] if idle else []) + [(m.id, m.energy) for m in profile.measurements if m.energy]
     for case, e in windows:
-        note = e.get("reason") if not e.get("valid") else "; ".join(e.get("warnings") or [])
-        label = case if case == "idle" else f"{case} ({e.get('kind', '')})"
-        yield [label, f"{e.get('window_s') or 0:.1f} s", e["source"], e["scope"], e["quality"],
-               fmt_number(e.get("avg_watts")), fmt_number(e.get("idle_watts")), fmt_tflops(e.get("tflops")),
-               fmt_number(e.get("tflops_per_watt")), fmt_number(e.get("tflops_per_watt_net")),
-               fmt_number(e.get("counter_vs_integrated")), note or ""]
+        note = e.reason if not e.valid else "; ".join(e.warnings or ())
+        label = case if case == "idle" else f"{case} ({value_or(e, 'kind', '')})"
+        yield [label, f"{e.window_s or 0:.1f} s", e.source, e.scope, e.quality,
+               fmt_number(e.avg_watts), fmt_number(e.idle_watts), fmt_tflops(e.tflops),
+               fmt_number(e.tflops_per_watt), fmt_number(e.tflops_per_watt_net),
+               fmt_number(e.counter_vs_integrated), note or ""]
 
 
-def energy_table(profile: dict[str, Any]) -> Table | None:
+def energy_table(profile: ProfileLike) -> Table | None:
     rows = list(energy_rows(profile))
     if not rows:
         return None
@@ -230,71 +263,76 @@ def energy_table(profile: dict[str, Any]) -> Table | None:
     return table
 
 
-def power_line(profile: dict[str, Any]) -> str:
-    power = profile.get("power") or {}
-    source = power.get("source")
+def power_line(profile: ProfileLike) -> str:
+    power = as_profile(profile).power
+    source = power.source
     if source is None:
-        return "power: none (" + ("; ".join(power.get("notes") or []) or "not measured") + ")"
-    uncertainty = ("an estimate, uncertainty unknown" if source["quality"] == "Q0"
-                   else f"±{source.get('uncertainty_rel', 0):.0%}")
-    return (f"power: {source['name']} — {source.get('detail', '')}; quality {source['quality']}, scope "
-            f"{source['scope']}, {uncertainty}")
+        return "power: none (" + ("; ".join(power.notes or ()) or "not measured") + ")"
+    uncertainty = ("an estimate, uncertainty unknown" if source.quality == "Q0"
+                   else f"±{value_or(source, 'uncertainty_rel', 0):.0%}")
+    return (f"power: {source.name} — {value_or(source, 'detail', '')}; quality {source.quality}, scope "
+            f"{source.scope}, {uncertainty}")
 
 
-def support_table(profile: dict[str, Any]) -> Table:
+def support_table(profile: ProfileLike) -> Table:
     table = Table(title="FP16 support on the device (terminal-chip criterion)", title_justify="left")
     for header in ("family", "supported", "checks", "reason"):
         table.add_column(header)
-    for family, entry in profile.get("support", {}).items():
-        supported = entry.get("supported")
-        label = {True: Text("yes", style="green"), False: Text("no", style="red")}.get(supported, Text("unchecked"))
-        checks = ", ".join(f"{c['name']} {c['rel_error']:.1e}" if c.get("rel_error") is not None else c["name"]
-                           for c in entry.get("checks", []))
-        table.add_row(family, label, checks, entry.get("reason") or "")
+    for family, entry in (as_profile(profile).support or {}).items():
+        label = (Text("yes", style="green") if entry.supported is True else
+                 Text("no", style="red") if entry.supported is False else Text("unchecked"))
+        checks = ", ".join(f"{c.name} {c.rel_error:.1e}" if c.rel_error is not None else c.name
+                           for c in entry.checks or ())
+        table.add_row(family, label, checks, entry.reason or "")
     return table
 
 
-def verdicts_table(verdicts: list[dict[str, Any]]) -> Table:
+def _as_verdict(verdict: Verdict | Mapping[str, Any]) -> Verdict:
+    """A verdict as the model object (``judge`` and stored files may give the dict)."""
+    return verdict if isinstance(verdict, Verdict) else Verdict.from_dict(verdict)
+
+
+def verdicts_table(verdicts: Iterable[Verdict | Mapping[str, Any]]) -> Table:
     table = Table(title="Verdicts", title_justify="left", show_lines=True)
     for header in ("target", "status", "criterion", "measured [lower, upper]", "result", "reason"):
         table.add_column(header, overflow="fold")
-    for verdict in verdicts:
+    for verdict in map(_as_verdict, verdicts):
         first = True
-        for c in verdict["criteria"]:
-            table.add_row(verdict["target"] if first else "",
-                          Text(verdict["status"], style=STATUS_STYLE[verdict["status"]]) if first else "",
-                          f"{c['metric']} {c['op']} {fmt_number(c['threshold'])} {c.get('unit', '')}".strip(),
-                          _bounds_text(c), Text(c["status"], style=STATUS_STYLE[c["status"]]), c.get("reason") or "")
+        for c in verdict.criteria:
+            table.add_row(verdict.target if first else "",
+                          Text(verdict.status, style=STATUS_STYLE[verdict.status]) if first else "",
+                          f"{c.metric} {c.op} {fmt_number(c.threshold)} {value_or(c, 'unit', '')}".strip(),
+                          _bounds_text(c), Text(c.status, style=STATUS_STYLE[c.status]), c.reason or "")
             first = False
     return table
 
 
-def _bounds_text(c: dict[str, Any]) -> str:
-    if c.get("measured") is None:
+def _bounds_text(c: CriterionResult) -> str:
+    if c.measured is None:
         return "not measured"
-    return f"{fmt_number(c['measured'])} [{fmt_number(c.get('lower'))}, {fmt_number(c.get('upper'))}]"
+    return f"{fmt_number(c.measured)} [{fmt_number(c.lower)}, {fmt_number(c.upper)}]"
 
 
-def profile_label(path: Any, profile: dict[str, Any]) -> str:
+def profile_label(path: Any, profile: ProfileLike) -> str:
     """How a profile is named in tables and legends: device and start time (and threads, on a CPU)."""
+    profile = as_profile(profile)
     extra = ""
-    if profile["device"].get("backend") == "cpu":
-        threads = ((profile.get("environment") or {}).get("threads") or {}).get("intra_op")
+    if profile.device.backend == "cpu":
+        threads = (profile.environment.get("threads") or {}).get("intra_op")
         extra = f", {threads} thread{'' if threads == 1 else 's'}" if threads else ""
-    return f"{profile['device']['name']} ({profile['created_utc']}{extra})"
+    return f"{profile.device.name} ({profile.created_utc}{extra})"
 
 
-def header_lines(profile: dict[str, Any]) -> list[str]:
-    device = profile["device"]
-    env = profile["environment"]
-    settings = profile["settings"]
+def header_lines(profile: ProfileLike) -> list[str]:
+    profile = as_profile(profile)
+    device, env, settings = profile.device, profile.environment, profile.settings
     torch_info = env.get("torch", {})
     lines = [
-        f"device: {device['name']} ({device['id']}), timing: {device.get('timing_method')}",
+        f"device: {device.name} ({device.id}), timing: {device.timing_method}",
         f"host: {env.get('hostname')}, {env.get('os')}, torch {torch_info.get('version')}, "
         f"threads {env.get('threads', {}).get('intra_op')}",
-        f"suite: {settings.get('suite')}, seed {settings.get('seed')}, created {profile['created_utc']}"
-        + (", INTERRUPTED" if profile.get("interrupted") else ""),
+        f"suite: {settings.suite}, seed {settings.seed}, created {profile.created_utc}"
+        + (", INTERRUPTED" if profile.interrupted else ""),
         power_line(profile),
     ]
     sheet_line = datasheet_line(profile)
@@ -303,9 +341,10 @@ def header_lines(profile: dict[str, Any]) -> list[str]:
     return lines
 
 
-def to_markdown(profile: dict[str, Any]) -> str:
+def to_markdown(profile: ProfileLike) -> str:
     """The whole profile as Markdown: header, summary, support, verdicts, measurements, warnings."""
-    out = [f"# npucheck result: {profile['device']['name']}", ""]
+    profile = as_profile(profile)
+    out = [f"# npucheck result: {profile.device.name}", ""]
     out += [f"- {line}" for line in header_lines(profile)]
     headers, rows = summary_rows(profile)
     out += ["", "## Peak GEMM throughput", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
@@ -315,20 +354,20 @@ def to_markdown(profile: dict[str, Any]) -> str:
         out += ["", "## Energy windows", "", "| " + " | ".join(ENERGY_HEADERS) + " |", "|" + "---|" * len(ENERGY_HEADERS)]
         out += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in energy]
     out += ["", "## FP16 support", "", "| family | supported | reason |", "|---|---|---|"]
-    for family, entry in profile.get("support", {}).items():
-        supported = {True: "yes", False: "no"}.get(entry.get("supported"), "unchecked")
-        out.append(f"| {family} | {supported} | {_md(entry.get('reason') or '')} |")
+    for family, entry in (profile.support or {}).items():
+        supported = "yes" if entry.supported is True else "no" if entry.supported is False else "unchecked"
+        out.append(f"| {family} | {supported} | {_md(entry.reason or '')} |")
     out += ["", "## Verdicts", "", "| target | status | criterion | measured [lower, upper] | result | reason |",
             "|---|---|---|---|---|---|"]
-    for verdict in profile.get("verdicts", []):
-        for c in verdict["criteria"]:
-            out.append(f"| {verdict['target']} | {verdict['status']} | {c['metric']} {_md(c['op'])} "
-                       f"{fmt_number(c['threshold'])} | {_bounds_text(c)} | {c['status']} | {_md(c.get('reason') or '')} |")
+    for verdict in profile.verdicts or ():
+        for c in verdict.criteria:
+            out.append(f"| {verdict.target} | {verdict.status} | {c.metric} {_md(c.op)} "
+                       f"{fmt_number(c.threshold)} | {_bounds_text(c)} | {c.status} | {_md(c.reason or '')} |")
     out += ["", "## Measurements", "", "| " + " | ".join(MEASUREMENT_HEADERS) + " |",
             "|" + "---|" * len(MEASUREMENT_HEADERS)]
     out += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in measurement_rows(profile)]
-    if profile.get("warnings"):
-        out += ["", "## Warnings", ""] + [f"- {_md(w)}" for w in profile["warnings"]]
+    if profile.warnings:
+        out += ["", "## Warnings", ""] + [f"- {_md(w)}" for w in profile.warnings]
     return "\n".join(out) + "\n"
 
 
@@ -337,7 +376,8 @@ def _md(text: str) -> str:
 
 
 def to_json(data: Any) -> str:
-    return json.dumps(data, indent=1)
+    """``data`` as indented JSON; a model object (a :class:`ResultProfile`) as its JSON object."""
+    return json.dumps(data.to_dict() if isinstance(data, Record) else data, indent=1)
 
 
 # ------------------------------------------------------------------------------ frames: results and comparisons

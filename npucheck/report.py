@@ -1,6 +1,9 @@
 """A self-contained report of one result profile (and its comparison with a base): HTML with the plots
 embedded, or Markdown with the plot files beside it. Every string from a profile is escaped. Reads JSON only.
 
+:func:`build` takes :class:`npucheck.model.ResultProfile` objects or loaded dicts (converted once with
+:func:`npucheck.model.as_profile`) and reads them through attributes.
+
 A report renders what exists and says what is missing: a profile with no power data gets no efficiency curve
 and a line saying why; a profile whose cases all errored still shows its device, verdicts and errors.
 """
@@ -16,8 +19,10 @@ import pandas as pd
 
 from npucheck import compare as comparing
 from npucheck import plot as plotting
-from npucheck.render import (ENERGY_HEADERS, MEASUREMENT_HEADERS, comparison_summary_lines, datasheet_source_lines,
-                             energy_rows, header_lines, measurement_rows, summary_rows)
+from npucheck.model import ResultProfile, as_profile
+from npucheck.render import (ENERGY_HEADERS, MEASUREMENT_HEADERS, ProfileLike, comparison_summary_lines,
+                             datasheet_source_lines, energy_rows, header_lines, measurement_rows, summary_rows,
+                             value_or)
 from npucheck.store import write_atomic
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}
@@ -28,56 +33,64 @@ font-weight:bold}.INCONCLUSIVE{color:#a60;font-weight:bold}.ERROR{color:#a0a;fon
 td{overflow-wrap:break-word}"""
 
 
-def _verdict_frame(profile: dict[str, Any]) -> pd.DataFrame:
+def _verdict_frame(profile: ResultProfile) -> pd.DataFrame:
     rows = []
-    for verdict in profile.get("verdicts") or []:
-        for c in verdict["criteria"]:
+    for verdict in profile.verdicts or ():
+        for c in verdict.criteria:
             margin = None
-            if c.get("measured") is not None and c.get("threshold"):
-                margin = f"{c['measured'] / c['threshold']:.3g} × threshold"
-            rows.append({"target": verdict["target"], "target status": verdict["status"],
-                         "criterion": f"{c['metric']} {c['op']} {c['threshold']:g} {c.get('unit', '')}",
-                         "measured": c.get("measured"), "lower": c.get("lower"), "upper": c.get("upper"),
-                         "measured / threshold": margin, "result": c["status"], "reason": c.get("reason")})
+            if c.measured is not None and c.threshold:
+                margin = f"{c.measured / c.threshold:.3g} × threshold"
+            rows.append({"target": verdict.target, "target status": verdict.status,
+                         "criterion": f"{c.metric} {c.op} {c.threshold:g} {value_or(c, 'unit', '')}",
+                         "measured": c.measured, "lower": c.lower, "upper": c.upper,
+                         "measured / threshold": margin, "result": c.status, "reason": c.reason})
     return pd.DataFrame(rows)
 
 
-def _quality_lines(profile: dict[str, Any]) -> list[str]:
-    measurements = profile.get("measurements") or []
-    ok = [m for m in measurements if m["status"] == "ok"]
-    unstable = [m for m in ok if any(w.startswith(("unstable", "very unstable")) for w in m.get("warnings") or [])]
+def _quality_lines(profile: ResultProfile) -> list[str]:
+    measurements = profile.measurements or ()
+    ok = [m for m in measurements if m.status == "ok"]
+    unstable = [m for m in ok if any(w.startswith(("unstable", "very unstable")) for w in m.warnings or ())]
     lines = [f"{len(ok)} of {len(measurements)} cases measured, "
-             f"{sum(m['status'] == 'skipped' for m in measurements)} skipped, "
-             f"{sum(m['status'] == 'error' for m in measurements)} errored",
+             f"{sum(m.status == 'skipped' for m in measurements)} skipped, "
+             f"{sum(m.status == 'error' for m in measurements)} errored",
              f"{len(unstable)} measured cases unstable (IQR > 10% of the median)",
-             f"timing: {profile['device'].get('timing_method')}, confidence "
-             f"{profile['settings'].get('confidence', 0.95):.0%} intervals from raw samples",
+             f"timing: {profile.device.timing_method}, confidence "
+             f"{value_or(profile.settings, 'confidence', 0.95):.0%} intervals from raw samples",
              _load_line(profile)]
-    source = (profile.get("power") or {}).get("source")
+    source = profile.power.source
     if source:
-        lines.append(f"power: {source['name']}, quality {source['quality']} ({source.get('quality_name')}), "
-                     f"scope {source['scope']}, ±{source.get('uncertainty_rel', 0):.0%}")
+        lines.append(f"power: {source.name}, quality {source.quality} ({source.quality_name}), "
+                     f"scope {source.scope}, ±{value_or(source, 'uncertainty_rel', 0):.0%}")
     else:
-        lines.append("power: not measured (" + "; ".join((profile.get("power") or {}).get("notes") or []) + ")")
+        lines.append("power: not measured (" + "; ".join(profile.power.notes or ()) + ")")
     return lines
 
 
-def _load_line(profile: dict[str, Any]) -> str:
-    cores = (profile.get("load") or {}).get("during_max_foreign_cpu_cores")
+def _load_line(profile: ResultProfile) -> str:
+    cores = profile.load.during_max_foreign_cpu_cores if profile.load is not None else None
     if cores is None:
         return "other load during the cases: not measured"
     return f"other load: up to {cores:.2f} CPU cores used by other processes during a case"
 
 
-def _plots(profile: dict[str, Any], base: dict[str, Any] | None, thresholds: list[tuple[str, float]]
+def _document(profile: ResultProfile) -> dict[str, Any]:
+    """The profile's JSON object, for ``npucheck.plot`` and ``npucheck.compare``, which read dicts until they are
+    converted to the model too (issue 8); they then take the profile itself."""
+    return profile.to_dict()
+
+
+def _plots(profile: ResultProfile, base: ResultProfile | None, thresholds: list[tuple[str, float]]
            ) -> tuple[list[tuple[str, str, bytes]], list[str]]:
     """(name, caption, PNG bytes) for each plot that has data, and a line for each that has not."""
     made, missing = [], []
-    wanted = [("sweep", "GEMM throughput against size", [profile], None),
-              ("efficiency", "Efficiency curves", [profile], None),
-              ("trace", "Power over the run", [profile], None)]
+    doc = _document(profile)
+    wanted: list[tuple[str, str, list[dict[str, Any]], list[str] | None]] = [
+        ("sweep", "GEMM throughput against size", [doc], None),
+        ("efficiency", "Efficiency curves", [doc], None),
+        ("trace", "Power over the run", [doc], None)]
     if base is not None:
-        wanted.append(("compare", "Comparison with the base", [base, profile],
+        wanted.append(("compare", "Comparison with the base", [_document(base), doc],
                        [comparing.label("", base), comparing.label("", profile)]))
     for kind, caption, profiles, labels in wanted:
         try:
@@ -89,17 +102,24 @@ def _plots(profile: dict[str, Any], base: dict[str, Any] | None, thresholds: lis
     return made, missing
 
 
-def _comparison(profile: dict[str, Any], base: dict[str, Any] | None) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+def _comparison(profile: ResultProfile, base: ResultProfile | None
+                ) -> tuple[pd.DataFrame | None, dict[str, Any]]:
     if base is None:
         return None, {}
-    others = [(comparing.label("", profile), profile)]
-    frame = comparing.compare_frames(base, others)
-    return frame, comparing.summary(frame, base, others)
+    base_doc = _document(base)
+    others = [(comparing.label("", profile), _document(profile))]
+    frame = comparing.compare_frames(base_doc, others)
+    return frame, comparing.summary(frame, base_doc, others)
 
 
-def build(profile: dict[str, Any], base: dict[str, Any] | None, fmt: str,
+def build(profile: ProfileLike, base: ProfileLike | None, fmt: str,
           thresholds: list[tuple[str, float]], plot_dir_name: str = "") -> tuple[str, dict[str, bytes]]:
-    """The report's text and the plot files it links to (empty for HTML, whose plots are embedded)."""
+    """The report's text and the plot files it links to (empty for HTML, whose plots are embedded).
+
+    ``profile`` and ``base`` are :class:`ResultProfile` objects or loaded dicts.
+    """
+    profile = as_profile(profile)
+    base = as_profile(base) if base is not None else None
     plots, missing_plots = _plots(profile, base, thresholds)
     comparison, comparison_summary = _comparison(profile, base)
     measurements = pd.DataFrame(list(measurement_rows(profile)), columns=MEASUREMENT_HEADERS)
@@ -122,17 +142,19 @@ def _table_html(frame: pd.DataFrame) -> str:
     return f"<div class='scroll'>{table}</div>"  # a wide table scrolls instead of running off the page
 
 
-def _html(profile, base, plots, missing_plots, verdicts, measurements, energy, comparison, comparison_summary,
-          summary=None) -> str:
+def _html(profile: ResultProfile, base: ResultProfile | None, plots: list[tuple[str, str, bytes]],
+          missing_plots: list[str], verdicts: pd.DataFrame, measurements: pd.DataFrame, energy: pd.DataFrame,
+          comparison: pd.DataFrame | None, comparison_summary: dict[str, Any],
+          summary: pd.DataFrame | None = None) -> str:
     e = html.escape
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
-             f"<title>npucheck report: {e(profile['device']['name'])}</title><style>{CSS}</style></head><body>",
-             f"<h1>npucheck report: {e(profile['device']['name'])}</h1>",
+             f"<title>npucheck report: {e(profile.device.name)}</title><style>{CSS}</style></head><body>",
+             f"<h1>npucheck report: {e(profile.device.name)}</h1>",
              "<h2>Device and environment</h2><ul>"]
     parts += [f"<li>{e(line)}</li>" for line in header_lines(profile)]
-    env = profile.get("environment") or {}
+    env = profile.environment or {}
     parts.append(f"<li>CPU: {e(str((env.get('cpu') or {}).get('model')))}, driver: {e(str(env.get('driver') or 'none reported'))}, "
-                 f"npucheck {e(profile.get('npucheck_version', '?'))}</li></ul>")
+                 f"npucheck {e(profile.npucheck_version)}</li></ul>")
     parts.append("<h2>Verdicts</h2>")
     verdict_html = _table_html(verdicts)
     for status in ("PASS", "FAIL", "INCONCLUSIVE", "ERROR"):
@@ -151,6 +173,7 @@ def _html(profile, base, plots, missing_plots, verdicts, measurements, energy, c
                      f"{base64.b64encode(data).decode('ascii')}'><figcaption>{e(caption)}</figcaption></figure>")
     parts += [f"<p class='missing'>{e(line)}</p>" for line in missing_plots]
     if comparison is not None:
+        assert base is not None, "a comparison has a base"
         parts.append(f"<h2>Comparison with {e(comparing.label('', base))}</h2>")
         parts.append(_summary_html(comparison_summary))
         parts.append(_table_html(comparison.drop(columns=["other"])))
@@ -158,7 +181,7 @@ def _html(profile, base, plots, missing_plots, verdicts, measurements, energy, c
     parts.append(_table_html(energy) if not energy.empty else
                  "<p class='missing'>no energy windows: power was not measured in this run</p>")
     parts.append("<h2>Measurements</h2>" + _table_html(measurements))
-    warnings = profile.get("warnings") or []
+    warnings = profile.warnings or ()
     parts.append("<h2>Warnings</h2>" + ("<ul>" + "".join(f"<li>{e(w)}</li>" for w in warnings) + "</ul>"
                                         if warnings else "<p>none</p>"))
     parts.append("</body></html>")
@@ -176,9 +199,11 @@ def _md_table(frame: pd.DataFrame) -> str:
     return comparing.to_markdown(frame) + "\n"
 
 
-def _markdown(profile, base, plots, missing_plots, verdicts, measurements, energy, comparison, comparison_summary,
-              plot_dir_name, summary=None) -> str:
-    out = [f"# npucheck report: {profile['device']['name']}", "", "## Device and environment", ""]
+def _markdown(profile: ResultProfile, base: ResultProfile | None, plots: list[tuple[str, str, bytes]],
+              missing_plots: list[str], verdicts: pd.DataFrame, measurements: pd.DataFrame, energy: pd.DataFrame,
+              comparison: pd.DataFrame | None, comparison_summary: dict[str, Any], plot_dir_name: str,
+              summary: pd.DataFrame | None = None) -> str:
+    out = [f"# npucheck report: {profile.device.name}", "", "## Device and environment", ""]
     out += [f"- {line}" for line in header_lines(profile)]
     out += ["", "## Verdicts", "", _md_table(verdicts)]
     if summary is not None:
@@ -192,13 +217,14 @@ def _markdown(profile, base, plots, missing_plots, verdicts, measurements, energ
     out += [f"![{caption}]({plot_dir_name}/{kind}.png)\n" for kind, caption, _ in plots]
     out += [f"- {line}" for line in missing_plots]
     if comparison is not None:
+        assert base is not None, "a comparison has a base"
         out += ["", f"## Comparison with {comparing.label('', base)}", ""]
         out += [f"- {line}" for line in comparison_summary_lines(comparison_summary, style="report", counts=False)]
         out += ["", _md_table(comparison.drop(columns=["other"]))]
     out += ["", "## Energy windows", "", _md_table(energy) if not energy.empty else
             "no energy windows: power was not measured in this run\n"]
     out += ["## Measurements", "", _md_table(measurements), "## Warnings", ""]
-    out += [f"- {w}" for w in profile.get("warnings") or []] or ["none"]
+    out += [f"- {w}" for w in profile.warnings or ()] or ["none"]
     return "\n".join(out) + "\n"
 
 
