@@ -164,7 +164,10 @@ def run(device: str, suite: str, kernels: tuple[str, ...], dtypes: tuple[str, ..
                       + ("; ".join(runner.power_notes) or "no source") + "; TFLOPS/W will be INCONCLUSIVE")
     with progress_display:
         profile = runner.run()
-    profile["verdicts"] = judging.judge(profile, chosen_targets)
+    try:
+        profile["verdicts"] = judging.judge(profile, chosen_targets)
+    except NpucheckError as e:  # judging must never lose what was measured: save first, say why unjudged
+        profile["warnings"].append(f"not judged: {e}")
     path = _save(profile, output, results_dir, console)
     _print_profile(console, profile)
     console.print(f"\nresult saved to [bold]{path}[/bold]")

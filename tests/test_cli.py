@@ -153,3 +153,22 @@ def test_bad_options_are_one_line_and_exit_2(runner, argv):
     assert result.exit_code == 2
     assert result.output.startswith("npucheck: error: ") and result.output.count("\n") == 1
     assert "--help" in result.output
+
+
+def test_a_run_whose_judging_fails_is_still_saved(runner, tmp_path, monkeypatch):
+    import npucheck.judge
+    import npucheck.runner
+    from npucheck.errors import ResultFileError
+    from tests.conftest import make_profile
+
+    monkeypatch.setattr(npucheck.runner.Runner, "run", lambda self: make_profile(verdicts=[]))
+
+    def broken_judge(profile, targets):
+        raise ResultFileError("not a valid result profile: a runner bug")
+
+    monkeypatch.setattr(npucheck.judge, "judge", broken_judge)
+    out = tmp_path / "r.json"
+    result = runner.invoke(cli, ["run", "--device", "cpu", "--suite", "quick", "--power", "none", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads(out.read_text())
+    assert any("not judged: not a valid result profile" in w for w in saved["warnings"])
