@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from npucheck.errors import UsageError
 from npucheck.model import Energy, Measurement, ResultProfile, as_profile
-from npucheck.store import write_atomic
+from npucheck.atomic import write_atomic
 
 KINDS = ("sweep", "efficiency", "trace", "compare")
 FORMATS = ("png", "svg", "pdf")

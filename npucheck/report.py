@@ -23,7 +23,7 @@ from npucheck.model import ResultProfile, as_profile
 from npucheck.render import (ENERGY_HEADERS, MEASUREMENT_HEADERS, ProfileLike, comparison_summary_lines,
                              datasheet_source_lines, energy_rows, header_lines, measurement_rows, summary_rows,
                              value_or)
-from npucheck.store import write_atomic
+from npucheck.atomic import write_atomic
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 6px;

@@ -6,14 +6,12 @@ results must start fast.
 
 from __future__ import annotations
 
-import errno
 import functools
 import itertools
 import json
 import math
 import os
 import re
-import secrets
 import stat
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
@@ -22,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from npucheck.atomic import write_new
 from npucheck.errors import ResultFileError, UsageError
 from npucheck.model import ResultProfile
 
@@ -50,7 +49,6 @@ MAX_RESULT_BYTES = 512 * 2**20
 MAX_MESSAGE_CHARS = 200
 """jsonschema messages repr the offending value, which may be a whole measurement; keep the line readable."""
 SLUG_MAX_CHARS = 40
-_LINK_UNSUPPORTED = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
 
 
 # --------------------------------------------------------------------------------------------------- schema
@@ -249,7 +247,7 @@ def save_result(doc: dict[str, Any], path: str | Path | None = None, results_dir
         candidates = _numbered(Path(results_dir) / default_name(doc))
     first = next(candidates)
     first.parent.mkdir(parents=True, exist_ok=True)
-    final = _write_new(first.parent, text.encode("utf-8"), itertools.chain([first], candidates))
+    final = write_new(first.parent, text.encode("utf-8"), itertools.chain([first], candidates))
     if final is None:
         raise UsageError(f"{first}: already exists; npucheck never overwrites a result")
     return final
@@ -271,86 +269,6 @@ def _numbered(path: Path) -> Iterator[Path]:
     yield path
     for number in range(1, 10_000):
         yield path.with_name(f"{path.stem}-{number}{path.suffix}")
-
-
-def _write_new(directory: Path, data: bytes, candidates: Iterator[Path]) -> Path | None:
-    """Write ``data`` under the first candidate name that does not exist; None if all are taken.
-
-    A complete temporary file is hard-linked to the final name, so a reader never sees a partial file and an
-    existing file is never replaced (link fails with EEXIST, where rename would overwrite).
-    """
-    temporary = directory / f".npucheck-{os.getpid()}-{secrets.token_hex(4)}.tmp"
-    _write_synced(temporary, data)
-    try:
-        for candidate in candidates:
-            try:
-                os.link(temporary, candidate)
-            except FileExistsError:
-                continue
-            except OSError as e:
-                if e.errno not in _LINK_UNSUPPORTED:
-                    raise
-                return _write_exclusive(data, candidate, candidates)
-            _sync_directory(directory)
-            return candidate
-        return None
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _write_exclusive(data: bytes, first: Path, rest: Iterator[Path]) -> Path | None:
-    """Fallback for filesystems without hard links: O_EXCL still never overwrites, but a crash mid-write can
-    leave a partial file."""
-    for candidate in itertools.chain([first], rest):
-        try:
-            _write_synced(candidate, data)
-        except FileExistsError:
-            continue
-        _sync_directory(candidate.parent)
-        return candidate
-    return None
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    """Create ``path`` (never an existing one), write ``data`` and fsync; remove it again if writing fails."""
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-
-
-def write_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a synced temporary file and a rename, so that a reader sees the old file
-    or the new one, never half of one. Unlike ``save_result`` this replaces an existing file (plots, reports)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    _write_synced(temporary, data)
-    try:
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    _sync_directory(path.parent)
-    return path
-
-
-def _sync_directory(directory: Path) -> None:
-    # Makes the new name itself durable; not possible everywhere (Windows), and not worth failing a save over.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _find_non_finite(value: Any, where: str = "$") -> str | None:
