@@ -267,10 +267,12 @@ def show(result: Path, fmt: str) -> None:
         _print_profile(_console(), profile)
 
 
-def _print_profile(console: Console, profile: dict[str, Any]) -> None:
+def _print_profile(console: Console, document: dict[str, Any]) -> None:
+    from npucheck.model import as_profile
     from npucheck.render import (energy_table, header_lines, measurements_table, summary_table, support_table,
                                  verdicts_table)
 
+    profile = as_profile(document)  # once, for every table below
     for line in header_lines(profile):
         console.print(escape(line))
     console.print(measurements_table(profile))
@@ -279,9 +281,9 @@ def _print_profile(console: Console, profile: dict[str, Any]) -> None:
     if energy is not None:
         console.print(energy)
     console.print(support_table(profile))
-    if profile.get("verdicts"):
-        console.print(verdicts_table(profile["verdicts"]))
-    for warning in profile.get("warnings", []):
+    if profile.verdicts:
+        console.print(verdicts_table(profile.verdicts))
+    for warning in profile.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
 
 
