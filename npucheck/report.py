@@ -24,6 +24,7 @@ from npucheck.render import (ENERGY_HEADERS, MEASUREMENT_HEADERS, ProfileLike, c
                              datasheet_source_lines, energy_rows, header_lines, measurement_rows, summary_rows,
                              value_or)
 from npucheck.atomic import write_atomic
+from npucheck.stats import is_unstable
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 6px;
@@ -50,7 +51,7 @@ def _verdict_frame(profile: ResultProfile) -> pd.DataFrame:
 def _quality_lines(profile: ResultProfile) -> list[str]:
     measurements = profile.measurements or ()
     ok = [m for m in measurements if m.status == "ok"]
-    unstable = [m for m in ok if any(w.startswith(("unstable", "very unstable")) for w in m.warnings or ())]
+    unstable = [m for m in ok if m.stats is not None and is_unstable(m.stats.iqr_rel)]
     lines = [f"{len(ok)} of {len(measurements)} cases measured, "
              f"{sum(m.status == 'skipped' for m in measurements)} skipped, "
              f"{sum(m.status == 'error' for m in measurements)} errored",

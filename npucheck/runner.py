@@ -30,6 +30,7 @@ from npucheck.load import FOREIGN_CORES_WARNING, LoadMonitor, busy_processes, de
 from npucheck.power import PowerSource, open_source
 from npucheck.power.summary import summarize_power
 from npucheck.power.window import DEFAULT_SAMPLE_HZ, combine_trials
+from npucheck.stats import is_unstable
 from npucheck.suites import Suite, get_suite
 from npucheck.support import check_support
 from npucheck.timing import TimingSettings, time_kernel
@@ -601,7 +602,7 @@ class Runner:
         if loaded:
             profile["warnings"].append(f"other load during {len(loaded)} of {len(measured)} cases "
                                        f"(up to {max(foreign):.2f} CPU cores used by other processes)")
-        unstable = [m for m in measured if any(w.startswith(("unstable", "very unstable")) for w in m["warnings"])]
+        unstable = [m for m in measured if is_unstable((m["stats"] or {}).get("iqr_rel"))]
         if unstable:
             profile["warnings"].append(f"{len(unstable)} cases were unstable (IQR > 10% of the median)")
         skipped = [m for m in measured if m["status"] == "skipped"]

@@ -112,6 +112,12 @@ def summarize(samples_s: Sequence[float], confidence: float = 0.95) -> Stats:
     )
 
 
+def is_unstable(iqr_rel: float | None) -> bool:
+    """Whether a case's spread makes it unstable (IQR above UNSTABLE_IQR_REL of the median): the field readers
+    classify by, never the warning's wording."""
+    return iqr_rel is not None and iqr_rel > UNSTABLE_IQR_REL
+
+
 def instability_warnings(stats: Stats) -> list[str]:
     """Human-readable warnings when the spread says the figure should not be trusted as is."""
     warnings = []
