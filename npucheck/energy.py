@@ -18,9 +18,9 @@ from typing import Any, Callable
 import torch
 
 from npucheck.devices import Device
-from npucheck.kernels import KERNELS, build_workload
+from npucheck.kernels import Case, build_workload
 from npucheck.power.base import PowerSource
-from npucheck.power.window import EnergyWindow
+from npucheck.power.window import EnergyWindow, combine_windows
 
 SWEEP_MIN_WINDOW_S = 1.0
 SWEEP_MIN_UPDATES = 50
@@ -103,14 +103,13 @@ def measure_idle(source: PowerSource, seconds: float, device: Device, hz: float,
     window = EnergyWindow(source, hz)
     with window:
         sleep(seconds)
-    return window.result(meter_wait_s=meter_wait_s(source))
+    return efficiency(window.result(meter_wait_s=meter_wait_s(source)), flops=None, idle_watts=None)
 
 
-def run_window(measurement: dict[str, Any], window_s: float, device: Device, source: PowerSource, hz: float,
+def run_window(case: Case, batch: int, window_s: float, device: Device, source: PowerSource, hz: float,
                seed: int, idle_watts: float | None, clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
-    """Run the measurement's case back to back for ``window_s`` and measure the energy it used."""
-    case = KERNELS[measurement["kernel"]].case(measurement["dtype"], measurement["shape"], measurement["shape_set"])
-    batch = window_batch(measurement)
+    """Run ``case`` back to back for ``window_s``, ``batch`` calls per synchronization, and measure the energy
+    it used (``window_batch`` gives the batch of a timed measurement)."""
     with torch.inference_mode():
         workload = build_workload(case, device.torch_device, seed)
         workload.run()  # lazy initialisation outside the window
@@ -125,7 +124,81 @@ def run_window(measurement: dict[str, Any], window_s: float, device: Device, sou
                 calls += batch
                 device.synchronize()  # inside the window: the edge comes after the work has finished
         del workload
-    energy = window.result(flops=float(calls * case.flops), idle_watts=idle_watts,
-                           meter_wait_s=meter_wait_s(source))
+    energy = efficiency(window.result(meter_wait_s=meter_wait_s(source)), float(calls * case.flops), idle_watts)
     energy["calls"] = calls
     return energy
+
+
+# ---------------------------------------------------------------------------------------------- efficiency
+_WORK_KEYS = ("idle_watts", "flops", "tflops", "tflops_per_watt", "tflops_per_watt_net")
+"""The keys ``efficiency`` adds to the power seam's energy object, right after ``avg_watts``."""
+NET_WARNING = "no net TFLOPS/W"
+
+
+def efficiency(energy: dict[str, Any], flops: float | None, idle_watts: float | None,
+               trials: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The energy object with the work's figures: ``flops``, ``tflops`` (sustained over the window),
+    ``tflops_per_watt`` and ``tflops_per_watt_net`` (above ``idle_watts``; None with a warning when that power
+    is within the measurement's uncertainty). The one place TFLOPS/W is computed.
+
+    Args:
+        energy: the power part (``EnergyWindow.result`` or ``combine_windows``); not changed.
+        flops: the work done inside the window; None for a window without work (idle).
+        idle_watts: the idle power the net figure is taken above; None for no net figure.
+        trials: the trial windows ``energy`` combines (each already through this function): half the range of
+            their TFLOPS/W, relative to the combined figure, is added to the uncertainty before the net figure.
+    """
+    out: dict[str, Any] = {}
+    for key, value in energy.items():
+        out[key] = value
+        if key == "avg_watts":
+            for work_key in _WORK_KEYS:
+                out[work_key] = energy.get(work_key)
+    out.update(idle_watts=idle_watts, flops=flops)
+    out["warnings"] = list(out.get("warnings") or [])
+    if not out.get("valid"):
+        out.update(tflops=None, tflops_per_watt=None, tflops_per_watt_net=None)
+        return out
+    if flops is None or not out["window_s"] > 0 or (trials and not flops):
+        return out  # no work figures (a combination keeps its first trial's when no trial did any work)
+    out["tflops"] = flops / out["window_s"] / 1e12
+    out["tflops_per_watt"] = out["tflops"] / out["avg_watts"]
+    if trials:
+        per_watt = [t["tflops_per_watt"] for t in trials if t.get("tflops_per_watt")]
+        terms = dict(out.get("uncertainty_terms") or {})
+        if len(per_watt) > 1 and out["tflops_per_watt"]:
+            terms["trial spread"] = (max(per_watt) - min(per_watt)) / 2 / out["tflops_per_watt"]
+        out["uncertainty_terms"] = terms
+        out["uncertainty_rel"] = float(sum(terms.values()))
+    if out["tflops"]:
+        out["warnings"] = [w for w in out["warnings"] if not w.startswith(NET_WARNING)]
+        out["tflops_per_watt_net"] = net_tflops_per_watt(out, out["warnings"])
+    return out
+
+
+def combine_trials(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """One energy object from several trial windows of the same case (each from ``run_window``): the power
+    totals of ``combine_windows``, then the work's figures over all of them, with the trials' spread of TFLOPS/W
+    in the uncertainty. Invalid if any trial is."""
+    if len(trials) == 1:
+        return trials[0]
+    combined = combine_windows(trials)
+    for entry, trial in zip(combined["trials"], trials):
+        entry.update(tflops=trial.get("tflops"), tflops_per_watt=trial.get("tflops_per_watt"))
+    flops = sum(t["flops"] or 0.0 for t in trials)
+    return efficiency(combined, flops if combined["valid"] else combined.get("flops"), combined.get("idle_watts"),
+                      trials=trials)
+
+
+def net_tflops_per_watt(energy: dict[str, Any], warnings: list[str]) -> float | None:
+    """TFLOPS per watt above idle, or None (with a warning) when the power above idle is no larger than the
+    power's own uncertainty: dividing by noise would give any number at all."""
+    idle = energy.get("idle_watts")
+    if idle is None or not energy.get("tflops"):
+        return None
+    dynamic = energy["avg_watts"] - idle
+    if dynamic <= (energy.get("uncertainty_rel") or 0.0) * energy["avg_watts"]:
+        warnings.append(f"{NET_WARNING}: {energy['avg_watts']:.4g} W under load is within the measurement's "
+                        f"uncertainty of the {idle:.4g} W idle")
+        return None
+    return energy["tflops"] / dynamic

@@ -29,7 +29,7 @@ from npucheck import energy as energy_windows
 from npucheck.load import FOREIGN_CORES_WARNING, LoadMonitor, busy_processes, describe_busy
 from npucheck.power import PowerSource, open_source
 from npucheck.power.summary import summarize_power
-from npucheck.power.window import DEFAULT_SAMPLE_HZ, combine_trials
+from npucheck.power.window import DEFAULT_SAMPLE_HZ
 from npucheck.stats import is_unstable
 from npucheck.suites import Suite, get_suite
 from npucheck.support import check_support
@@ -251,8 +251,11 @@ class Runner:
                                          f"({window_s:g} s)"})
             try:
                 trials = self._trials if kind == "headline" else 1
-                energy = combine_trials([self._trial(measurement, window_s / trials, trial)
-                                         for trial in range(trials)])
+                case = KERNELS[measurement["kernel"]].case(measurement["dtype"], measurement["shape"],
+                                                           measurement["shape_set"])
+                batch = energy_windows.window_batch(measurement)
+                energy = energy_windows.combine_trials([self._trial(case, batch, window_s / trials, trial)
+                                                        for trial in range(trials)])
             except torch.OutOfMemoryError as e:
                 energy = energy_windows.invalid_energy(self.power, f"out of memory: {_first_line(e)}")
             except Exception as e:  # noqa: BLE001 - a kernel or power source failing loses this window only
@@ -266,14 +269,14 @@ class Runner:
                 measurement["warnings"].append(f"energy window: {warning}")
             self._emit("case_done", {"index": index, "case": None, "measurement": measurement})
 
-    def _trial(self, measurement: dict[str, Any], window_s: float, index: int) -> dict[str, Any]:
+    def _trial(self, case: Case, batch: int, window_s: float, index: int) -> dict[str, Any]:
         """One energy window; trials after the first start a random fraction of the source's update period
         late, so that duty-cycled telemetry (NVML samples 25 ms of every 100 ms on A100/H100) sees other phases
         of the work."""
         if index:
             period = self.power.counter_update_s or self.power.power_update_s or 0.1
             time.sleep(self._phase_rng.uniform(0, period))
-        return energy_windows.run_window(measurement, window_s, self.device, self.power, self.options.power_hz,
+        return energy_windows.run_window(case, batch, window_s, self.device, self.power, self.options.power_hz,
                                          self.options.seed, self._idle_watts, clock=self._clock)
 
     # ----------------------------------------------------------------------------------------------- phases

@@ -174,11 +174,20 @@ class RampSource(PowerSource):
         return self.watts
 
 
+def _result(window, flops, idle_watts=None):
+    """The runner's energy object of a window: the power seam's result, then the work's figures."""
+    from npucheck.energy import efficiency
+
+    return efficiency(window.result(), flops, idle_watts)
+
+
 def test_a_window_reports_the_sources_power_and_tflops_per_watt():
     window = EnergyWindow(RampSource(watts=200.0), hz=50)
     with window:
         time.sleep(0.3)
-    energy = window.result(flops=60e12, idle_watts=50.0)
+    power_only = window.result()  # the power seam: joules, watts and evidence, no work figures
+    assert power_only["joules"] and not {"flops", "tflops", "tflops_per_watt", "tflops_per_watt_net"} & set(power_only)
+    energy = _result(window, flops=60e12, idle_watts=50.0)
     assert energy["valid"], energy["reason"]
     assert energy["avg_watts"] == pytest.approx(200.0, rel=0.02)
     assert energy["tflops_per_watt"] == pytest.approx(energy["tflops"] / energy["avg_watts"])
@@ -190,7 +199,7 @@ def test_a_windows_uncertainty_adds_counter_quantization_to_the_sources():
     window = EnergyWindow(RampSource(watts=200.0, update_s=0.01), hz=50)
     with window:
         time.sleep(0.3)
-    energy = window.result(flops=1e12)
+    energy = _result(window, flops=1e12)
     assert energy["uncertainty_terms"]["counter quantization"] == pytest.approx(0.02 / energy["window_s"])
     assert energy["uncertainty_rel"] == pytest.approx(0.05 + 0.02 / energy["window_s"])
 
@@ -229,7 +238,7 @@ def test_a_window_shorter_than_the_counter_update_is_an_error_not_zero_joules():
     window = EnergyWindow(RampSource(update_s=0.1), hz=50)
     with window:
         time.sleep(0.03)
-    energy = window.result(flops=1e12)
+    energy = _result(window, flops=1e12)
     assert not energy["valid"] and energy["joules"] is None
     assert "shorter than the counter's update period" in energy["reason"]
 
@@ -238,7 +247,7 @@ def test_a_counter_reset_during_the_window_invalidates_it():
     window = EnergyWindow(RampSource(reset_after=2), hz=50)
     with window:
         time.sleep(0.1)
-    energy = window.result(flops=1e12)
+    energy = _result(window, flops=1e12)
     assert not energy["valid"] and "reset" in energy["reason"]
 
 
@@ -246,7 +255,7 @@ def test_a_source_failing_mid_window_invalidates_it_with_the_reason():
     window = EnergyWindow(RampSource(fail_edges=True), hz=50)
     with window:
         time.sleep(0.05)
-    energy = window.result(flops=1e12)
+    energy = _result(window, flops=1e12)
     assert not energy["valid"] and "fell off the bus" in energy["reason"]
     assert energy["tflops_per_watt"] is None
 
@@ -256,7 +265,7 @@ def test_a_constant_figure_is_quality_q0():
     window = EnergyWindow(source, hz=50)
     with window:
         time.sleep(0.05)
-    energy = window.result(flops=1e12)
+    energy = _result(window, flops=1e12)
     assert energy["valid"] and energy["avg_watts"] == pytest.approx(350.0) and energy["quality"] == "Q0"
 
 
@@ -287,7 +296,7 @@ def test_averaged_power_without_a_counter_widens_the_uncertainty_by_its_lag():
     window = EnergyWindow(NvmlSource(FakeNvml(energy_mj=None, instant_mw=None)), hz=20)
     with window:
         time.sleep(0.5)
-    energy = window.result(flops=1e12)
+    energy = _result(window, flops=1e12)
     assert energy["valid"] and energy["quality"] == "Q1"
     assert energy["uncertainty_terms"]["averaging lag"] == pytest.approx(1.0 / energy["window_s"])
 
@@ -333,7 +342,7 @@ def test_throttling_between_the_edges_is_caught_and_becomes_a_warning():
         fake.clock_events = 0x4  # power capping for a while, gone before the end edge
         time.sleep(1.2)
         fake.clock_events = 0
-    energy = window.result(flops=1e12)
+    energy = _result(window, flops=1e12)
     assert energy["throttle"]["reasons"] == ["SwPowerCap"] and energy["throttle"]["throttled_checks"] >= 1
     assert any("throttled" in w for w in energy["warnings"])
 
@@ -445,7 +454,7 @@ def test_a_log_that_does_not_cover_the_window_makes_it_invalid(tmp_path):
     window = EnergyWindow(MeterLogSource(log, period_s=1.0, accuracy=0.01), hz=50)
     with window:
         time.sleep(0.05)
-    energy = window.result(flops=1e12)
+    energy = _result(window, flops=1e12)
     assert not energy["valid"] and "no sample inside the window" in energy["reason"]
 
 
@@ -512,7 +521,7 @@ def _trial(start, window_s, joules, flops, quality="Q2", valid=True, reason=None
 
 
 def test_trials_combine_into_totals_with_their_spread_in_the_uncertainty():
-    from npucheck.power.window import combine_trials
+    from npucheck.energy import combine_trials
 
     trials = [_trial(100.0, 10.0, 1000.0, 1e15), _trial(110.5, 10.0, 1100.0, 1e15, quality="Q1"),
               _trial(121.0, 10.0, 900.0, 1e15)]
@@ -528,7 +537,7 @@ def test_trials_combine_into_totals_with_their_spread_in_the_uncertainty():
 
 
 def test_one_invalid_trial_invalidates_the_window_and_says_which():
-    from npucheck.power.window import combine_trials
+    from npucheck.energy import combine_trials
 
     energy = combine_trials([_trial(0.0, 5.0, 500.0, 1e14),
                              _trial(6.0, 5.0, 500.0, 1e14, valid=False, reason="energy counter went backwards")])
@@ -537,7 +546,7 @@ def test_one_invalid_trial_invalidates_the_window_and_says_which():
 
 
 def test_no_net_figure_when_the_power_above_idle_is_within_the_uncertainty():
-    from npucheck.power.window import net_tflops_per_watt
+    from npucheck.energy import net_tflops_per_watt
 
     warnings: list[str] = []
     noise = {"idle_watts": 35.0, "avg_watts": 35.05, "tflops": 0.03, "uncertainty_rel": 0.1}
@@ -606,7 +615,7 @@ def test_a_window_and_the_summary_carry_coverage_and_the_judge_refuses_an_uncove
     window = EnergyWindow(source, hz=50)
     with window:
         time.sleep(0.05)
-    energy = window.result(flops=1e12)
+    energy = _result(window, flops=1e12)
     assert energy["covers_device"] is False and energy["covers_reason"] == source.coverage
     summary, verdict = _per_watt_verdict({"covers_device": False, "covers_reason": source.coverage, "source": "rapl"})
     assert summary["tflops_per_watt_covers"] == {"fp16": False}

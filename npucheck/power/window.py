@@ -166,7 +166,7 @@ class EnergyWindow:
         with EnergyWindow(source) as window:
             ...  # sustained loop
             device.synchronize()
-        energy = window.result(flops=calls * flops_per_call)
+        energy = window.result()  # joules, watts and evidence; npucheck.energy.efficiency adds TFLOPS/W
     """
 
     def __init__(self, source: PowerSource, hz: float = DEFAULT_SAMPLE_HZ,
@@ -208,10 +208,12 @@ class EnergyWindow:
         self.context_after = _safe_context(self.source)
 
     # ------------------------------------------------------------------------------------------------ result
-    def result(self, flops: float | None = None, idle_watts: float | None = None,
-               meter_wait_s: float = 0.0) -> dict[str, Any]:
-        """The ``energy`` object of a measurement (see docs/result-profile.md). Never raises for a bad reading:
-        an unusable window comes back with ``valid: false`` and the reason, and no power figures."""
+    def result(self, meter_wait_s: float = 0.0) -> dict[str, Any]:
+        """The power part of a measurement's ``energy`` object (see docs/result-profile.md): joules, watts,
+        the counter and integration evidence, the trace and the context. The work's figures (flops, TFLOPS,
+        TFLOPS/W, net of idle) are added outside the power package, by ``npucheck.energy.efficiency``.
+        Never raises for a bad reading: an unusable window comes back with ``valid: false`` and the reason, and
+        no power figures."""
         window_s = self.end_s - self.start_s
         trace = self._sampler.trace
         src = self.source
@@ -220,8 +222,7 @@ class EnergyWindow:
             "covers_device": src.covers_device, "covers_reason": src.coverage,
             "window_s": window_s, "start_unix": self.start_unix, "valid": False, "reason": None,
             "joules": None, "joules_counter": None, "joules_integrated": None, "counter_vs_integrated": None,
-            "avg_watts": None, "idle_watts": idle_watts, "flops": flops, "tflops": None, "tflops_per_watt": None,
-            "tflops_per_watt_net": None, "samples": len(trace.power), "dropped_samples": trace.dropped,
+            "avg_watts": None, "samples": len(trace.power), "dropped_samples": trace.dropped,
             "coverage": None, "trace": [], "context_before": self.context_before,
             "context_after": self.context_after,
             "throttle": _throttle([self.context_before, self.context_after] + [c for _, c in trace.contexts]),
@@ -318,10 +319,6 @@ class EnergyWindow:
         if out["avg_watts"] <= 0:
             out.update(valid=False, reason="average power is not positive", avg_watts=None, joules=None)
             return out
-        if flops is not None and window_s > 0:
-            out["tflops"] = flops / window_s / 1e12
-            out["tflops_per_watt"] = out["tflops"] / out["avg_watts"]
-            out["tflops_per_watt_net"] = net_tflops_per_watt(out, out["warnings"])
         return out
 
 
@@ -350,27 +347,25 @@ class EnergyWindow:
 QUALITY_ORDER = ("Q0", "Q1", "Q2", "Q3")
 
 
-def combine_trials(trials: list[dict[str, Any]]) -> dict[str, Any]:
-    """One energy object from several trial windows of the same case: totals over all of them, the worst
-    quality, each trial's figures under ``trials``, and their spread added to the uncertainty (half the range
-    of the trials' TFLOPS/W, relative to the combined figure). Invalid if any trial is."""
-    if len(trials) == 1:
-        return trials[0]
+def combine_windows(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """The power part of one energy object from several trial windows of the same case: totals over all of
+    them, the worst quality, each trial's power figures under ``trials`` and each uncertainty term at its worst.
+    Invalid if any trial is. Keys it does not know (the work's figures) are the first trial's:
+    ``npucheck.energy.combine_trials`` adds the combined work figures and the trials' spread."""
     first = trials[0]
     out = dict(first)
-    out["trials"] = [{key: t.get(key) for key in ("start_unix", "window_s", "valid", "reason", "avg_watts", "tflops",
-                                                  "tflops_per_watt")} for t in trials]
+    out["trials"] = [{key: t.get(key) for key in ("start_unix", "window_s", "valid", "reason", "avg_watts")}
+                     for t in trials]
     out["warnings"] = sorted({w for t in trials for w in t.get("warnings") or []})
     bad = [(i, t) for i, t in enumerate(trials, 1) if not t.get("valid")]
     if bad:
         index, trial = bad[0]
         out.update(valid=False, reason=f"trial {index} of {len(trials)}: {trial.get('reason')}", joules=None,
-                   avg_watts=None, tflops=None, tflops_per_watt=None, tflops_per_watt_net=None)
+                   avg_watts=None)
         return out
     window_s = sum(t["window_s"] for t in trials)
     joules = sum(t["joules"] for t in trials)
-    flops = sum(t["flops"] or 0.0 for t in trials)
-    out.update(window_s=window_s, joules=joules, avg_watts=joules / window_s, flops=flops,
+    out.update(window_s=window_s, joules=joules, avg_watts=joules / window_s,
                samples=sum(t.get("samples") or 0 for t in trials),
                dropped_samples=sum(t.get("dropped_samples") or 0 for t in trials),
                coverage=min((t["coverage"] for t in trials if t.get("coverage") is not None), default=None),
@@ -387,39 +382,13 @@ def combine_trials(trials: list[dict[str, Any]]) -> dict[str, Any]:
                             for t in trials for x, c in t.get("context_trace") or []][:MAX_TRACE_POINTS]
     out["throttle"] = _throttle([{"throttle_reasons": t["throttle"]["reasons"]} for t in trials
                                  if (t.get("throttle") or {}).get("reasons") is not None])
-    if flops and window_s > 0:
-        out["tflops"] = flops / window_s / 1e12
-        out["tflops_per_watt"] = out["tflops"] / out["avg_watts"]
     terms: dict[str, float] = {}
     for t in trials:  # each trial's own terms, at their worst
         for name, value in (t.get("uncertainty_terms") or {}).items():
             terms[name] = max(terms.get(name, 0.0), value)
-    per_watt = [t["tflops_per_watt"] for t in trials if t.get("tflops_per_watt")]
-    if len(per_watt) > 1 and out.get("tflops_per_watt"):
-        terms["trial spread"] = (max(per_watt) - min(per_watt)) / 2 / out["tflops_per_watt"]
     out["uncertainty_terms"] = terms
     out["uncertainty_rel"] = float(sum(terms.values()))
-    if out.get("tflops"):
-        out["warnings"] = [w for w in out["warnings"] if not w.startswith(NET_WARNING)]
-        out["tflops_per_watt_net"] = net_tflops_per_watt(out, out["warnings"])
     return out
-
-
-NET_WARNING = "no net TFLOPS/W"
-
-
-def net_tflops_per_watt(energy: dict[str, Any], warnings: list[str]) -> float | None:
-    """TFLOPS per watt above idle, or None (with a warning) when the power above idle is no larger than the
-    power's own uncertainty: dividing by noise would give any number at all."""
-    idle = energy.get("idle_watts")
-    if idle is None or not energy.get("tflops"):
-        return None
-    dynamic = energy["avg_watts"] - idle
-    if dynamic <= (energy.get("uncertainty_rel") or 0.0) * energy["avg_watts"]:
-        warnings.append(f"{NET_WARNING}: {energy['avg_watts']:.4g} W under load is within the measurement's "
-                        f"uncertainty of the {idle:.4g} W idle")
-        return None
-    return energy["tflops"] / dynamic
 
 
 def _safe_context(source: PowerSource) -> dict[str, Any]:
