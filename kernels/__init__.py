@@ -33,22 +33,40 @@ class Kernel:
     label: Callable[[Mapping[str, Any]], str]
 
     def case(self, dtype: str, shape: Mapping[str, Any], shape_set: str) -> Case:
-        return Case(kernel=self.name, family=self.family, dtype=dtype, shape=dict(shape), shape_set=shape_set,
-                    flops=self.flops(shape), flop_convention=self.flop_convention, kernel_version=self.version,
-                    shape_label=self.label(shape))
+        return Case(
+            kernel=self.name,
+            family=self.family,
+            dtype=dtype,
+            shape=dict(shape),
+            shape_set=shape_set,
+            flops=self.flops(shape),
+            flop_convention=self.flop_convention,
+            kernel_version=self.version,
+            shape_label=self.label(shape),
+        )
 
 
 def _recurrent(name: str) -> Kernel:
     family = rnn.FAMILIES[name]
-    return Kernel(name, family, rnn.VERSION, rnn.FLOP_CONVENTION, functools.partial(rnn.flops, name),
-                  functools.partial(rnn.build, name), rnn.SHAPE_SETS[family], rnn.label)
+    return Kernel(
+        name,
+        family,
+        rnn.VERSION,
+        rnn.FLOP_CONVENTION,
+        functools.partial(rnn.flops, name),
+        functools.partial(rnn.build, name),
+        rnn.SHAPE_SETS[family],
+        rnn.label,
+    )
 
 
 KERNELS: dict[str, Kernel] = {
-    "gemm": Kernel(gemm.NAME, gemm.FAMILY, gemm.VERSION, gemm.FLOP_CONVENTION, gemm.flops, gemm.build,
-                   gemm.SHAPE_SETS, gemm.label),
-    "conv2d": Kernel(conv.NAME, conv.FAMILY, conv.VERSION, conv.FLOP_CONVENTION, conv.flops, conv.build,
-                     conv.SHAPE_SETS, conv.label),
+    "gemm": Kernel(
+        gemm.NAME, gemm.FAMILY, gemm.VERSION, gemm.FLOP_CONVENTION, gemm.flops, gemm.build, gemm.SHAPE_SETS, gemm.label
+    ),
+    "conv2d": Kernel(
+        conv.NAME, conv.FAMILY, conv.VERSION, conv.FLOP_CONVENTION, conv.flops, conv.build, conv.SHAPE_SETS, conv.label
+    ),
     **{name: _recurrent(name) for name in ("rnn_tanh", "rnn_relu", "lstm", "gru")},
 }
 
@@ -99,11 +117,24 @@ def reference_flops(case: Case) -> int:
     if case.kernel == "conv2d":
         groups, k = int(shape.get("groups", 1)), int(shape["k"])
         per_group = k // groups
-        channels = (min(k, conv.VERIFY_CHANNELS) if groups == 1
-                    else min(groups, max(1, conv.VERIFY_CHANNELS // per_group)) * per_group)
-        return conv.flops({**shape, "n": 1, "k": channels}) if groups == 1 else conv.flops(
-            {**shape, "n": 1, "k": channels, "c": channels // per_group * (int(shape["c"]) // groups),
-             "groups": channels // per_group})
+        channels = (
+            min(k, conv.VERIFY_CHANNELS)
+            if groups == 1
+            else min(groups, max(1, conv.VERIFY_CHANNELS // per_group)) * per_group
+        )
+        return (
+            conv.flops({**shape, "n": 1, "k": channels})
+            if groups == 1
+            else conv.flops(
+                {
+                    **shape,
+                    "n": 1,
+                    "k": channels,
+                    "c": channels // per_group * (int(shape["c"]) // groups),
+                    "groups": channels // per_group,
+                }
+            )
+        )
     return rnn.reference_flops(case.kernel, shape)
 
 
@@ -114,5 +145,17 @@ def build_workload(case: Case, device: torch.device, seed: int) -> Workload:
     return kernel.builder(case.shape, TORCH_DTYPES[case.dtype], case.dtype, device, generator)
 
 
-__all__ = ["Case", "Check", "DTYPE_NAMES", "VERIFY_DEVICE_CALLS", "reference_flops", "KERNELS", "Kernel", "NonFiniteOutput", "Workload", "build_workload",
-           "select_dtypes", "select_kernels"]
+__all__ = [
+    "Case",
+    "Check",
+    "DTYPE_NAMES",
+    "VERIFY_DEVICE_CALLS",
+    "reference_flops",
+    "KERNELS",
+    "Kernel",
+    "NonFiniteOutput",
+    "Workload",
+    "build_workload",
+    "select_dtypes",
+    "select_kernels",
+]

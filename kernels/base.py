@@ -35,6 +35,7 @@ default). fp32 cases now run under :func:`npucheck.kernels.precision.full_fp32_p
 REFERENCE_DEVICE = torch.device("cpu")
 """References are computed on the host: Ascend NPUs, Intel Arc and Apple GPUs have no float64."""
 
+
 class NonFiniteOutput(RuntimeError):
     """The kernel produced NaN or Inf."""
 
@@ -76,7 +77,7 @@ class Check:
 
     @property
     def status(self) -> str:
-        """"ok", "wrong" or "unchecked"."""
+        """ "ok", "wrong" or "unchecked"."""
         if self.rel_error is None:
             return "unchecked"
         return "ok" if self.rel_error <= self.tolerance else "wrong"
@@ -87,9 +88,16 @@ class Check:
         return None if self.rel_error is None else self.rel_error <= self.tolerance
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rel_error": self.rel_error, "tolerance": self.tolerance,
-                "reference_dtype": self.reference_dtype, "checked": self.checked, "ok": self.ok,
-                "status": self.status, "reason": self.reason, "reference_device": self.reference_device}
+        return {
+            "rel_error": self.rel_error,
+            "tolerance": self.tolerance,
+            "reference_dtype": self.reference_dtype,
+            "checked": self.checked,
+            "ok": self.ok,
+            "status": self.status,
+            "reason": self.reason,
+            "reference_device": self.reference_device,
+        }
 
 
 @dataclass
@@ -113,8 +121,9 @@ def generator_for(case_id: str, seed: int, device: torch.device) -> torch.Genera
     return generator
 
 
-def randn(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, generator: torch.Generator,
-          scale: float = 1.0) -> torch.Tensor:
+def randn(
+    shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, generator: torch.Generator, scale: float = 1.0
+) -> torch.Tensor:
     """Normal random values (never zeros or ones: they run faster and draw less power than real data)."""
     gen_device = generator.device
     values = torch.randn(shape, generator=generator, device=gen_device, dtype=torch.float32)
@@ -150,18 +159,25 @@ def compare(out: torch.Tensor, ref: torch.Tensor, dtype: str, checked: str) -> C
     diff = torch.linalg.vector_norm(out_host.to(torch.float64) - ref64)
     norm = torch.linalg.vector_norm(ref64)
     rel = float(diff / norm) if float(norm) > 0 else float(diff)
-    return Check(rel_error=rel, tolerance=TOLERANCE[dtype], reference_dtype=str(ref.dtype).replace("torch.", ""),
-                 checked=checked)
+    return Check(
+        rel_error=rel, tolerance=TOLERANCE[dtype], reference_dtype=str(ref.dtype).replace("torch.", ""), checked=checked
+    )
 
 
 def unchecked(dtype: str, checked: str, error: BaseException) -> Check:
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return Check(rel_error=None, tolerance=TOLERANCE[dtype], reference_dtype="float64", checked=checked,
-                 reason=f"float64 reference unavailable on the host: {type(error).__name__}: {text}")
+    return Check(
+        rel_error=None,
+        tolerance=TOLERANCE[dtype],
+        reference_dtype="float64",
+        checked=checked,
+        reason=f"float64 reference unavailable on the host: {type(error).__name__}: {text}",
+    )
 
 
-def check_against_host_reference(out: torch.Tensor, reference: Callable[[], torch.Tensor], dtype: str,
-                                 checked: str) -> Check:
+def check_against_host_reference(
+    out: torch.Tensor, reference: Callable[[], torch.Tensor], dtype: str, checked: str
+) -> Check:
     """Compare ``out`` with ``reference()``, a float64 tensor computed on the host (from operands copied there
     with :func:`host64`). The output is copied and checked for NaN/Inf first (a kernel fault: raises
     NonFiniteOutput); a reference that cannot be computed makes the check unchecked, never wrong."""

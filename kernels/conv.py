@@ -13,8 +13,15 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
-from npucheck.kernels.base import (Check, Workload, check_against_host_reference, host64, randn, sample_indices,
-                                   tensor_bytes)
+from npucheck.kernels.base import (
+    Check,
+    Workload,
+    check_against_host_reference,
+    host64,
+    randn,
+    sample_indices,
+    tensor_bytes,
+)
 
 NAME = "conv2d"
 FAMILY = "cnn"
@@ -33,51 +40,107 @@ def output_hw(shape: Mapping[str, Any]) -> tuple[int, int]:
 def flops(shape: Mapping[str, Any]) -> int:
     p, q = output_hw(shape)
     groups = int(shape.get("groups", 1))
-    return 2 * int(shape["n"]) * int(shape["k"]) * (int(shape["c"]) // groups) * int(shape["r"]) * int(shape["s"]) * p * q
+    return (
+        2 * int(shape["n"]) * int(shape["k"]) * (int(shape["c"]) // groups) * int(shape["r"]) * int(shape["s"]) * p * q
+    )
 
 
 def label(shape: Mapping[str, Any]) -> str:
-    return (f"n{shape['n']}_c{shape['c']}_{shape['h']}x{shape['w']}_k{shape['k']}_{shape['r']}x{shape['s']}"
-            f"_s{shape['stride_h']}x{shape['stride_w']}_p{shape['pad_h']}x{shape['pad_w']}_g{shape.get('groups', 1)}")
+    return (
+        f"n{shape['n']}_c{shape['c']}_{shape['h']}x{shape['w']}_k{shape['k']}_{shape['r']}x{shape['s']}"
+        f"_s{shape['stride_h']}x{shape['stride_w']}_p{shape['pad_h']}x{shape['pad_w']}_g{shape.get('groups', 1)}"
+    )
 
 
-def _conv(n: int, c: int, h: int, w: int, k: int, r: int, s: int | None = None, stride: int = 1,
-          pad: int | None = None, groups: int = 1, stride_w: int | None = None, pad_w: int | None = None) -> dict[str, Any]:
+def _conv(
+    n: int,
+    c: int,
+    h: int,
+    w: int,
+    k: int,
+    r: int,
+    s: int | None = None,
+    stride: int = 1,
+    pad: int | None = None,
+    groups: int = 1,
+    stride_w: int | None = None,
+    pad_w: int | None = None,
+) -> dict[str, Any]:
     s = r if s is None else s
     pad_h = r // 2 if pad is None else pad
-    return {"n": n, "c": c, "h": h, "w": w, "k": k, "r": r, "s": s,
-            "stride_h": stride, "stride_w": stride if stride_w is None else stride_w,
-            "pad_h": pad_h, "pad_w": (s // 2 if pad is None else pad) if pad_w is None else pad_w, "groups": groups}
+    return {
+        "n": n,
+        "c": c,
+        "h": h,
+        "w": w,
+        "k": k,
+        "r": r,
+        "s": s,
+        "stride_h": stride,
+        "stride_w": stride if stride_w is None else stride_w,
+        "pad_h": pad_h,
+        "pad_w": (s // 2 if pad is None else pad) if pad_w is None else pad_w,
+        "groups": groups,
+    }
 
 
 def _resnet50(n: int) -> list[dict[str, Any]]:
     return [
         _conv(n, 3, 224, 224, 64, 7, stride=2, pad=3),
-        _conv(n, 64, 56, 56, 64, 1), _conv(n, 64, 56, 56, 64, 3), _conv(n, 64, 56, 56, 256, 1),
-        _conv(n, 256, 56, 56, 64, 1), _conv(n, 256, 56, 56, 128, 1), _conv(n, 256, 56, 56, 512, 1, stride=2),
-        _conv(n, 128, 28, 28, 128, 3), _conv(n, 128, 28, 28, 512, 1), _conv(n, 512, 28, 28, 128, 1),
-        _conv(n, 512, 28, 28, 256, 1), _conv(n, 512, 28, 28, 1024, 1, stride=2), _conv(n, 256, 14, 14, 256, 3),
-        _conv(n, 256, 14, 14, 1024, 1), _conv(n, 1024, 14, 14, 256, 1), _conv(n, 1024, 14, 14, 512, 1),
-        _conv(n, 1024, 14, 14, 2048, 1, stride=2), _conv(n, 512, 7, 7, 512, 3), _conv(n, 512, 7, 7, 2048, 1),
+        _conv(n, 64, 56, 56, 64, 1),
+        _conv(n, 64, 56, 56, 64, 3),
+        _conv(n, 64, 56, 56, 256, 1),
+        _conv(n, 256, 56, 56, 64, 1),
+        _conv(n, 256, 56, 56, 128, 1),
+        _conv(n, 256, 56, 56, 512, 1, stride=2),
+        _conv(n, 128, 28, 28, 128, 3),
+        _conv(n, 128, 28, 28, 512, 1),
+        _conv(n, 512, 28, 28, 128, 1),
+        _conv(n, 512, 28, 28, 256, 1),
+        _conv(n, 512, 28, 28, 1024, 1, stride=2),
+        _conv(n, 256, 14, 14, 256, 3),
+        _conv(n, 256, 14, 14, 1024, 1),
+        _conv(n, 1024, 14, 14, 256, 1),
+        _conv(n, 1024, 14, 14, 512, 1),
+        _conv(n, 1024, 14, 14, 2048, 1, stride=2),
+        _conv(n, 512, 7, 7, 512, 3),
+        _conv(n, 512, 7, 7, 2048, 1),
         _conv(n, 2048, 7, 7, 512, 1),
     ]
 
 
 def _vgg16(n: int) -> list[dict[str, Any]]:
-    layers = [(224, 3, 64), (224, 64, 64), (112, 64, 128), (112, 128, 128), (56, 128, 256), (56, 256, 256),
-              (28, 256, 512), (28, 512, 512), (14, 512, 512)]
+    layers = [
+        (224, 3, 64),
+        (224, 64, 64),
+        (112, 64, 128),
+        (112, 128, 128),
+        (56, 128, 256),
+        (56, 256, 256),
+        (28, 256, 512),
+        (28, 512, 512),
+        (14, 512, 512),
+    ]
     return [_conv(n, c, hw, hw, k, 3) for hw, c, k in layers]
 
 
 def _deepspeech(n: int) -> list[dict[str, Any]]:
     # DeepBench: input W×H×C = 700×161×1 and 341×79×32, filters 20×5 and 10×5 (width × height), stride 2, no pad.
-    return [_conv(n, 1, 161, 700, 32, 5, s=20, stride=2, pad=0),
-            _conv(n, 32, 79, 341, 32, 5, s=10, stride=2, pad=0)]
+    return [_conv(n, 1, 161, 700, 32, 5, s=20, stride=2, pad=0), _conv(n, 32, 79, 341, 32, 5, s=10, stride=2, pad=0)]
 
 
 def _mobilenet_depthwise(n: int) -> list[dict[str, Any]]:
-    layers = [(112, 32, 1), (112, 64, 2), (56, 128, 1), (56, 128, 2), (28, 256, 1), (28, 256, 2), (14, 512, 1),
-              (14, 512, 2), (7, 1024, 1)]
+    layers = [
+        (112, 32, 1),
+        (112, 64, 2),
+        (56, 128, 1),
+        (56, 128, 2),
+        (28, 256, 1),
+        (28, 256, 2),
+        (14, 512, 1),
+        (14, 512, 2),
+        (7, 1024, 1),
+    ]
     return [_conv(n, c, hw, hw, c, 3, stride=stride, groups=c) for hw, c, stride in layers]
 
 
@@ -93,8 +156,9 @@ SHAPE_SETS: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def build(shape: Mapping[str, Any], dtype: torch.dtype, dtype_name: str, device: torch.device,
-          generator: torch.Generator) -> Workload:
+def build(
+    shape: Mapping[str, Any], dtype: torch.dtype, dtype_name: str, device: torch.device, generator: torch.Generator
+) -> Workload:
     n, c, h, w = (int(shape[key]) for key in ("n", "c", "h", "w"))
     k, r, s, groups = int(shape["k"]), int(shape["r"]), int(shape["s"]), int(shape.get("groups", 1))
     stride = (int(shape["stride_h"]), int(shape["stride_w"]))
@@ -124,11 +188,13 @@ def build(shape: Mapping[str, Any], dtype: torch.dtype, dtype_name: str, device:
 
         def reference() -> torch.Tensor:
             image = x[:1] if in_idx is None else x[:1].index_select(1, in_idx.to(x.device))
-            return F.conv2d(host64(image), host64(weight.index_select(0, out_dev)), None, stride, padding, 1,
-                            ref_groups)
+            return F.conv2d(
+                host64(image), host64(weight.index_select(0, out_dev)), None, stride, padding, 1, ref_groups
+            )
 
-        return check_against_host_reference(picked, reference, dtype_name,
-                                            f"image 1 of {n}, {len(out_idx)} of {k} output channels")
+        return check_against_host_reference(
+            picked, reference, dtype_name, f"image 1 of {n}, {len(out_idx)} of {k} output channels"
+        )
 
     p, q = output_hw(shape)
     out_bytes = n * k * p * q * x.element_size()

@@ -11,8 +11,15 @@ from typing import Any, Mapping
 
 import torch
 
-from npucheck.kernels.base import (Check, Workload, check_against_host_reference, host64, randn, sample_indices,
-                                   tensor_bytes)
+from npucheck.kernels.base import (
+    Check,
+    Workload,
+    check_against_host_reference,
+    host64,
+    randn,
+    sample_indices,
+    tensor_bytes,
+)
 
 NAME = "gemm"
 FAMILY = "gemm"
@@ -46,8 +53,12 @@ _training: list[dict[str, Any]] = (
     + [_shape(3072, 7435, 1024, "NT"), _shape(7680, 5481, 2560, "NT")]
     + [_shape(m, n, 500000, lay) for lay in ("NN", "TN") for n in (8, 16) for m in (512, 1024)]
     + [_shape(1024, 700, 512, "NN"), _shape(1024, 700, 512, "TN")]
-    + [_shape(m, n, k, lay) for lay in ("NN", "TN") for n in (24000, 48000)
-       for m, k in ((7680, 2560), (6144, 2048), (4608, 1536), (8448, 2816), (3072, 1024))]
+    + [
+        _shape(m, n, k, lay)
+        for lay in ("NN", "TN")
+        for n in (24000, 48000)
+        for m, k in ((7680, 2560), (6144, 2048), (4608, 1536), (8448, 2816), (3072, 1024))
+    ]
 )
 
 SHAPE_SETS: dict[str, list[dict[str, Any]]] = {
@@ -58,20 +69,33 @@ SHAPE_SETS: dict[str, list[dict[str, Any]]] = {
         + [_shape(m, n, k) for m, k in ((7680, 2560), (3072, 1024)) for n in (1, 2, 4)]
         + [_shape(m, n, 500000) for n in (1, 2, 4) for m in (512, 1024)]
         + [_shape(1024, 700, 512)]
-        + [_shape(m, n, k) for n in (1500, 3000, 6000)
-           for m, k in ((7680, 2560), (6144, 2048), (4608, 1536), (8448, 2816), (3072, 1024))]
+        + [
+            _shape(m, n, k)
+            for n in (1500, 3000, 6000)
+            for m, k in ((7680, 2560), (6144, 2048), (4608, 1536), (8448, 2816), (3072, 1024))
+        ]
     ),
     "deepbench-device": [
-        _shape(5124, 700, 2048), _shape(35, 700, 2048), _shape(3072, 1, 1024), _shape(64, 1, 1216),
-        _shape(3072, 1500, 1024), _shape(128, 1500, 1280), _shape(3072, 1500, 128), _shape(128, 1, 1024),
-        _shape(3072, 1, 128), _shape(176, 1500, 1408), _shape(4224, 1500, 176), _shape(128, 1, 1408),
+        _shape(5124, 700, 2048),
+        _shape(35, 700, 2048),
+        _shape(3072, 1, 1024),
+        _shape(64, 1, 1216),
+        _shape(3072, 1500, 1024),
+        _shape(128, 1500, 1280),
+        _shape(3072, 1500, 128),
+        _shape(128, 1, 1024),
+        _shape(3072, 1, 128),
+        _shape(176, 1500, 1408),
+        _shape(4224, 1500, 176),
+        _shape(128, 1, 1408),
         _shape(4224, 1, 128),
     ],
 }
 
 
-def build(shape: Mapping[str, Any], dtype: torch.dtype, dtype_name: str, device: torch.device,
-          generator: torch.Generator) -> Workload:
+def build(
+    shape: Mapping[str, Any], dtype: torch.dtype, dtype_name: str, device: torch.device, generator: torch.Generator
+) -> Workload:
     m, n, k = int(shape["m"]), int(shape["n"]), int(shape["k"])
     layout = str(shape.get("layout", "NN"))
     a = randn((k, m), dtype, device, generator).t() if layout[0] == "T" else randn((m, k), dtype, device, generator)
@@ -93,7 +117,8 @@ def build(shape: Mapping[str, Any], dtype: torch.dtype, dtype_name: str, device:
         def reference() -> torch.Tensor:
             return host64(a.index_select(0, rows_dev)) @ host64(b.index_select(1, cols_dev))
 
-        return check_against_host_reference(picked, reference, dtype_name,
-                                            f"{len(rows)} random rows x {len(cols)} random columns of {m}x{n}")
+        return check_against_host_reference(
+            picked, reference, dtype_name, f"{len(rows)} random rows x {len(cols)} random columns of {m}x{n}"
+        )
 
     return Workload(run=run, verify=verify, footprint_bytes=tensor_bytes(a, b, out), keep=[a, b, out])

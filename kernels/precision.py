@@ -34,8 +34,17 @@ RELATED_ENV = ("NVIDIA_TF32_OVERRIDE", "HIPBLASLT_ALLOW_TF32")
 on ROCm, hipBLASLt uses TF32 only when HIPBLASLT_ALLOW_TF32=1 *and* the switches allow it."""
 
 # (backend, op) pairs of the new API, as torch's own modules name them.
-_NEW_API_PAIRS = (("generic", "all"), ("cuda", "all"), ("cuda", "matmul"), ("cuda", "conv"), ("cuda", "rnn"),
-                  ("mkldnn", "all"), ("mkldnn", "matmul"), ("mkldnn", "conv"), ("mkldnn", "rnn"))
+_NEW_API_PAIRS = (
+    ("generic", "all"),
+    ("cuda", "all"),
+    ("cuda", "matmul"),
+    ("cuda", "conv"),
+    ("cuda", "rnn"),
+    ("mkldnn", "all"),
+    ("mkldnn", "matmul"),
+    ("mkldnn", "conv"),
+    ("mkldnn", "rnn"),
+)
 _OPS = ("matmul", "conv", "rnn")
 
 
@@ -90,9 +99,12 @@ def _effective(new: dict[str, str | None], legacy: dict[str, Any]) -> dict[str, 
     cublas = legacy.get("cuda_matmul_allow_tf32")
     cudnn = legacy.get("cudnn_allow_tf32")
     cudnn_value = None if cudnn is None else ("tf32" if cudnn else "ieee")
-    return {"cuda.matmul": None if cublas is None else ("tf32" if cublas else "ieee"),
-            "cuda.conv": cudnn_value, "cuda.rnn": cudnn_value,
-            "mkldnn.matmul": {"highest": "ieee", "high": "ieee", "medium": "bf16"}.get(str(precision))}
+    return {
+        "cuda.matmul": None if cublas is None else ("tf32" if cublas else "ieee"),
+        "cuda.conv": cudnn_value,
+        "cuda.rnn": cudnn_value,
+        "mkldnn.matmul": {"highest": "ieee", "high": "ieee", "medium": "bf16"}.get(str(precision)),
+    }
 
 
 def _env_true(value: str | None) -> bool:
@@ -117,13 +129,23 @@ def fp32_precision_state() -> dict[str, Any]:
     reduced = sorted(key for key, value in effective.items() if value != "ieee")
     reasons = []
     if override:
-        reasons.append(f"{OVERRIDE_ENV}={env[OVERRIDE_ENV]} forces TF32 in cuBLAS fp32 matmuls whatever the switches "
-                       "say; fp32 results are not guaranteed true fp32")
+        reasons.append(
+            f"{OVERRIDE_ENV}={env[OVERRIDE_ENV]} forces TF32 in cuBLAS fp32 matmuls whatever the switches "
+            "say; fp32 results are not guaranteed true fp32"
+        )
     if reduced:
-        reasons.append("fp32 precision switches not at full fp32: "
-                       + ", ".join(f"{key}={effective[key]}" for key in reduced))
-    return {"full_fp32": not reasons, "effective": effective, "legacy": legacy, "fp32_precision": new,
-            "env": env, "override": override, "reason": "; ".join(reasons) or None}
+        reasons.append(
+            "fp32 precision switches not at full fp32: " + ", ".join(f"{key}={effective[key]}" for key in reduced)
+        )
+    return {
+        "full_fp32": not reasons,
+        "effective": effective,
+        "legacy": legacy,
+        "fp32_precision": new,
+        "env": env,
+        "override": override,
+        "reason": "; ".join(reasons) or None,
+    }
 
 
 @contextlib.contextmanager

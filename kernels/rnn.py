@@ -14,8 +14,15 @@ from typing import Any, Mapping
 
 import torch
 
-from npucheck.kernels.base import (REFERENCE_DEVICE, Check, Workload, check_against_host_reference, host64, randn,
-                                   tensor_bytes)
+from npucheck.kernels.base import (
+    REFERENCE_DEVICE,
+    Check,
+    Workload,
+    check_against_host_reference,
+    host64,
+    randn,
+    tensor_bytes,
+)
 
 VERSION = 1
 FLOP_CONVENTION = "layers*dirs*seq_len*2*batch*gates*hidden*(input+hidden)"
@@ -47,14 +54,22 @@ def reference_flops(kernel: str, shape: Mapping[str, Any]) -> int:
 
 def flops(kernel: str, shape: Mapping[str, Any]) -> int:
     hidden, inp = int(shape["hidden"]), int(shape["input"])
-    return (int(shape.get("layers", 1)) * int(shape["seq_len"]) * 2 * int(shape["batch"]) * GATES[kernel]
-            * hidden * (inp + hidden))
+    return (
+        int(shape.get("layers", 1))
+        * int(shape["seq_len"])
+        * 2
+        * int(shape["batch"])
+        * GATES[kernel]
+        * hidden
+        * (inp + hidden)
+    )
 
 
 def label(shape: Mapping[str, Any]) -> str:
     layers = int(shape.get("layers", 1))
-    return (f"h{shape['hidden']}_b{shape['batch']}_t{shape['seq_len']}_i{shape['input']}"
-            + (f"_l{layers}" if layers != 1 else ""))
+    return f"h{shape['hidden']}_b{shape['batch']}_t{shape['seq_len']}_i{shape['input']}" + (
+        f"_l{layers}" if layers != 1 else ""
+    )
 
 
 def _rnn(hidden: int, batch: int, seq_len: int) -> dict[str, Any]:
@@ -68,19 +83,30 @@ SHAPE_SETS: dict[str, dict[str, list[dict[str, Any]]]] = {
         "small": [_rnn(256, 16, 50), _rnn(512, 32, 50), _rnn(1024, 32, 50)],
     },
     "lstm": {
-        "deepbench-train": ([_rnn(h, b, 25) for h in (512, 1024, 2048, 4096) for b in (16, 32, 64, 128)]
-                            + [_rnn(1536, b, 50) for b in (8, 16, 32)] + [_rnn(256, b, 150) for b in (16, 32, 64)]),
-        "deepbench-server": ([_rnn(h, b, 25) for h in (512, 1024, 2048) for b in (1, 2, 4)]
-                             + [_rnn(1536, b, 50) for b in (1, 2, 4)] + [_rnn(256, b, 150) for b in (1, 2, 4)]),
+        "deepbench-train": (
+            [_rnn(h, b, 25) for h in (512, 1024, 2048, 4096) for b in (16, 32, 64, 128)]
+            + [_rnn(1536, b, 50) for b in (8, 16, 32)]
+            + [_rnn(256, b, 150) for b in (16, 32, 64)]
+        ),
+        "deepbench-server": (
+            [_rnn(h, b, 25) for h in (512, 1024, 2048) for b in (1, 2, 4)]
+            + [_rnn(1536, b, 50) for b in (1, 2, 4)]
+            + [_rnn(256, b, 150) for b in (1, 2, 4)]
+        ),
         "deepbench-device": [_rnn(256, 1, 150)],
         "small": [_rnn(256, 16, 25), _rnn(512, 32, 50), _rnn(1024, 32, 25)],
     },
     "gru": {
-        "deepbench-train": ([_rnn(h, 32, t) for h in (2816, 2048, 1536, 2560) for t in (1500, 750, 375, 187)]
-                            + [_rnn(512, 32, 1)] + [_rnn(1024, b, 1500) for b in (32, 64)]),
-        "deepbench-server": ([_rnn(h, b, t) for h in (2816, 2048, 1536, 2560) for b in (1, 2, 4)
-                              for t in (1500, 750, 375, 187)]
-                             + [_rnn(512, b, 1) for b in (1, 2, 4)] + [_rnn(1024, b, 1500) for b in (1, 2, 4)]),
+        "deepbench-train": (
+            [_rnn(h, 32, t) for h in (2816, 2048, 1536, 2560) for t in (1500, 750, 375, 187)]
+            + [_rnn(512, 32, 1)]
+            + [_rnn(1024, b, 1500) for b in (32, 64)]
+        ),
+        "deepbench-server": (
+            [_rnn(h, b, t) for h in (2816, 2048, 1536, 2560) for b in (1, 2, 4) for t in (1500, 750, 375, 187)]
+            + [_rnn(512, b, 1) for b in (1, 2, 4)]
+            + [_rnn(1024, b, 1500) for b in (1, 2, 4)]
+        ),
         "small": [_rnn(256, 16, 25), _rnn(512, 32, 50), _rnn(1024, 32, 25)],
     },
 }
@@ -95,13 +121,26 @@ def make_module(kernel: str, shape: Mapping[str, Any], **factory: Any) -> torch.
     return torch.nn.RNN(inp, hidden, layers, nonlinearity="relu" if kernel == "rnn_relu" else "tanh", **factory)
 
 
-def build(kernel: str, shape: Mapping[str, Any], dtype: torch.dtype, dtype_name: str, device: torch.device,
-          generator: torch.Generator) -> Workload:
+def build(
+    kernel: str,
+    shape: Mapping[str, Any],
+    dtype: torch.dtype,
+    dtype_name: str,
+    device: torch.device,
+    generator: torch.Generator,
+) -> Workload:
     module = make_module(kernel, shape)
     with torch.no_grad():
         for param in module.parameters():  # seeded, instead of torch's global RNG
-            param.copy_(randn(tuple(param.shape), torch.float32, torch.device("cpu"), _cpu_twin(generator),
-                              scale=int(shape["hidden"]) ** -0.5))
+            param.copy_(
+                randn(
+                    tuple(param.shape),
+                    torch.float32,
+                    torch.device("cpu"),
+                    _cpu_twin(generator),
+                    scale=int(shape["hidden"]) ** -0.5,
+                )
+            )
     module = module.to(device=device, dtype=dtype).eval()
     layers, batch, hidden = int(shape.get("layers", 1)), int(shape["batch"]), int(shape["hidden"])
     x = randn((int(shape["seq_len"]), batch, int(shape["input"])), dtype, device, generator)
@@ -124,12 +163,14 @@ def build(kernel: str, shape: Mapping[str, Any], dtype: torch.dtype, dtype_name:
             with torch.no_grad():
                 for ref_param, param in zip(host.parameters(), module.parameters(), strict=True):
                     ref_param.copy_(host64(param))
-            ref_state = (tuple(host64(s[:, :rows]) for s in state) if isinstance(state, tuple)
-                         else host64(state[:, :rows]))
+            ref_state = (
+                tuple(host64(s[:, :rows]) for s in state) if isinstance(state, tuple) else host64(state[:, :rows])
+            )
             return host.eval()(host64(x[:steps, :rows]), ref_state)[0]
 
-        return check_against_host_reference(picked, reference, dtype_name,
-                                            f"first {steps} of {x.shape[0]} steps, {rows} of {batch} batch rows")
+        return check_against_host_reference(
+            picked, reference, dtype_name, f"first {steps} of {x.shape[0]} steps, {rows} of {batch} batch rows"
+        )
 
     weights = tensor_bytes(*module.parameters())
     return Workload(run=run, verify=verify, footprint_bytes=weights + 2 * tensor_bytes(x), keep=[module, x, state])

@@ -35,8 +35,13 @@ TRIM_THRESHOLD_BYTES = 2**30
 def settle_malloc() -> dict[str, Any]:
     """Apply the settings above where the C library is glibc; returns what was done, for the environment."""
     libc_name, libc_version = platform.libc_ver()
-    state: dict[str, Any] = {"libc": f"{libc_name} {libc_version}".strip() or None, "applied": False,
-                             "mmap_threshold_bytes": None, "trim_threshold_bytes": None, "reason": None}
+    state: dict[str, Any] = {
+        "libc": f"{libc_name} {libc_version}".strip() or None,
+        "applied": False,
+        "mmap_threshold_bytes": None,
+        "trim_threshold_bytes": None,
+        "reason": None,
+    }
     if libc_name != "glibc":
         state["reason"] = "not glibc: the allocator is left as it is"
         return state
@@ -51,9 +56,13 @@ def settle_malloc() -> dict[str, Any]:
     # mallopt returns 1 on success, 0 when it refuses the value
     mmap_ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
     trim_ok = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
-    state.update(applied=mmap_ok and trim_ok, mmap_threshold_bytes=MMAP_THRESHOLD_BYTES if mmap_ok else None,
-                 trim_threshold_bytes=TRIM_THRESHOLD_BYTES if trim_ok else None)
+    state.update(
+        applied=mmap_ok and trim_ok,
+        mmap_threshold_bytes=MMAP_THRESHOLD_BYTES if mmap_ok else None,
+        trim_threshold_bytes=TRIM_THRESHOLD_BYTES if trim_ok else None,
+    )
     if not state["applied"]:
         state["reason"] = "mallopt refused " + " and ".join(
-            name for name, ok in (("M_MMAP_THRESHOLD", mmap_ok), ("M_TRIM_THRESHOLD", trim_ok)) if not ok)
+            name for name, ok in (("M_MMAP_THRESHOLD", mmap_ok), ("M_TRIM_THRESHOLD", trim_ok)) if not ok
+        )
     return state

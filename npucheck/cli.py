@@ -36,8 +36,14 @@ def _console(err: bool = False) -> Console:
 class NpucheckGroup(click.Group):
     """Maps npucheck's errors to one clear line and the documented exit code, never a traceback."""
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         """As click's, but a bad option or argument is one line (``npucheck: error: …``), not a usage block."""
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
@@ -97,45 +103,100 @@ def env() -> None:
     for status in power.probe_all():
         mark = "[green]found[/green]" if status.found else "[yellow]absent[/yellow]"
         console.print(f"  {status.name:8s} {mark}  {escape(status.detail)}")
-    console.print("  meter    use --power meter:PATH for an external meter's log; constant:WATTS for a stated "
-                  "figure (Q0, never judged)")
+    console.print(
+        "  meter    use --power meter:PATH for an external meter's log; constant:WATTS for a stated "
+        "figure (Q0, never judged)"
+    )
 
 
 # --------------------------------------------------------------------------------------------------------- run
 @cli.command()
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, xpu:0, mps, npu:0, …")
 @click.option("--suite", default="standard", show_default=True, help="quick, standard or full")
-@click.option("--kernels", multiple=True, help="gemm, conv2d (cnn), rnn_tanh, rnn_relu (rnn), lstm, gru; "
-              "repeat or comma-separate. Default: all.")
+@click.option(
+    "--kernels",
+    multiple=True,
+    help="gemm, conv2d (cnn), rnn_tanh, rnn_relu (rnn), lstm, gru; repeat or comma-separate. Default: all.",
+)
 @click.option("--dtypes", multiple=True, help="fp16, bf16, fp32; repeat or comma-separate. Default: all.")
-@click.option("--target", "targets", multiple=True, help="Built-in target name or a .toml file; repeatable. "
-              "Default: every built-in target.")
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    help="Built-in target name or a .toml file; repeatable. Default: every built-in target.",
+)
 @click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
-@click.option("--warmup", "warmup_s", type=click.FloatRange(min=0), default=None,
-              help="Seconds of device warm-up before the suite (default: the suite's).")
+@click.option(
+    "--warmup",
+    "warmup_s",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds of device warm-up before the suite (default: the suite's).",
+)
 @click.option("--no-flush", is_flag=True, help="Do not flush caches between samples (measures warm caches).")
-@click.option("--power", "power_spec", default="auto", show_default=True,
-              help="Power source: auto, none, nvml[:N], rapl[:package|psys|dram], hwmon[:DRIVER[:LABEL]], "
-                   "amdsmi[:N], meter:PATH[,accuracy=0.01,sample=average|instant,period=1,scope=wall,offset=0], "
-                   "constant:WATTS.")
-@click.option("--power-window", "power_window_s", type=float, default=None,
-              help="Seconds of sustained loop per headline energy window (default: the suite's: quick 5, "
-                   "standard 30, full 60).")
-@click.option("--idle-seconds", "idle_s", type=float, default=None,
-              help="Seconds of idle power measured before the suite (default: the suite's).")
+@click.option(
+    "--power",
+    "power_spec",
+    default="auto",
+    show_default=True,
+    help="Power source: auto, none, nvml[:N], rapl[:package|psys|dram], hwmon[:DRIVER[:LABEL]], "
+    "amdsmi[:N], meter:PATH[,accuracy=0.01,sample=average|instant,period=1,scope=wall,offset=0], "
+    "constant:WATTS.",
+)
+@click.option(
+    "--power-window",
+    "power_window_s",
+    type=float,
+    default=None,
+    help="Seconds of sustained loop per headline energy window (default: the suite's: quick 5, standard 30, full 60).",
+)
+@click.option(
+    "--idle-seconds",
+    "idle_s",
+    type=float,
+    default=None,
+    help="Seconds of idle power measured before the suite (default: the suite's).",
+)
 @click.option("--power-hz", type=float, default=10.0, show_default=True, help="Power sampling rate.")
-@click.option("--power-trials", type=click.IntRange(1, 20), default=None,
-              help="Trials the headline window is split into (default: the suite's: quick 1, standard and full 3).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Result file to write (must not exist).")
-@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
-              show_default=True, help="Where result files go when -o is not given.")
-def run(device: str, suite: str, kernels: tuple[str, ...], dtypes: tuple[str, ...], targets: tuple[str, ...],
-        threads: int | None, seed: int, warmup_s: float | None, no_flush: bool, power_spec: str,
-        power_window_s: float | None, idle_s: float | None, power_hz: float, power_trials: int | None,
-        output: Path | None,
-        results_dir: Path) -> None:
+@click.option(
+    "--power-trials",
+    type=click.IntRange(1, 20),
+    default=None,
+    help="Trials the headline window is split into (default: the suite's: quick 1, standard and full 3).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Result file to write (must not exist).",
+)
+@click.option(
+    "--results-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("results"),
+    show_default=True,
+    help="Where result files go when -o is not given.",
+)
+def run(
+    device: str,
+    suite: str,
+    kernels: tuple[str, ...],
+    dtypes: tuple[str, ...],
+    targets: tuple[str, ...],
+    threads: int | None,
+    seed: int,
+    warmup_s: float | None,
+    no_flush: bool,
+    power_spec: str,
+    power_window_s: float | None,
+    idle_s: float | None,
+    power_hz: float,
+    power_trials: int | None,
+    output: Path | None,
+    results_dir: Path,
+) -> None:
     """Measure the device with a suite, judge it, and save a result profile."""
     from npucheck import judge as judging
     from npucheck import store
@@ -146,22 +207,40 @@ def run(device: str, suite: str, kernels: tuple[str, ...], dtypes: tuple[str, ..
     chosen_targets = target_profiles.load_targets(list(targets) or None)
     from npucheck.runner import RunOptions, Runner  # imports torch: only now that the input is known good
 
-    options = RunOptions(device=device, suite=suite, kernels=list(kernels) or None, dtypes=list(dtypes) or None,
-                         threads=threads, seed=seed, flush=not no_flush, warmup_s=warmup_s,
-                         target_names=[t.name for t in chosen_targets], power=power_spec,
-                         power_window_s=power_window_s, idle_s=idle_s, power_hz=power_hz,
-                         power_trials=power_trials)
+    options = RunOptions(
+        device=device,
+        suite=suite,
+        kernels=list(kernels) or None,
+        dtypes=list(dtypes) or None,
+        threads=threads,
+        seed=seed,
+        flush=not no_flush,
+        warmup_s=warmup_s,
+        target_names=[t.name for t in chosen_targets],
+        power=power_spec,
+        power_window_s=power_window_s,
+        idle_s=idle_s,
+        power_hz=power_hz,
+        power_trials=power_trials,
+    )
     console = _console()
     progress_display = _Progress(console)
     runner = Runner(options, on_event=progress_display.on_event)
-    console.print(f"npucheck {__version__}: suite [bold]{suite}[/bold] on [bold]{runner.device.name}[/bold] "
-                  f"({runner.device.id}), {len(runner.cases)} cases, budget {runner.suite.suite_budget_s:g} s")
+    console.print(
+        f"npucheck {__version__}: suite [bold]{suite}[/bold] on [bold]{runner.device.name}[/bold] "
+        f"({runner.device.id}), {len(runner.cases)} cases, budget {runner.suite.suite_budget_s:g} s"
+    )
     if runner.power is not None:
-        console.print(f"power: {runner.power.name} ({runner.power.detail}), quality {runner.power.quality}, "
-                      f"scope {runner.power.scope}")
+        console.print(
+            f"power: {runner.power.name} ({runner.power.detail}), quality {runner.power.quality}, "
+            f"scope {runner.power.scope}"
+        )
     else:
-        console.print("[yellow]power: none[/yellow] — "
-                      + ("; ".join(runner.power_notes) or "no source") + "; TFLOPS/W will be INCONCLUSIVE")
+        console.print(
+            "[yellow]power: none[/yellow] — "
+            + ("; ".join(runner.power_notes) or "no source")
+            + "; TFLOPS/W will be INCONCLUSIVE"
+        )
     with progress_display:
         profile = runner.run()
     try:
@@ -201,8 +280,14 @@ class _Progress:
     def __init__(self, console: Console):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), console=console, transient=True)
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
         self._task: Any = None
 
     def __enter__(self) -> "_Progress":
@@ -229,8 +314,12 @@ class _Progress:
 # --------------------------------------------------------------------------------------------------------- check
 @cli.command()
 @click.argument("result", type=click.Path(path_type=Path))
-@click.option("--target", "targets", multiple=True, help="Built-in target name or .toml file; repeatable. "
-              "Default: every built-in target.")
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    help="Built-in target name or .toml file; repeatable. Default: every built-in target.",
+)
 def check(result: Path, targets: tuple[str, ...]) -> None:
     """Judge a stored result against targets. Exit 0 all PASS, 1 any FAIL, 3 otherwise."""
     from npucheck import judge as judging
@@ -251,8 +340,7 @@ def check(result: Path, targets: tuple[str, ...]) -> None:
 # --------------------------------------------------------------------------------------------------------- show
 @cli.command()
 @click.argument("result", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 def show(result: Path, fmt: str) -> None:
     """Print a stored result profile."""
     from npucheck import store
@@ -269,8 +357,14 @@ def show(result: Path, fmt: str) -> None:
 
 def _print_profile(console: Console, document: dict[str, Any]) -> None:
     from npucheck.model import as_profile
-    from npucheck.render import (energy_table, header_lines, measurements_table, summary_table, support_table,
-                                 verdicts_table)
+    from npucheck.render import (
+        energy_table,
+        header_lines,
+        measurements_table,
+        summary_table,
+        support_table,
+        verdicts_table,
+    )
 
     profile = as_profile(document)  # once, for every table below
     for line in header_lines(profile):
@@ -313,15 +407,26 @@ def targets_command(name: str | None) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------- results
-RESULT_SORTS = {"date": ("date", False), "device": ("device", True), "suite": ("suite", True),
-                "peak": ("peak_fp16_tflops", False), "efficiency": ("fp16_tflops_per_watt", False),
-                "file": ("file", True)}
+RESULT_SORTS = {
+    "date": ("date", False),
+    "device": ("device", True),
+    "suite": ("suite", True),
+    "peak": ("peak_fp16_tflops", False),
+    "efficiency": ("fp16_tflops_per_watt", False),
+    "file": ("file", True),
+}
 
 
 @cli.command("results")
 @click.argument("directory", required=False, default="results", type=click.Path(path_type=Path))
-@click.option("--sort", "sort_by", type=click.Choice(list(RESULT_SORTS)), default="date", show_default=True,
-              help="Column to sort by (dates, peaks and efficiencies: highest first).")
+@click.option(
+    "--sort",
+    "sort_by",
+    type=click.Choice(list(RESULT_SORTS)),
+    default="date",
+    show_default=True,
+    help="Column to sort by (dates, peaks and efficiencies: highest first).",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 def results_command(directory: Path, sort_by: str, fmt: str) -> None:
     """List the stored result profiles in DIRECTORY (default: results/)."""
@@ -355,13 +460,18 @@ def results_command(directory: Path, sort_by: str, fmt: str) -> None:
 @cli.command("compare")
 @click.argument("base", type=click.Path(path_type=Path))
 @click.argument("others", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
-              show_default=True, help="Smallest relative change that counts as a regression or improvement.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.05,
+    show_default=True,
+    help="Smallest relative change that counts as a regression or improvement.",
+)
 @click.option("--fail-on-regression", is_flag=True, help="Exit 1 when any case regressed (for CI).")
-@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table",
-              show_default=True)
-def compare_command(base: Path, others: tuple[Path, ...], threshold: float, fail_on_regression: bool,
-                    fmt: str) -> None:
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table", show_default=True
+)
+def compare_command(base: Path, others: tuple[Path, ...], threshold: float, fail_on_regression: bool, fmt: str) -> None:
     """Compare OTHER result profiles with BASE, case by case, with statistical significance."""
     import json
 
@@ -376,16 +486,27 @@ def compare_command(base: Path, others: tuple[Path, ...], threshold: float, fail
     if fmt == "csv":
         click.echo(frame.to_csv(index=False), nl=False)
     elif fmt == "json":
-        click.echo(json.dumps({"base": comparing.label(base, base_profile), "threshold": threshold,
-                               "summary": summary, "cases": json.loads(frame.to_json(orient="records"))}, indent=1))
+        click.echo(
+            json.dumps(
+                {
+                    "base": comparing.label(base, base_profile),
+                    "threshold": threshold,
+                    "summary": summary,
+                    "cases": json.loads(frame.to_json(orient="records")),
+                },
+                indent=1,
+            )
+        )
     elif fmt == "markdown":
         click.echo(f"# Comparison with {comparing.label(base, base_profile)}\n")
         click.echo("\n".join(f"- {line}" for line in comparison_summary_lines(summary)) + "\n")
         click.echo(comparing.to_markdown(frame) if not frame.empty else "no cases")
     else:
         console = _console()
-        console.print(f"base: {escape(comparing.label(base, base_profile))}; threshold {threshold:.0%}; "
-                      "ratio = other speed / base speed (> 1 faster), 95% bootstrap interval from the raw samples")
+        console.print(
+            f"base: {escape(comparing.label(base, base_profile))}; threshold {threshold:.0%}; "
+            "ratio = other speed / base speed (> 1 faster), 95% bootstrap interval from the raw samples"
+        )
         console.print(frame_table(compare_display(frame, len(loaded)), "Cases"))
         for line in comparison_summary_lines(summary):
             console.print(escape(line))
@@ -409,12 +530,22 @@ def _per_watt_thresholds(targets: tuple[str, ...]) -> list[tuple[str, float]]:
 
 @cli.command("plot")
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--kind", type=click.Choice(["sweep", "efficiency", "trace", "compare"]), default="sweep",
-              show_default=True)
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Image file: .png, .svg or .pdf.")
-@click.option("--target", "targets", multiple=True, help="Targets whose TFLOPS/W thresholds are drawn "
-              "(efficiency); default: every built-in target.")
+@click.option(
+    "--kind", type=click.Choice(["sweep", "efficiency", "trace", "compare"]), default="sweep", show_default=True
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Image file: .png, .svg or .pdf.",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    help="Targets whose TFLOPS/W thresholds are drawn (efficiency); default: every built-in target.",
+)
 def plot_command(results: tuple[Path, ...], kind: str, output: Path, targets: tuple[str, ...]) -> None:
     """Plot stored results: sweep, efficiency curves, power trace, or several profiles compared."""
     from npucheck import plot as plotting
@@ -436,8 +567,13 @@ def plot_command(results: tuple[Path, ...], kind: str, output: Path, targets: tu
 @cli.command("report")
 @click.argument("result", type=click.Path(path_type=Path))
 @click.argument("base", required=False, type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="report.html (plots embedded) or report.md (plots in a folder beside it).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="report.html (plots embedded) or report.md (plots in a folder beside it).",
+)
 @click.option("--target", "targets", multiple=True, help="Targets whose TFLOPS/W thresholds are drawn.")
 def report_command(result: Path, base: Path | None, output: Path, targets: tuple[str, ...]) -> None:
     """A self-contained report of RESULT, compared with BASE when given."""
@@ -450,11 +586,13 @@ def report_command(result: Path, base: Path | None, output: Path, targets: tuple
     profile = store.load_result(result)
     base_profile = store.load_result(base) if base is not None else None
     fmt = "markdown" if suffix == ".md" else "html"
-    text, files = reporting.build(profile, base_profile, fmt, _per_watt_thresholds(targets),
-                                  plot_dir_name=f"{output.stem}_files")
+    text, files = reporting.build(
+        profile, base_profile, fmt, _per_watt_thresholds(targets), plot_dir_name=f"{output.stem}_files"
+    )
     reporting.write(output, text, files)
-    click.echo(f"report written to {output}" + (f" (plots in {output.parent / (output.stem + '_files')})"
-                                                 if files else ""))
+    click.echo(
+        f"report written to {output}" + (f" (plots in {output.parent / (output.stem + '_files')})" if files else "")
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -466,8 +604,11 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # noqa: BLE001 - the last line of defence against a traceback
         if os.environ.get("NPUCHECK_DEBUG"):
             raise
-        click.echo(f"npucheck: internal error: {type(e).__name__}: {e} (set NPUCHECK_DEBUG=1 for a traceback; "
-                   "please report it)", err=True)
+        click.echo(
+            f"npucheck: internal error: {type(e).__name__}: {e} (set NPUCHECK_DEBUG=1 for a traceback; "
+            "please report it)",
+            err=True,
+        )
         sys.exit(EXIT_INTERNAL)
 
 

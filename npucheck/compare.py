@@ -39,17 +39,32 @@ def results_frame(entries: Sequence[tuple[Path, ProfileLike]]) -> pd.DataFrame:
     for path, loaded in entries:
         profile = as_profile(loaded)
         source = profile.power.source
-        rows.append({
-            "file": str(path), "device": profile.device.name, "backend": profile.device.backend,
-            "date": profile.created_utc, "suite": profile.settings.suite,
-            "peak_fp16_tflops": _fp16(profile.summary.peak_tflops),
-            "fp16_tflops_per_watt": _fp16(profile.summary.tflops_per_watt),
-            "power": source.name if source is not None else None,
-            "interrupted": bool(profile.interrupted),
-            "verdicts": ", ".join(f"{v.target}: {v.status}" for v in profile.verdicts),
-        })
-    columns = ["file", "device", "backend", "date", "suite", "peak_fp16_tflops", "fp16_tflops_per_watt", "power",
-               "interrupted", "verdicts"]
+        rows.append(
+            {
+                "file": str(path),
+                "device": profile.device.name,
+                "backend": profile.device.backend,
+                "date": profile.created_utc,
+                "suite": profile.settings.suite,
+                "peak_fp16_tflops": _fp16(profile.summary.peak_tflops),
+                "fp16_tflops_per_watt": _fp16(profile.summary.tflops_per_watt),
+                "power": source.name if source is not None else None,
+                "interrupted": bool(profile.interrupted),
+                "verdicts": ", ".join(f"{v.target}: {v.status}" for v in profile.verdicts),
+            }
+        )
+    columns = [
+        "file",
+        "device",
+        "backend",
+        "date",
+        "suite",
+        "peak_fp16_tflops",
+        "fp16_tflops_per_watt",
+        "power",
+        "interrupted",
+        "verdicts",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -64,23 +79,34 @@ def cases_frame(profile: ProfileLike) -> pd.DataFrame:
     rows = []
     for m in as_profile(profile).measurements:
         energy: Energy | None = m.energy if m.energy is not None and m.energy.valid else None
-        rows.append({
-            "id": m.id, "kernel": m.kernel, "family": m.family or m.kernel, "dtype": m.dtype,
-            "flops": m.flops, "status": m.status, "correct": m.correct, "tflops": m.tflops,
-            "samples_s": list(m.samples_s), "kernel_version": m.kernel_version,
-            "flop_convention": m.flop_convention, "timing_method": m.timing_method,
-            "flushed": bool(m.cache_flush_bytes),
-            "tflops_per_watt": energy.tflops_per_watt if energy is not None else None,
-            "power_source": energy.source if energy is not None else None,
-            "power_scope": energy.scope if energy is not None else None,
-            "power_uncertainty": energy.uncertainty_rel if energy is not None else None,
-        })
+        rows.append(
+            {
+                "id": m.id,
+                "kernel": m.kernel,
+                "family": m.family or m.kernel,
+                "dtype": m.dtype,
+                "flops": m.flops,
+                "status": m.status,
+                "correct": m.correct,
+                "tflops": m.tflops,
+                "samples_s": list(m.samples_s),
+                "kernel_version": m.kernel_version,
+                "flop_convention": m.flop_convention,
+                "timing_method": m.timing_method,
+                "flushed": bool(m.cache_flush_bytes),
+                "tflops_per_watt": energy.tflops_per_watt if energy is not None else None,
+                "power_source": energy.source if energy is not None else None,
+                "power_scope": energy.scope if energy is not None else None,
+                "power_uncertainty": energy.uncertainty_rel if energy is not None else None,
+            }
+        )
     frame = pd.DataFrame(rows)
     return frame.drop_duplicates("id").set_index("id") if not frame.empty else frame
 
 
-def ratio_interval(base_s: list[float], other_s: list[float], seed: int = 0, resamples: int = RESAMPLES,
-                   confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+def ratio_interval(
+    base_s: list[float], other_s: list[float], seed: int = 0, resamples: int = RESAMPLES, confidence: float = CONFIDENCE
+) -> tuple[float, float, float]:
     """Speed ratio of ``other`` to ``base`` (median base time ÷ median other time; > 1 means faster) and a
     percentile-bootstrap interval of it from the raw per-call samples."""
     base = np.asarray(base_s, dtype=float)
@@ -95,8 +121,12 @@ def ratio_interval(base_s: list[float], other_s: list[float], seed: int = 0, res
 
 
 def _incomparable(base: pd.Series, other: pd.Series) -> str | None:
-    for key, what in (("kernel_version", "kernel version"), ("flop_convention", "FLOP convention"),
-                      ("timing_method", "timing method"), ("flushed", "cache flushing")):
+    for key, what in (
+        ("kernel_version", "kernel version"),
+        ("flop_convention", "FLOP convention"),
+        ("timing_method", "timing method"),
+        ("flushed", "cache flushing"),
+    ):
         if base[key] != other[key]:
             return f"{what} differs ({base[key]} vs {other[key]})"
     return None
@@ -112,8 +142,9 @@ def classify(ratio: float, low: float, high: float, threshold: float) -> str:
     return NOISE
 
 
-def compare_frames(base: ProfileLike, others: Sequence[tuple[str, ProfileLike]],
-                   threshold: float = DEFAULT_THRESHOLD, seed: int = 0) -> pd.DataFrame:
+def compare_frames(
+    base: ProfileLike, others: Sequence[tuple[str, ProfileLike]], threshold: float = DEFAULT_THRESHOLD, seed: int = 0
+) -> pd.DataFrame:
     """One row per case and other profile: TFLOPS and TFLOPS/W of both, the speed ratio with its interval,
     and the verdict (regression, improvement, small change, noise, incomparable, missing, not measured)."""
     base_cases = cases_frame(base)
@@ -126,17 +157,31 @@ def compare_frames(base: ProfileLike, others: Sequence[tuple[str, ProfileLike]],
             o = other_cases.loc[case_id] if case_id in other_cases.index else None
             ref: pd.Series = b if b is not None else other_cases.loc[case_id]  # the id is in one of the two
             row: dict[str, Any] = {
-                "other": other_label, "case": case_id, "kernel": ref["kernel"], "family": ref["family"],
-                "dtype": ref["dtype"], "flops": ref["flops"],
-                "base_tflops": _ok_tflops(b), "other_tflops": _ok_tflops(o), "ratio": None, "ratio_low": None,
-                "ratio_high": None, "base_tflops_per_watt": None if b is None else b["tflops_per_watt"],
-                "other_tflops_per_watt": None if o is None else o["tflops_per_watt"], "tflops_per_watt_ratio": None,
-                "verdict": None, "note": ""}
+                "other": other_label,
+                "case": case_id,
+                "kernel": ref["kernel"],
+                "family": ref["family"],
+                "dtype": ref["dtype"],
+                "flops": ref["flops"],
+                "base_tflops": _ok_tflops(b),
+                "other_tflops": _ok_tflops(o),
+                "ratio": None,
+                "ratio_low": None,
+                "ratio_high": None,
+                "base_tflops_per_watt": None if b is None else b["tflops_per_watt"],
+                "other_tflops_per_watt": None if o is None else o["tflops_per_watt"],
+                "tflops_per_watt_ratio": None,
+                "verdict": None,
+                "note": "",
+            }
             if b is None or o is None:
                 row.update(verdict=MISSING, note="only in base" if o is None else "not in base")
             elif row["base_tflops"] is None or row["other_tflops"] is None:
-                row.update(verdict=NOT_MEASURED, note=f"status {b['status']} vs {o['status']}"
-                           + ("" if b["status"] != "ok" or o["status"] != "ok" else " (no raw samples)"))
+                row.update(
+                    verdict=NOT_MEASURED,
+                    note=f"status {b['status']} vs {o['status']}"
+                    + ("" if b["status"] != "ok" or o["status"] != "ok" else " (no raw samples)"),
+                )
             elif (why := _incomparable(b, o)) is not None:
                 row.update(verdict=INCOMPARABLE, note=why)
             else:
@@ -167,12 +212,15 @@ def _power_ratio(row: dict[str, Any], b: pd.Series | None, o: pd.Series | None) 
         return
     if (b["power_source"], b["power_scope"]) != (o["power_source"], o["power_scope"]):
         row["note"] = (row["note"] + "; " if row["note"] else "") + (
-            f"TFLOPS/W not compared: {b['power_source']}/{b['power_scope']} vs {o['power_source']}/{o['power_scope']}")
+            f"TFLOPS/W not compared: {b['power_source']}/{b['power_scope']} vs {o['power_source']}/{o['power_scope']}"
+        )
         return
     ratio = o["tflops_per_watt"] / b["tflops_per_watt"]
     row["tflops_per_watt_ratio"] = ratio
-    uncertainty = max(0.0 if _absent(b["power_uncertainty"]) else b["power_uncertainty"],
-                      0.0 if _absent(o["power_uncertainty"]) else o["power_uncertainty"])
+    uncertainty = max(
+        0.0 if _absent(b["power_uncertainty"]) else b["power_uncertainty"],
+        0.0 if _absent(o["power_uncertainty"]) else o["power_uncertainty"],
+    )
     if abs(ratio - 1) <= uncertainty:
         row["note"] = (row["note"] + "; " if row["note"] else "") + f"TFLOPS/W change within ±{uncertainty:.0%}"
 
@@ -190,8 +238,10 @@ def summary(frame: pd.DataFrame, base: ProfileLike, others: Sequence[tuple[str, 
         return out
     compared = frame.dropna(subset=["ratio"])
     for other_label, group in compared.groupby("other", sort=False):
-        out["geomean"][other_label] = {family: float(np.exp(np.log(g["ratio"].astype(float)).mean()))
-                                       for family, g in group.groupby("family", sort=True)}
+        out["geomean"][other_label] = {
+            family: float(np.exp(np.log(g["ratio"].astype(float)).mean()))
+            for family, g in group.groupby("family", sort=True)
+        }
     for other_label, group in frame.groupby("other", sort=False):
         out["counts"][other_label] = {k: int(v) for k, v in group["verdict"].value_counts().items()}
     base_verdicts = {v.target: v.status for v in as_profile(base).verdicts}

@@ -53,8 +53,20 @@ FIGURE_KEYS = ("fp16", "bf16", "fp32", "fp32_matrix", "tf32")
 MEASURED_DTYPES = ("fp16", "bf16", "fp32")
 
 _TOP_REQUIRED = ("format", "part", "match")
-_TOP_OPTIONAL = ("vendor", "devices_per_part", "note", "match_caveat", "power_w", "power_kind", "power_covers",
-                 "power_source", "power_note", "memory_bandwidth_gbps", "memory_bandwidth_source", "tflops")
+_TOP_OPTIONAL = (
+    "vendor",
+    "devices_per_part",
+    "note",
+    "match_caveat",
+    "power_w",
+    "power_kind",
+    "power_covers",
+    "power_source",
+    "power_note",
+    "memory_bandwidth_gbps",
+    "memory_bandwidth_source",
+    "tflops",
+)
 _POWER_KEYS = ("power_w", "power_kind", "power_covers", "power_source")
 _FIGURE_REQUIRED = ("value", "source")
 _FIGURE_OPTIONAL = ("note",)
@@ -139,8 +151,11 @@ class Datasheet:
 
     def tflops_per_watt(self, key: str) -> float | None:
         """Datasheet TFLOPS/W for a figure key: the part's TFLOPS over its power figure (derived, never typed)."""
-        tflops = self.tflops_per_part.get(key) if key != "fp32" else _max_or_none(
-            self.tflops_per_part.get("fp32"), self.tflops_per_part.get("fp32_matrix"))
+        tflops = (
+            self.tflops_per_part.get(key)
+            if key != "fp32"
+            else _max_or_none(self.tflops_per_part.get("fp32"), self.tflops_per_part.get("fp32_matrix"))
+        )
         if tflops is None or not self.power_w:
             return None
         return tflops / self.power_w
@@ -157,18 +172,21 @@ class Datasheet:
             "devices_per_part": self.devices_per_part,
             "tflops": {k: self.figure(k) for k in keys},
             "peak_tflops": {d: self.peak_tflops(d) for d in MEASURED_DTYPES if self.peak_tflops(d) is not None},
-            "ceiling_tflops": {d: self.ceiling_tflops(d) for d in MEASURED_DTYPES
-                               if self.ceiling_tflops(d) is not None},
+            "ceiling_tflops": {
+                d: self.ceiling_tflops(d) for d in MEASURED_DTYPES if self.ceiling_tflops(d) is not None
+            },
             "ceiling_factor": CEILING_FACTOR,
             "tflops_per_part": dict(self.tflops_per_part),
-            "tflops_per_watt": {d: self.tflops_per_watt(d) for d in MEASURED_DTYPES + ("tf32",)
-                                if self.tflops_per_watt(d) is not None},
+            "tflops_per_watt": {
+                d: self.tflops_per_watt(d) for d in MEASURED_DTYPES + ("tf32",) if self.tflops_per_watt(d) is not None
+            },
             "power_w": per_device_w,
             "power_w_per_part": self.power_w,
             "power_kind": self.power_kind,
             "power_covers": self.power_covers,
-            "memory_bandwidth_gbps": (self.memory_bandwidth_gbps / self.devices_per_part
-                                      if self.memory_bandwidth_gbps else None),
+            "memory_bandwidth_gbps": (
+                self.memory_bandwidth_gbps / self.devices_per_part if self.memory_bandwidth_gbps else None
+            ),
             "memory_bandwidth_gbps_per_part": self.memory_bandwidth_gbps,
             "sources": dict(self.sources),
             "notes": dict(self.notes),
@@ -185,6 +203,7 @@ def _max_or_none(*values: float | None) -> float | None:
 
 
 # ---------------------------------------------------------------- reading stored dicts (profile files)
+
 
 def peak_from_dict(datasheet: dict[str, Any] | None, dtype: str) -> float | None:
     """The datasheet peak (TFLOPS per device) for a dtype from a stored ``device.datasheet``; None if absent."""
@@ -222,11 +241,14 @@ def ceiling_reason(datasheet: dict[str, Any] | None, dtype: str, tflops: float |
     peak = peak_from_dict(datasheet, dtype)
     factor = datasheet.get("ceiling_factor", CEILING_FACTOR)
     peak_text = f"the datasheet peak {peak:.4g} TFLOPS" if peak is not None else "the datasheet's fastest path"
-    return (f"{tflops:.4g} TFLOPS {dtype} exceeds {factor:g} x {peak_text} of {datasheet.get('part')} "
-            f"(ceiling {ceiling:.4g} TFLOPS per device): a timing or FLOP-count error, not a result")
+    return (
+        f"{tflops:.4g} TFLOPS {dtype} exceeds {factor:g} x {peak_text} of {datasheet.get('part')} "
+        f"(ceiling {ceiling:.4g} TFLOPS per device): a timing or FLOP-count error, not a result"
+    )
 
 
 # ---------------------------------------------------------------- loading
+
 
 def user_dirs(extra_dirs: Iterable[Path | str] | None = None, environ: dict[str, str] | None = None) -> list[Path]:
     """Directories of user datasheets: those in NPUCHECK_DATASHEETS, then ``extra_dirs`` (later ones win).
@@ -243,8 +265,9 @@ def user_dirs(extra_dirs: Iterable[Path | str] | None = None, environ: dict[str,
     return [path for path, _ in dirs]
 
 
-def load_datasheets(extra_dirs: Iterable[Path | str] | None = None,
-                    environ: dict[str, str] | None = None) -> list[Datasheet]:
+def load_datasheets(
+    extra_dirs: Iterable[Path | str] | None = None, environ: dict[str, str] | None = None
+) -> list[Datasheet]:
     """Every datasheet: the built-ins, then the user files (NPUCHECK_DATASHEETS, then ``extra_dirs``).
 
     A user file with the same file name as a built-in (or as an earlier user file) replaces it.
@@ -308,8 +331,11 @@ def parse_datasheet(text: str, origin: str, builtin: bool = False) -> Datasheet:
         raise _error(origin, "match", "must be a non-empty list of name patterns")
     for i, pattern in enumerate(match):
         if not isinstance(pattern, str) or len(_normalize(pattern).replace("*", "")) < MIN_LITERAL_CHARS:
-            raise _error(origin, f"match[{i}]", f"must be a name pattern with at least {MIN_LITERAL_CHARS} "
-                                                "characters besides '*'")
+            raise _error(
+                origin,
+                f"match[{i}]",
+                f"must be a name pattern with at least {MIN_LITERAL_CHARS} characters besides '*'",
+            )
     devices_per_part = data.get("devices_per_part", 1)
     if isinstance(devices_per_part, bool) or not isinstance(devices_per_part, int) or devices_per_part < 1:
         raise _error(origin, "devices_per_part", f"must be an integer >= 1, not {devices_per_part!r}")
@@ -354,12 +380,23 @@ def parse_datasheet(text: str, origin: str, builtin: bool = False) -> Datasheet:
     if power_w is not None and "power_note" in data:
         notes["power_w"] = _required(origin, data, "power_note")
     return Datasheet(
-        part=part, file=origin, builtin=builtin, match=tuple(match), devices_per_part=devices_per_part,
-        vendor=_text(origin, data, "vendor"), note=_text(origin, data, "note"),
-        match_caveat=_text(origin, data, "match_caveat"), tflops_per_part=tflops, sources=sources, notes=notes,
-        power_w=power_w, power_kind=_text(origin, data, "power_kind"),
-        power_covers=_text(origin, data, "power_covers"), power_note=_text(origin, data, "power_note"),
-        memory_bandwidth_gbps=bandwidth)
+        part=part,
+        file=origin,
+        builtin=builtin,
+        match=tuple(match),
+        devices_per_part=devices_per_part,
+        vendor=_text(origin, data, "vendor"),
+        note=_text(origin, data, "note"),
+        match_caveat=_text(origin, data, "match_caveat"),
+        tflops_per_part=tflops,
+        sources=sources,
+        notes=notes,
+        power_w=power_w,
+        power_kind=_text(origin, data, "power_kind"),
+        power_covers=_text(origin, data, "power_covers"),
+        power_note=_text(origin, data, "power_note"),
+        memory_bandwidth_gbps=bandwidth,
+    )
 
 
 def _required(origin: str, data: dict[str, Any], key: str, where: str | None = None) -> str:
@@ -394,10 +431,11 @@ def _one_line(text: str) -> str:
 
 def _stem(path: str) -> str:
     name = re.split(r"[\\/]", path)[-1]
-    return name[:-len(".toml")] if name.endswith(".toml") else name
+    return name[: -len(".toml")] if name.endswith(".toml") else name
 
 
 # ---------------------------------------------------------------- matching
+
 
 def _normalize(name: str) -> str:
     return " ".join(name.split()).casefold()
@@ -422,8 +460,9 @@ def _best_pattern(sheet: Datasheet, device_name: str) -> tuple[int, str] | None:
     return max(hits) if hits else None
 
 
-def match_datasheet(device_name: str, extra_dirs: Iterable[Path | str] | None = None,
-                    sheets: list[Datasheet] | None = None) -> tuple[Datasheet | None, str]:
+def match_datasheet(
+    device_name: str, extra_dirs: Iterable[Path | str] | None = None, sheets: list[Datasheet] | None = None
+) -> tuple[Datasheet | None, str]:
     """The datasheet for a device name as torch reports it, and why.
 
     User files are tried first: if any matches, built-ins are not considered. Within a tier, the most specific
@@ -456,11 +495,14 @@ def match_datasheet(device_name: str, extra_dirs: Iterable[Path | str] | None = 
             named = "; ".join(f"{sheet.part} ({sheet.file}, pattern {pattern!r})" for pattern, sheet in winners)
             return None, _one_line(
                 f"device name {device_name!r} matches {len(winners)} {label} datasheets equally well: {named}; "
-                f"no datasheet used (add your own file in ${ENV_VAR} to choose)")
+                f"no datasheet used (add your own file in ${ENV_VAR} to choose)"
+            )
         pattern, sheet = winners[0]
         reason = f"device name {device_name!r} matched {label} datasheet {sheet.stem} by pattern {pattern!r}"
         if sheet.match_caveat:
             reason += f"; caveat: {sheet.match_caveat}"
         return replace(sheet, matched_pattern=pattern, match_reason=_one_line(reason)), _one_line(reason)
-    return None, _one_line(f"no datasheet matches device name {device_name!r} ({len(all_sheets)} searched); "
-                           f"add your own file in ${ENV_VAR} (see docs/datasheets.md)")
+    return None, _one_line(
+        f"no datasheet matches device name {device_name!r} ({len(all_sheets)} searched); "
+        f"add your own file in ${ENV_VAR} (see docs/datasheets.md)"
+    )

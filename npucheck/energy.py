@@ -33,8 +33,10 @@ def sweep_window_s(source: PowerSource, headline_s: float) -> tuple[float | None
     period = source.counter_update_s or source.power_update_s or 0.0
     length = max(SWEEP_MIN_WINDOW_S, SWEEP_MIN_UPDATES * period)
     if length > max(headline_s, SWEEP_MIN_WINDOW_S):
-        return None, (f"sweep energy windows skipped: {source.name} updates every {period:g} s, so "
-                      f"{SWEEP_MIN_UPDATES} updates take {length:g} s per size (longer than the headline window)")
+        return None, (
+            f"sweep energy windows skipped: {source.name} updates every {period:g} s, so "
+            f"{SWEEP_MIN_UPDATES} updates take {length:g} s per size (longer than the headline window)"
+        )
     return length, None
 
 
@@ -55,17 +57,23 @@ def peak_gemm_cases(measurements: list[dict[str, Any]]) -> dict[str, dict[str, A
     return peaks
 
 
-def window_plan(measurements: list[dict[str, Any]], sweep_s: float | None,
-                headline_s: float) -> list[tuple[dict[str, Any], float, str]]:
+def window_plan(
+    measurements: list[dict[str, Any]], sweep_s: float | None, headline_s: float
+) -> list[tuple[dict[str, Any], float, str]]:
     """(measurement, window seconds, kind) for each case that gets an energy window, headline windows first."""
     peaks = peak_gemm_cases(measurements)
     plan = [(m, headline_s, "headline") for m in peaks.values()]
     if sweep_s is not None:
         chosen = {id(m) for m in peaks.values()}
         ok = [m for m in measurements if m["status"] == "ok" and m["correct"] is not False and m["tflops"]]
-        plan += [(m, sweep_s, "sweep") for m in ok
-                 if m["kernel"] == "gemm" and m["dtype"] == SWEEP_DTYPE and m["shape_set"] == SWEEP_SHAPE_SET
-                 and id(m) not in chosen]
+        plan += [
+            (m, sweep_s, "sweep")
+            for m in ok
+            if m["kernel"] == "gemm"
+            and m["dtype"] == SWEEP_DTYPE
+            and m["shape_set"] == SWEEP_SHAPE_SET
+            and id(m) not in chosen
+        ]
         fastest: dict[str, dict[str, Any]] = {}
         for m in ok:
             if m["kernel"] != "gemm" and m["dtype"] == SWEEP_DTYPE:
@@ -89,15 +97,28 @@ def window_batch(measurement: dict[str, Any]) -> int:
 
 def invalid_energy(source: PowerSource, reason: str) -> dict[str, Any]:
     """The ``energy`` object of a window that could not run."""
-    return {"source": source.name, "scope": source.scope, "quality": source.quality,
-            "uncertainty_rel": source.uncertainty_rel, "window_s": 0.0, "valid": False, "reason": reason,
-            "joules": None, "avg_watts": None, "tflops": None, "tflops_per_watt": None, "tflops_per_watt_net": None,
-            "covers_device": getattr(source, "covers_device", None),
-            "covers_reason": getattr(source, "coverage", None), "warnings": []}
+    return {
+        "source": source.name,
+        "scope": source.scope,
+        "quality": source.quality,
+        "uncertainty_rel": source.uncertainty_rel,
+        "window_s": 0.0,
+        "valid": False,
+        "reason": reason,
+        "joules": None,
+        "avg_watts": None,
+        "tflops": None,
+        "tflops_per_watt": None,
+        "tflops_per_watt_net": None,
+        "covers_device": getattr(source, "covers_device", None),
+        "covers_reason": getattr(source, "coverage", None),
+        "warnings": [],
+    }
 
 
-def measure_idle(source: PowerSource, seconds: float, device: Device, hz: float,
-                 sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+def measure_idle(
+    source: PowerSource, seconds: float, device: Device, hz: float, sleep: Callable[[float], None] = time.sleep
+) -> dict[str, Any]:
     """Power with nothing running, over ``seconds``, with the same source as the windows."""
     device.synchronize()
     window = EnergyWindow(source, hz)
@@ -106,8 +127,17 @@ def measure_idle(source: PowerSource, seconds: float, device: Device, hz: float,
     return efficiency(window.result(meter_wait_s=meter_wait_s(source)), flops=None, idle_watts=None)
 
 
-def run_window(case: Case, batch: int, window_s: float, device: Device, source: PowerSource, hz: float,
-               seed: int, idle_watts: float | None, clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
+def run_window(
+    case: Case,
+    batch: int,
+    window_s: float,
+    device: Device,
+    source: PowerSource,
+    hz: float,
+    seed: int,
+    idle_watts: float | None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, Any]:
     """Run ``case`` back to back for ``window_s``, ``batch`` calls per synchronization, and measure the energy
     it used (``window_batch`` gives the batch of a timed measurement)."""
     with torch.inference_mode():
@@ -135,8 +165,9 @@ _WORK_KEYS = ("idle_watts", "flops", "tflops", "tflops_per_watt", "tflops_per_wa
 NET_WARNING = "no net TFLOPS/W"
 
 
-def efficiency(energy: dict[str, Any], flops: float | None, idle_watts: float | None,
-               trials: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def efficiency(
+    energy: dict[str, Any], flops: float | None, idle_watts: float | None, trials: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The energy object with the work's figures: ``flops``, ``tflops`` (sustained over the window),
     ``tflops_per_watt`` and ``tflops_per_watt_net`` (above ``idle_watts``; None with a warning when that power
     is within the measurement's uncertainty). The one place TFLOPS/W is computed.
@@ -186,8 +217,9 @@ def combine_trials(trials: list[dict[str, Any]]) -> dict[str, Any]:
     for entry, trial in zip(combined["trials"], trials):
         entry.update(tflops=trial.get("tflops"), tflops_per_watt=trial.get("tflops_per_watt"))
     flops = sum(t["flops"] or 0.0 for t in trials)
-    return efficiency(combined, flops if combined["valid"] else combined.get("flops"), combined.get("idle_watts"),
-                      trials=trials)
+    return efficiency(
+        combined, flops if combined["valid"] else combined.get("flops"), combined.get("idle_watts"), trials=trials
+    )
 
 
 def net_tflops_per_watt(energy: dict[str, Any], warnings: list[str]) -> float | None:
@@ -198,7 +230,9 @@ def net_tflops_per_watt(energy: dict[str, Any], warnings: list[str]) -> float | 
         return None
     dynamic = energy["avg_watts"] - idle
     if dynamic <= (energy.get("uncertainty_rel") or 0.0) * energy["avg_watts"]:
-        warnings.append(f"{NET_WARNING}: {energy['avg_watts']:.4g} W under load is within the measurement's "
-                        f"uncertainty of the {idle:.4g} W idle")
+        warnings.append(
+            f"{NET_WARNING}: {energy['avg_watts']:.4g} W under load is within the measurement's "
+            f"uncertainty of the {idle:.4g} W idle"
+        )
         return None
     return energy["tflops"] / dynamic

@@ -13,13 +13,40 @@ import torch
 
 from npucheck.devices import cpu_model
 
-CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
-                         "amx_fp16", "asimd", "fphp", "asimdhp", "bf16", "sve")
-ENV_VARS_OF_INTEREST = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
-                        "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ZE_AFFINITY_MASK", "ASCEND_RT_VISIBLE_DEVICES",
-                        "PYTORCH_TUNABLEOP_ENABLED", "CUBLAS_WORKSPACE_CONFIG", "NVIDIA_TF32_OVERRIDE",
-                        "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
-                        "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "KMP_AFFINITY", "TORCH_DEVICE_BACKEND_AUTOLOAD")
+CPU_FLAGS_OF_INTEREST = (
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_fp16",
+    "asimd",
+    "fphp",
+    "asimdhp",
+    "bf16",
+    "sve",
+)
+ENV_VARS_OF_INTEREST = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES",
+    "HIP_VISIBLE_DEVICES",
+    "ROCR_VISIBLE_DEVICES",
+    "ZE_AFFINITY_MASK",
+    "ASCEND_RT_VISIBLE_DEVICES",
+    "PYTORCH_TUNABLEOP_ENABLED",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "NVIDIA_TF32_OVERRIDE",
+    "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
+    "DNNL_MAX_CPU_ISA",
+    "ONEDNN_MAX_CPU_ISA",
+    "KMP_AFFINITY",
+    "TORCH_DEVICE_BACKEND_AUTOLOAD",
+)
 
 
 def cpu_flags(proc_root: Path = Path("/proc")) -> list[str]:
@@ -35,9 +62,11 @@ def cpu_flags(proc_root: Path = Path("/proc")) -> list[str]:
 
 def torch_flags() -> dict[str, Any]:
     """Flags that change what a matmul or convolution computes or how fast."""
-    flags: dict[str, Any] = {"float32_matmul_precision": _read(torch.get_float32_matmul_precision),
-                             "mkldnn_enabled": torch.backends.mkldnn.enabled,
-                             "deterministic_algorithms": torch.are_deterministic_algorithms_enabled()}
+    flags: dict[str, Any] = {
+        "float32_matmul_precision": _read(torch.get_float32_matmul_precision),
+        "mkldnn_enabled": torch.backends.mkldnn.enabled,
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+    }
     matmul = torch.backends.cuda.matmul
     for name in ("allow_tf32", "allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction"):
         flags[f"cuda_matmul_{name}"] = _read(lambda: getattr(matmul, name))
@@ -62,13 +91,22 @@ def capture() -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "os": platform.platform(),
         "python": platform.python_version(),
-        "cpu": {"model": cpu_model() or platform.processor(), "physical_cores": psutil.cpu_count(logical=False),
-                "logical_cores": psutil.cpu_count(logical=True), "flags": cpu_flags(),
-                "torch_cpu_capability": _read(torch.backends.cpu.get_cpu_capability)},
+        "cpu": {
+            "model": cpu_model() or platform.processor(),
+            "physical_cores": psutil.cpu_count(logical=False),
+            "logical_cores": psutil.cpu_count(logical=True),
+            "flags": cpu_flags(),
+            "torch_cpu_capability": _read(torch.backends.cpu.get_cpu_capability),
+        },
         "memory_bytes": psutil.virtual_memory().total,
-        "torch": {"version": torch.__version__, "cuda": torch.version.cuda, "hip": torch.version.hip,
-                  "cudnn": _read(torch.backends.cudnn.version), "mkldnn": torch.backends.mkldnn.is_available(),
-                  "parallel_info": [line.strip() for line in parallel if line.strip()][:8]},
+        "torch": {
+            "version": torch.__version__,
+            "cuda": torch.version.cuda,
+            "hip": torch.version.hip,
+            "cudnn": _read(torch.backends.cudnn.version),
+            "mkldnn": torch.backends.mkldnn.is_available(),
+            "parallel_info": [line.strip() for line in parallel if line.strip()][:8],
+        },
         "driver": driver_version(),
         "torch_flags": torch_flags(),
         "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},

@@ -53,8 +53,14 @@ def judge(profile: ResultProfile | Mapping[str, Any], targets: list[Target]) -> 
     verdicts = []
     for target in targets:
         criteria = [judge_criterion(result, criterion) for criterion in target.criteria]
-        verdicts.append({"target": target.name, "title": target.title,
-                         "status": _combine([c["status"] for c in criteria]), "criteria": criteria})
+        verdicts.append(
+            {
+                "target": target.name,
+                "title": target.title,
+                "status": _combine([c["status"] for c in criteria]),
+                "criteria": criteria,
+            }
+        )
     return verdicts
 
 
@@ -67,9 +73,17 @@ def judge_criterion(profile: ResultProfile | Mapping[str, Any], criterion: Crite
     status, measured, lower, upper, reason = evaluate(result, criterion)
     if result.interrupted and status != PASS:
         reason += INTERRUPTED_NOTE
-    return {"metric": criterion.label, "op": criterion.op, "threshold": criterion.threshold,
-            "unit": criterion.unit, "measured": measured, "lower": lower, "upper": upper, "status": status,
-            "reason": reason}
+    return {
+        "metric": criterion.label,
+        "op": criterion.op,
+        "threshold": criterion.threshold,
+        "unit": criterion.unit,
+        "measured": measured,
+        "lower": lower,
+        "upper": upper,
+        "status": status,
+        "reason": reason,
+    }
 
 
 def exit_code_for(verdicts: list[dict[str, Any]]) -> int:
@@ -140,9 +154,13 @@ def _peak_tflops(profile: ResultProfile, criterion: Criterion) -> Outcome:
         if len(errored) == len(cases):
             why = f"; {ceiling_reason(datasheet, dtype, _tflops(above[0]))}" if above else ""
             return ERROR, None, None, None, f"all {_cases(len(cases), f'{dtype} GEMM')} errored{why}"
-        return (INCONCLUSIVE, None, None, None,
-                f"not measured: no {dtype} GEMM case ran correctly "
-                f"({len(errored)} errored, {len(skipped)} skipped)")
+        return (
+            INCONCLUSIVE,
+            None,
+            None,
+            None,
+            f"not measured: no {dtype} GEMM case ran correctly ({len(errored)} errored, {len(skipped)} skipped)",
+        )
 
     best = max(good, key=_tflops)
     largest_flops = max(float(m.flops) for m in good)
@@ -167,20 +185,31 @@ def _peak_tflops(profile: ResultProfile, criterion: Criterion) -> Outcome:
             host_ratio = confirmation.events_vs_host_clock
             doubt = None
             if host_ratio is not None and host_ratio > HOST_CLOCK_TOLERANCE:
-                doubt = (f"device events read {host_ratio:.2f}x the host clock for the same calls (more than "
-                         f"{HOST_CLOCK_TOLERANCE:g}x): the event timing is suspect")
+                doubt = (
+                    f"device events read {host_ratio:.2f}x the host clock for the same calls (more than "
+                    f"{HOST_CLOCK_TOLERANCE:g}x): the event timing is suspect"
+                )
             elif confirmation.correct is not True:
                 doubt = "the confirmation's result was not checked against a reference (unchecked)"
             if status == PASS and doubt:
-                return (INCONCLUSIVE, value, lower, upper,
-                        f"{_decision_reason(status, criterion, lower, upper)}, but {doubt}; confirmation "
-                        f"re-measure of the {selection}{suffix}")
-            return (status, value, lower, upper,
-                    f"{_decision_reason(status, criterion, lower, upper)}; confirmation re-measure of the "
-                    f"{selection}{suffix}")
+                return (
+                    INCONCLUSIVE,
+                    value,
+                    lower,
+                    upper,
+                    f"{_decision_reason(status, criterion, lower, upper)}, but {doubt}; confirmation "
+                    f"re-measure of the {selection}{suffix}",
+                )
+            return (
+                status,
+                value,
+                lower,
+                upper,
+                f"{_decision_reason(status, criterion, lower, upper)}; confirmation re-measure of the "
+                f"{selection}{suffix}",
+            )
         if confirmation.status == "error":
-            return (ERROR, None, None, None, f"the confirmation re-measure of {best.id} errored: "
-                    f"{confirmation.error}")
+            return (ERROR, None, None, None, f"the confirmation re-measure of {best.id} errored: {confirmation.error}")
 
     # No confirmation (an interrupted run, a file from before npucheck 0.2): the selection alone can only FAIL.
     bounds = [_bounds(m) for m in good]
@@ -189,9 +218,14 @@ def _peak_tflops(profile: ResultProfile, criterion: Criterion) -> Outcome:
     status = decide(criterion.op, criterion.threshold, lower, upper)
     reason = f"{_decision_reason(status, criterion, lower, upper)}; {selection}{suffix}"
     if status == PASS:
-        return (INCONCLUSIVE, measured, lower, upper,
-                f"{reason}; not confirmed: the best of several cases is biased upward and no independent "
-                "re-measure of it is stored")
+        return (
+            INCONCLUSIVE,
+            measured,
+            lower,
+            upper,
+            f"{reason}; not confirmed: the best of several cases is biased upward and no independent "
+            "re-measure of it is stored",
+        )
     return status, measured, lower, upper, reason
 
 
@@ -202,8 +236,13 @@ def _tflops_per_watt(profile: ResultProfile, criterion: Criterion) -> Outcome:
     if value is None:
         cases = _gemm_cases(profile, dtype)
         if cases and all(_errored(m) for m in cases):
-            return (ERROR, None, None, None,
-                    f"all {_cases(len(cases), f'{dtype} GEMM')} errored, so there is no throughput to divide")
+            return (
+                ERROR,
+                None,
+                None,
+                None,
+                f"all {_cases(len(cases), f'{dtype} GEMM')} errored, so there is no throughput to divide",
+            )
         why = summary.power_note or "no power source gave a reading"
         return INCONCLUSIVE, None, None, None, f"{dtype} TFLOPS/W is unknown: {why}"
     interval = _entry(summary.tflops_per_watt_ci, dtype)
@@ -219,11 +258,21 @@ def _tflops_per_watt(profile: ResultProfile, criterion: Criterion) -> Outcome:
     if quality not in MEASURED_QUALITIES:
         return INCONCLUSIVE, value, lower, upper, f"power quality {quality!r} is not a measured level (Q1-Q3)"
     if scope in PARTIAL_SCOPES:
-        return (INCONCLUSIVE, value, lower, upper,
-                f"power of scope {scope!r} covers only part of the device, so it cannot judge its efficiency")
+        return (
+            INCONCLUSIVE,
+            value,
+            lower,
+            upper,
+            f"power of scope {scope!r} covers only part of the device, so it cannot judge its efficiency",
+        )
     if scope in SHARED_SCOPES:
-        return (INCONCLUSIVE, value, lower, upper,
-                f"power of scope {scope!r} is shared with other devices (MIG slices), so it cannot judge this one")
+        return (
+            INCONCLUSIVE,
+            value,
+            lower,
+            upper,
+            f"power of scope {scope!r} is shared with other devices (MIG slices), so it cannot judge this one",
+        )
     # does the power include the device under test? (summary written by npucheck.power.summary)
     if _has(summary, "tflops_per_watt_covers"):
         covers = _entry(summary.tflops_per_watt_covers, dtype)
@@ -233,15 +282,28 @@ def _tflops_per_watt(profile: ResultProfile, criterion: Criterion) -> Outcome:
         # device (RAPL packages for a CPU, NVML found by the UUID torch reported)
         source, device = profile.power.source, profile.device
         uuid = _entry(device.properties, "uuid")
-        covers = (source is not None
-                  and ((source.name == "rapl" and source.scope in ("package", "platform") and device.backend == "cpu")
-                       or (source.name == "nvml" and device.backend == "cuda" and bool(uuid)
-                           and not source.extra.get("mig") and profile.power.spec in ("nvml", "auto")))) or None
-        how = ("recorded before coverage was: " + (f"{source.name} on a {device.backend} device"
-               if covers and source is not None else "coverage not recorded"))
+        covers = (
+            source is not None
+            and (
+                (source.name == "rapl" and source.scope in ("package", "platform") and device.backend == "cpu")
+                or (
+                    source.name == "nvml"
+                    and device.backend == "cuda"
+                    and bool(uuid)
+                    and not source.extra.get("mig")
+                    and profile.power.spec in ("nvml", "auto")
+                )
+            )
+        ) or None
+        how = "recorded before coverage was: " + (
+            f"{source.name} on a {device.backend} device" if covers and source is not None else "coverage not recorded"
+        )
     if covers is not True:
-        lead = ("the power source does not cover the device under test" if covers is False
-                else "cannot tell whether the power source covers the device under test")
+        lead = (
+            "the power source does not cover the device under test"
+            if covers is False
+            else "cannot tell whether the power source covers the device under test"
+        )
         return INCONCLUSIVE, value, lower, upper, f"{lead}: {how}"
     not_judged = _entry(summary.tflops_per_watt_not_judged, dtype)
     if not_judged:
@@ -258,13 +320,14 @@ def _supported_families(profile: ResultProfile, criterion: Criterion) -> Outcome
     lower = len(found[True])
     upper = lower + len(found[None])
     status = decide(criterion.op, criterion.threshold, lower, upper)
-    listing = "; ".join(f"{label}: {', '.join(found[key]) or 'none'}"
-                        for key, label in ((True, "supported"), (False, "unsupported"), (None, "unchecked")))
+    listing = "; ".join(
+        f"{label}: {', '.join(found[key]) or 'none'}"
+        for key, label in ((True, "supported"), (False, "unsupported"), (None, "unchecked"))
+    )
     return status, lower, lower, upper, f"{_decision_reason(status, criterion, lower, upper)}; {listing}"
 
 
-_METRICS = {"peak_tflops": _peak_tflops, "tflops_per_watt": _tflops_per_watt,
-            "supported_families": _supported_families}
+_METRICS = {"peak_tflops": _peak_tflops, "tflops_per_watt": _tflops_per_watt, "supported_families": _supported_families}
 
 
 # --------------------------------------------------------------------------------------------------- helpers

@@ -37,13 +37,52 @@ from npucheck.errors import ResultFileError
 __all__ = [
     "SCHEMA_VERSION",
     # vocabularies
-    "Status", "STATUSES", "Dtype", "DTYPES", "Family", "FAMILIES", "SUPPORT_FAMILIES", "Quality", "QUALITIES",
-    "QUALITY_NAMES", "Scope", "SCOPES", "PARTIAL_SCOPES", "SHARED_SCOPES", "VerdictStatus", "VERDICT_STATUSES",
-    "CacheState", "CACHE_STATES", "Op", "OPS", "EnergyKind", "ENERGY_KINDS", "Role", "ROLES",
+    "Status",
+    "STATUSES",
+    "Dtype",
+    "DTYPES",
+    "Family",
+    "FAMILIES",
+    "SUPPORT_FAMILIES",
+    "Quality",
+    "QUALITIES",
+    "QUALITY_NAMES",
+    "Scope",
+    "SCOPES",
+    "PARTIAL_SCOPES",
+    "SHARED_SCOPES",
+    "VerdictStatus",
+    "VERDICT_STATUSES",
+    "CacheState",
+    "CACHE_STATES",
+    "Op",
+    "OPS",
+    "EnergyKind",
+    "ENERGY_KINDS",
+    "Role",
+    "ROLES",
     # objects
-    "Record", "Case", "Check", "Stats", "Energy", "SourceInfo", "PowerInfo", "Measurement", "SupportCheck",
-    "SupportFamily", "DeviceInfo", "Settings", "Load", "Peak", "Summary", "CriterionResult", "Verdict",
-    "ResultProfile", "as_profile", "freeze", "thaw",
+    "Record",
+    "Case",
+    "Check",
+    "Stats",
+    "Energy",
+    "SourceInfo",
+    "PowerInfo",
+    "Measurement",
+    "SupportCheck",
+    "SupportFamily",
+    "DeviceInfo",
+    "Settings",
+    "Load",
+    "Peak",
+    "Summary",
+    "CriterionResult",
+    "Verdict",
+    "ResultProfile",
+    "as_profile",
+    "freeze",
+    "thaw",
 ]
 
 SCHEMA_VERSION = 2
@@ -64,9 +103,21 @@ Quality = Literal["Q0", "Q1", "Q2", "Q3"]
 QUALITIES: tuple[str, ...] = get_args(Quality)
 """Power quality, worst first: estimated, sampled telemetry, energy counter, external meter."""
 QUALITY_NAMES: Mapping[str, str] = MappingProxyType(
-    {"Q0": "estimated", "Q1": "sampled telemetry", "Q2": "energy counter", "Q3": "external meter"})
-Scope = Literal["chip", "package", "board", "module", "platform", "soc-rail", "dram", "wall", "user-stated",
-                "shared-board", "unknown"]
+    {"Q0": "estimated", "Q1": "sampled telemetry", "Q2": "energy counter", "Q3": "external meter"}
+)
+Scope = Literal[
+    "chip",
+    "package",
+    "board",
+    "module",
+    "platform",
+    "soc-rail",
+    "dram",
+    "wall",
+    "user-stated",
+    "shared-board",
+    "unknown",
+]
 SCOPES: tuple[str, ...] = get_args(Scope)
 """What a power figure covers (every scope a source in ``npucheck.power`` can report)."""
 PARTIAL_SCOPES: tuple[str, ...] = ("soc-rail", "dram")
@@ -190,8 +241,9 @@ class Record:
                 value = _as_tuple(self, f.name, value)
             elif kind == "one":
                 if value is not None and not isinstance(value, _record_class(f.metadata["cls"])):
-                    raise ValueError(f"{self._where(f.name)}: expected {f.metadata['cls']} or None, got "
-                                     f"{type(value).__name__}")
+                    raise ValueError(
+                        f"{self._where(f.name)}: expected {f.metadata['cls']} or None, got {type(value).__name__}"
+                    )
             elif kind == "many":
                 if value is not None:
                     value = _as_tuple(self, f.name, value)
@@ -308,8 +360,14 @@ def _choice(record: Record, name: str, allowed: tuple[str, ...], nullable: bool 
         raise ValueError(f"{record._where(name)}: {value!r} is not one of {', '.join(allowed)}")
 
 
-def _number(record: Record, name: str, nullable: bool = True, minimum: float | None = None,
-            positive: bool = False, value: Any = MISSING) -> None:
+def _number(
+    record: Record,
+    name: str,
+    nullable: bool = True,
+    minimum: float | None = None,
+    positive: bool = False,
+    value: Any = MISSING,
+) -> None:
     where = record._where(name)
     value = getattr(record, name) if value is MISSING else value
     if value is None:
@@ -362,8 +420,7 @@ def _flag(record: Record, name: str, nullable: bool = True) -> None:
     if value is None and nullable:
         return
     if not isinstance(value, bool):
-        raise ValueError(f"{record._where(name)}: expected true/false{' or null' if nullable else ''}, "
-                         f"got {value!r}")
+        raise ValueError(f"{record._where(name)}: expected true/false{' or null' if nullable else ''}, got {value!r}")
 
 
 def _interval(record: Record, name: str, value: Any = MISSING) -> None:
@@ -396,8 +453,7 @@ def _by_dtype(record: Record, name: str) -> Mapping[str, Any]:
 class Case(Record):
     """What a measurement measured: kernel, dtype and shape (the first keys of a ``measurements[]`` entry)."""
 
-    ALWAYS: ClassVar[frozenset[str]] = frozenset(
-        {"family", "kernel_version", "shape_set", "flop_convention"})
+    ALWAYS: ClassVar[frozenset[str]] = frozenset({"family", "kernel_version", "shape_set", "flop_convention"})
 
     id: str = _value()
     kernel: str = _value()
@@ -431,7 +487,8 @@ class Check(Record):
     """A measurement's correctness check against the high-precision host reference."""
 
     ALWAYS: ClassVar[frozenset[str]] = frozenset(
-        {"rel_error", "tolerance", "reference_dtype", "checked", "ok", "status", "reason", "reference_device"})
+        {"rel_error", "tolerance", "reference_dtype", "checked", "ok", "status", "reason", "reference_device"}
+    )
 
     rel_error: float | None = _value(None)
     tolerance: float | None = _value(None)
@@ -466,8 +523,7 @@ class Stats(Record):
 
     def _check(self) -> None:
         _count(self, "n", nullable=False)
-        _numbers(self, "median_s ci_low_s ci_high_s q1_s q3_s mean_s min_s max_s iqr_rel", nullable=False,
-                 minimum=0.0)
+        _numbers(self, "median_s ci_low_s ci_high_s q1_s q3_s mean_s min_s max_s iqr_rel", nullable=False, minimum=0.0)
         _number(self, "ci_coverage", nullable=False, minimum=0.0)
         if self.ci_low_s > self.ci_high_s:
             raise ValueError(f"Stats: ci_low_s {self.ci_low_s!r} is above ci_high_s {self.ci_high_s!r}")
@@ -480,8 +536,20 @@ class SourceInfo(Record):
     """The power source used (``power.source``): ``PowerSource.describe()``."""
 
     ALWAYS: ClassVar[frozenset[str]] = frozenset(
-        {"quality_name", "uncertainty_rel", "counter", "counter_update_s", "power_update_s", "power_average_s",
-         "update_measured_s", "update_note", "covers_device", "covers_reason", "detail"})
+        {
+            "quality_name",
+            "uncertainty_rel",
+            "counter",
+            "counter_update_s",
+            "power_update_s",
+            "power_average_s",
+            "update_measured_s",
+            "update_note",
+            "covers_device",
+            "covers_reason",
+            "detail",
+        }
+    )
 
     name: str = _value()
     scope: Scope = _value()
@@ -502,16 +570,31 @@ class SourceInfo(Record):
         _text(self, "name", nullable=False)
         _choice(self, "scope", SCOPES)
         _choice(self, "quality", QUALITIES)
-        _numbers(self, "uncertainty_rel counter_update_s power_update_s power_average_s update_measured_s",
-                 minimum=0.0)
+        _numbers(self, "uncertainty_rel counter_update_s power_update_s power_average_s update_measured_s", minimum=0.0)
         _flag(self, "counter")
         _flag(self, "covers_device")
         _texts(self, "quality_name update_note covers_reason detail")
 
 
 _INVALID_ENERGY_KEYS = frozenset(
-    {"source", "scope", "quality", "uncertainty_rel", "window_s", "valid", "reason", "joules", "avg_watts", "tflops",
-     "tflops_per_watt", "tflops_per_watt_net", "covers_device", "covers_reason", "warnings"})
+    {
+        "source",
+        "scope",
+        "quality",
+        "uncertainty_rel",
+        "window_s",
+        "valid",
+        "reason",
+        "joules",
+        "avg_watts",
+        "tflops",
+        "tflops_per_watt",
+        "tflops_per_watt_net",
+        "covers_device",
+        "covers_reason",
+        "warnings",
+    }
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -520,11 +603,39 @@ class Energy(Record):
     the runner adds (``kind``, ``case``, ``calls``, ``trials``, the timed-vs-sustained comparison)."""
 
     ALWAYS: ClassVar[frozenset[str]] = frozenset(
-        {"source", "scope", "quality", "uncertainty_rel", "covers_device", "covers_reason", "window_s", "start_unix",
-         "valid", "reason", "joules", "joules_counter", "joules_integrated", "counter_vs_integrated", "avg_watts",
-         "idle_watts", "flops", "tflops", "tflops_per_watt", "tflops_per_watt_net", "samples", "dropped_samples",
-         "coverage", "trace", "context_before", "context_after", "throttle", "context_trace", "warnings",
-         "trace_kind"})
+        {
+            "source",
+            "scope",
+            "quality",
+            "uncertainty_rel",
+            "covers_device",
+            "covers_reason",
+            "window_s",
+            "start_unix",
+            "valid",
+            "reason",
+            "joules",
+            "joules_counter",
+            "joules_integrated",
+            "counter_vs_integrated",
+            "avg_watts",
+            "idle_watts",
+            "flops",
+            "tflops",
+            "tflops_per_watt",
+            "tflops_per_watt_net",
+            "samples",
+            "dropped_samples",
+            "coverage",
+            "trace",
+            "context_before",
+            "context_after",
+            "throttle",
+            "context_trace",
+            "warnings",
+            "trace_kind",
+        }
+    )
 
     source: str = _value()
     scope: Scope = _value()
@@ -572,10 +683,22 @@ class Energy(Record):
         """The energy object of a window that could not run (as ``npucheck.energy.invalid_energy`` writes it):
         ``source`` is the power source's description (``PowerSource.describe()`` or :class:`SourceInfo`)."""
         info = source if isinstance(source, SourceInfo) else SourceInfo.from_dict(source)
-        return cls(source=info.name, scope=info.scope, quality=info.quality, uncertainty_rel=info.uncertainty_rel,
-                   window_s=0.0, valid=False, reason=reason, joules=None, avg_watts=None, tflops=None,
-                   tflops_per_watt=None, covers_device=info.covers_device, covers_reason=info.covers_reason,
-                   present_keys=_INVALID_ENERGY_KEYS)
+        return cls(
+            source=info.name,
+            scope=info.scope,
+            quality=info.quality,
+            uncertainty_rel=info.uncertainty_rel,
+            window_s=0.0,
+            valid=False,
+            reason=reason,
+            joules=None,
+            avg_watts=None,
+            tflops=None,
+            tflops_per_watt=None,
+            covers_device=info.covers_device,
+            covers_reason=info.covers_reason,
+            present_keys=_INVALID_ENERGY_KEYS,
+        )
 
     def _check(self) -> None:
         _text(self, "source", nullable=False)
@@ -586,8 +709,12 @@ class Energy(Record):
         _flag(self, "covers_device")
         _flag(self, "judgeable")
         _number(self, "window_s", nullable=False, minimum=0.0)
-        _numbers(self, "uncertainty_rel joules joules_counter joules_integrated avg_watts idle_watts flops tflops "
-                       "tflops_per_watt coverage", minimum=0.0)
+        _numbers(
+            self,
+            "uncertainty_rel joules joules_counter joules_integrated avg_watts idle_watts flops tflops "
+            "tflops_per_watt coverage",
+            minimum=0.0,
+        )
         _numbers(self, "start_unix counter_vs_integrated tflops_per_watt_net sustained_vs_timed")
         _counts(self, "samples dropped_samples calls malformed_lines meter_error_samples")
         _texts(self, "reason covers_reason trace_kind case not_judged_reason")
@@ -601,10 +728,35 @@ class Measurement(Record):
     figures and the evidence around them."""
 
     ALWAYS: ClassVar[frozenset[str]] = frozenset(
-        {"family", "kernel_version", "shape_set", "flop_convention", "reason", "correct", "error", "check",
-         "samples_s", "calls_per_sample", "warmup_calls", "timing_method", "cache_flush_bytes", "stats", "tflops",
-         "tflops_ci", "foreign_cpu_cores", "wall_s", "warnings", "energy", "cache_state", "timed_calls",
-         "minor_faults", "minor_faults_per_call", "device_state", "throttled"})
+        {
+            "family",
+            "kernel_version",
+            "shape_set",
+            "flop_convention",
+            "reason",
+            "correct",
+            "error",
+            "check",
+            "samples_s",
+            "calls_per_sample",
+            "warmup_calls",
+            "timing_method",
+            "cache_flush_bytes",
+            "stats",
+            "tflops",
+            "tflops_ci",
+            "foreign_cpu_cores",
+            "wall_s",
+            "warnings",
+            "energy",
+            "cache_state",
+            "timed_calls",
+            "minor_faults",
+            "minor_faults_per_call",
+            "device_state",
+            "throttled",
+        }
+    )
 
     id: str = _value()
     kernel: str = _value()
@@ -647,9 +799,17 @@ class Measurement(Record):
     @property
     def case(self) -> Case:
         """The case measured."""
-        return Case(id=self.id, kernel=self.kernel, dtype=self.dtype, shape=self.shape, flops=self.flops,
-                    family=self.family, kernel_version=self.kernel_version, shape_set=self.shape_set,
-                    flop_convention=self.flop_convention)
+        return Case(
+            id=self.id,
+            kernel=self.kernel,
+            dtype=self.dtype,
+            shape=self.shape,
+            flops=self.flops,
+            family=self.family,
+            kernel_version=self.kernel_version,
+            shape_set=self.shape_set,
+            flop_convention=self.flop_convention,
+        )
 
     def _check(self) -> None:
         _case_checks(self)
@@ -662,8 +822,9 @@ class Measurement(Record):
         for value in self.samples_s:
             _number(self, "samples_s", nullable=False, positive=True, value=value)
         _counts(self, "calls_per_sample warmup_calls cache_flush_bytes timed_calls minor_faults")
-        _numbers(self, "tflops predicted_s wall_s minor_faults_per_call host_clock_tflops events_vs_host_clock",
-                 minimum=0.0)
+        _numbers(
+            self, "tflops predicted_s wall_s minor_faults_per_call host_clock_tflops events_vs_host_clock", minimum=0.0
+        )
         _number(self, "foreign_cpu_cores")
         _interval(self, "tflops_ci")
         if self.tflops_ci is not None and self.tflops_ci[0] < 0:
@@ -740,8 +901,9 @@ class DeviceInfo(Record):
 class Settings(Record):
     """The run's settings (``settings``); keys a suite adds later are kept in ``extra``."""
 
-    ALWAYS: ClassVar[frozenset[str]] = frozenset({"suite", "seed", "kernels", "dtypes", "cache_flush_bytes",
-                                                  "confidence", "targets"})
+    ALWAYS: ClassVar[frozenset[str]] = frozenset(
+        {"suite", "seed", "kernels", "dtypes", "cache_flush_bytes", "confidence", "targets"}
+    )
 
     suite: str | None = _value(None)
     seed: int | None = _value(None)
@@ -772,8 +934,12 @@ class Settings(Record):
         for name in self.dtypes:
             if name not in DTYPES:
                 raise ValueError(f"Settings.dtypes: {name!r} is not one of {', '.join(DTYPES)}")
-        _numbers(self, "suite_budget_s case_budget_s case_target_s device_warmup_s accelerator_warmup_s "
-                       "min_sample_s power_window_s idle_s", minimum=0.0)
+        _numbers(
+            self,
+            "suite_budget_s case_budget_s case_target_s device_warmup_s accelerator_warmup_s "
+            "min_sample_s power_window_s idle_s",
+            minimum=0.0,
+        )
         _counts(self, "min_samples max_samples power_trials cache_flush_bytes")
         _number(self, "confidence", minimum=0.0)
         for rate in _by_dtype(self, "probe_tflops").values():
@@ -786,7 +952,8 @@ class PowerInfo(Record):
     """The power section (``power``): the source used, why others were not, window settings, the idle window."""
 
     ALWAYS: ClassVar[frozenset[str]] = frozenset(
-        {"spec", "source", "notes", "window_s", "sweep_window_s", "sample_hz", "trials", "idle"})
+        {"spec", "source", "notes", "window_s", "sweep_window_s", "sample_hz", "trials", "idle"}
+    )
 
     spec: str | None = _value()
     source: SourceInfo | None = _one("SourceInfo", required=True)
@@ -821,8 +988,17 @@ class Peak(Record):
     """One dtype's peak (``summary.peak.<dtype>``): the selected case, its interval, its confirmation."""
 
     ALWAYS: ClassVar[frozenset[str]] = frozenset(
-        {"case", "tflops", "ci_low", "ci_high", "confirmed_tflops", "confirmed_ci", "confirmation_status",
-         "sustained_tflops"})
+        {
+            "case",
+            "tflops",
+            "ci_low",
+            "ci_high",
+            "confirmed_tflops",
+            "confirmed_ci",
+            "confirmation_status",
+            "sustained_tflops",
+        }
+    )
 
     case: str | None = _value(None)
     tflops: float | None = _value(None)
@@ -847,9 +1023,21 @@ class Summary(Record):
     """Headline figures (``summary``): peak TFLOPS and TFLOPS/W per dtype, with their evidence, and counts."""
 
     ALWAYS: ClassVar[frozenset[str]] = frozenset(
-        {"peak_tflops", "peak", "tflops_per_watt", "tflops_per_watt_ci", "tflops_per_watt_quality",
-         "tflops_per_watt_scope", "tflops_per_watt_net", "tflops_per_watt_covers", "tflops_per_watt_covers_reason",
-         "tflops_per_watt_not_judged", "power", "counts"})
+        {
+            "peak_tflops",
+            "peak",
+            "tflops_per_watt",
+            "tflops_per_watt_ci",
+            "tflops_per_watt_quality",
+            "tflops_per_watt_scope",
+            "tflops_per_watt_net",
+            "tflops_per_watt_covers",
+            "tflops_per_watt_covers_reason",
+            "tflops_per_watt_not_judged",
+            "power",
+            "counts",
+        }
+    )
 
     peak_tflops: Mapping[str, float] = _blob_map()
     peak: Mapping[str, Peak] = _keyed("Peak")
@@ -881,8 +1069,7 @@ class Summary(Record):
                 raise ValueError(f"Summary.tflops_per_watt_scope: {value!r} is not one of {', '.join(SCOPES)}")
         for value in _by_dtype(self, "tflops_per_watt_net").values():
             _number(self, "tflops_per_watt_net", value=value)
-        for name in ("tflops_per_watt_covers", "tflops_per_watt_covers_reason", "tflops_per_watt_not_judged",
-                     "power"):
+        for name in ("tflops_per_watt_covers", "tflops_per_watt_covers_reason", "tflops_per_watt_not_judged", "power"):
             _by_dtype(self, name)
         _text(self, "power_note")
         counts = self.counts if self.counts is not None else {}
@@ -943,7 +1130,8 @@ class ResultProfile(Record):
     """One ``npucheck run``: the whole result file (schema version 2)."""
 
     ALWAYS: ClassVar[frozenset[str]] = frozenset(
-        {"finished_utc", "command", "load", "confirmations", "support", "warnings"})
+        {"finished_utc", "command", "load", "confirmations", "support", "warnings"}
+    )
 
     schema_version: int = _value()
     npucheck_version: str = _value()
@@ -966,8 +1154,10 @@ class ResultProfile(Record):
 
     def _check(self) -> None:
         if self.schema_version != SCHEMA_VERSION or isinstance(self.schema_version, bool):
-            raise ValueError(f"ResultProfile.schema_version: {self.schema_version!r} is not {SCHEMA_VERSION} "
-                             "(older files are migrated by npucheck.store.load_result)")
+            raise ValueError(
+                f"ResultProfile.schema_version: {self.schema_version!r} is not {SCHEMA_VERSION} "
+                "(older files are migrated by npucheck.store.load_result)"
+            )
         _text(self, "npucheck_version", nullable=False)
         for name in ("created_utc", "finished_utc"):
             value = getattr(self, name)
@@ -1003,4 +1193,3 @@ def as_profile(profile: ResultProfile | Mapping[str, Any]) -> ResultProfile:
         return ResultProfile.from_dict(profile)
     except (ValueError, TypeError, KeyError) as e:
         raise ResultFileError(f"not a valid result profile: {e}") from e
-

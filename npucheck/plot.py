@@ -44,8 +44,11 @@ def _as_profiles(profiles: Sequence[ProfileLike]) -> list[ResultProfile]:
 
 
 def _gemm_points(profile: ResultProfile, dtype: str) -> list[Measurement]:
-    points = [m for m in profile.measurements if m.kernel == "gemm" and m.dtype == dtype
-              and m.status == "ok" and m.correct is not False and m.tflops]
+    points = [
+        m
+        for m in profile.measurements
+        if m.kernel == "gemm" and m.dtype == dtype and m.status == "ok" and m.correct is not False and m.tflops
+    ]
     return sorted(points, key=lambda m: m.flops)
 
 
@@ -110,8 +113,11 @@ def sweep(profiles: Sequence[ProfileLike]) -> Figure:
 
 def _windows(profile: ResultProfile) -> list[tuple[Measurement, Energy]]:
     """The measurements with a valid energy window that has a TFLOPS/W, each with its window."""
-    return [(m, m.energy) for m in profile.measurements
-            if m.energy is not None and m.energy.valid and m.energy.tflops_per_watt]
+    return [
+        (m, m.energy)
+        for m in profile.measurements
+        if m.energy is not None and m.energy.valid and m.energy.tflops_per_watt
+    ]
 
 
 def efficiency(profiles: Sequence[ProfileLike], thresholds: list[tuple[str, float]]) -> Figure:
@@ -123,23 +129,35 @@ def efficiency(profiles: Sequence[ProfileLike], thresholds: list[tuple[str, floa
     fig = Figure(figsize=(11, 5), layout="constrained")
     by_size, by_speed = fig.subplots(1, 2)
     for dtype in _dtypes(profile):  # GEMM sizes as a curve per dtype
-        points = sorted(((m, e) for m, e in windows if m.dtype == dtype and m.kernel == "gemm"),
-                        key=lambda point: point[0].flops)
+        points = sorted(
+            ((m, e) for m, e in windows if m.dtype == dtype and m.kernel == "gemm"), key=lambda point: point[0].flops
+        )
         if not points:
             continue
         per_watt = [e.tflops_per_watt for _, e in points]
         by_size.plot([m.flops for m, _ in points], per_watt, "o-", label=f"gemm {dtype}", color=COLOURS.get(dtype))
-        by_speed.plot([e.tflops for _, e in points], per_watt, "o", label=f"gemm {dtype}",
-                      color=COLOURS.get(dtype))
+        by_speed.plot([e.tflops for _, e in points], per_watt, "o", label=f"gemm {dtype}", color=COLOURS.get(dtype))
     others = sorted({(m.kernel, m.dtype) for m, _ in windows if m.kernel != "gemm"})
     for index, (kernel, dtype) in enumerate(others):  # other kernels as single points, never joined to GEMM
         points = [(m, e) for m, e in windows if m.kernel == kernel and m.dtype == dtype]
         marker = "sD^v<>ph*"[index % 9]
         per_watt = [e.tflops_per_watt for _, e in points]
-        by_size.plot([m.flops for m, _ in points], per_watt, marker, label=f"{kernel} {dtype}",
-                     color=COLOURS.get(dtype), markerfacecolor="none")
-        by_speed.plot([e.tflops for _, e in points], per_watt, marker, label=f"{kernel} {dtype}",
-                      color=COLOURS.get(dtype), markerfacecolor="none")
+        by_size.plot(
+            [m.flops for m, _ in points],
+            per_watt,
+            marker,
+            label=f"{kernel} {dtype}",
+            color=COLOURS.get(dtype),
+            markerfacecolor="none",
+        )
+        by_speed.plot(
+            [e.tflops for _, e in points],
+            per_watt,
+            marker,
+            label=f"{kernel} {dtype}",
+            color=COLOURS.get(dtype),
+            markerfacecolor="none",
+        )
     for ax in (by_size, by_speed):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -147,14 +165,14 @@ def efficiency(profiles: Sequence[ProfileLike], thresholds: list[tuple[str, floa
         ax.grid(True, which="both", alpha=0.3)
         for name, value in thresholds:
             ax.axhline(value, color="black", linestyle="--", linewidth=1)
-            ax.annotate(f"{name} > {value:g}", xy=(0.01, value), xycoords=("axes fraction", "data"),
-                        va="bottom", fontsize=8)
+            ax.annotate(
+                f"{name} > {value:g}", xy=(0.01, value), xycoords=("axes fraction", "data"), va="bottom", fontsize=8
+            )
         ax.legend(title="kernel, dtype", fontsize=8)
     by_size.set_xlabel("problem size (FLOPs per call)")
     by_speed.set_xlabel("sustained throughput in the window (TFLOPS)")
     source = windows[0][1]
-    _title(fig, f"Efficiency curves (power: {source.source}, scope {source.scope}, quality "
-                f"{source.quality})", loaded)
+    _title(fig, f"Efficiency curves (power: {source.source}, scope {source.scope}, quality {source.quality})", loaded)
     return fig
 
 
@@ -173,11 +191,23 @@ def trace(profiles: Sequence[ProfileLike]) -> Figure:
     clock_points: list[tuple[float, float]] = []
     for index, (energy, start_unix, name) in enumerate(windows):
         start = start_unix - origin
-        ax.axvspan(start, start + energy.window_s, alpha=0.12, color="tab:orange" if name != "idle"
-                   else "tab:gray", label="energy window" if index == 1 else ("idle" if name == "idle" else None))
+        ax.axvspan(
+            start,
+            start + energy.window_s,
+            alpha=0.12,
+            color="tab:orange" if name != "idle" else "tab:gray",
+            label="energy window" if index == 1 else ("idle" if name == "idle" else None),
+        )
         points = energy.trace
-        ax.plot([start + t for t, _ in points], [w for _, w in points], ".-", color="tab:blue", markersize=2,
-                linewidth=0.8, label="power" if index == 0 else None)
+        ax.plot(
+            [start + t for t, _ in points],
+            [w for _, w in points],
+            ".-",
+            color="tab:blue",
+            markersize=2,
+            linewidth=0.8,
+            label="power" if index == 0 else None,
+        )
         for t, context in energy.context_trace:
             if "sm_clock_mhz" in context:
                 clock_points.append((start + t, context["sm_clock_mhz"]))
@@ -209,8 +239,15 @@ def compare(profiles: Sequence[ProfileLike], labels: list[str]) -> Figure:
         for dtype in _dtypes(profile):
             points = _gemm_points(profile, dtype)
             if points:
-                ax.plot([m.flops for m in points], [_tflops(m) for m in points], marker=markers[index % 10],
-                        linestyle="-", color=COLOURS.get(dtype), alpha=0.85, label=f"{dtype} — {name}")
+                ax.plot(
+                    [m.flops for m in points],
+                    [_tflops(m) for m in points],
+                    marker=markers[index % 10],
+                    linestyle="-",
+                    color=COLOURS.get(dtype),
+                    alpha=0.85,
+                    label=f"{dtype} — {name}",
+                )
                 plotted += 1
     if not plotted:
         raise NothingToPlot("no correct GEMM measurement in any profile")
@@ -220,8 +257,9 @@ def compare(profiles: Sequence[ProfileLike], labels: list[str]) -> Figure:
     return fig
 
 
-def build(kind: str, profiles: Sequence[ProfileLike], labels: list[str],
-          thresholds: list[tuple[str, float]] | None = None) -> Figure:
+def build(
+    kind: str, profiles: Sequence[ProfileLike], labels: list[str], thresholds: list[tuple[str, float]] | None = None
+) -> Figure:
     if kind not in KINDS:
         raise UsageError(f"unknown plot kind {kind!r} (known: {', '.join(KINDS)})")
     loaded = _as_profiles(profiles)

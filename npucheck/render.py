@@ -14,8 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from npucheck.datasheets import ceiling_reason, percent_of_datasheet
-from npucheck.model import (CriterionResult, Measurement, Peak, Record, ResultProfile, Verdict, as_profile,
-                            thaw)
+from npucheck.model import CriterionResult, Measurement, Peak, Record, ResultProfile, Verdict, as_profile, thaw
 
 from rich.markup import escape
 from rich.table import Table
@@ -24,8 +23,15 @@ from rich.text import Text
 ProfileLike = ResultProfile | Mapping[str, Any]
 """What the profile functions accept: a model object, or a schema-v2 dict as ``store.load_result`` returns it."""
 
-STATUS_STYLE = {"PASS": "bold green", "FAIL": "bold red", "INCONCLUSIVE": "bold yellow", "ERROR": "bold magenta",
-                "ok": "green", "error": "red", "skipped": "yellow"}
+STATUS_STYLE = {
+    "PASS": "bold green",
+    "FAIL": "bold red",
+    "INCONCLUSIVE": "bold yellow",
+    "ERROR": "bold magenta",
+    "ok": "green",
+    "error": "red",
+    "skipped": "yellow",
+}
 
 
 def fmt_tflops(value: float | None) -> str:
@@ -74,8 +80,17 @@ def _note(m: Measurement) -> str:
 
 def measurement_rows(profile: ProfileLike) -> Iterable[list[str]]:
     for m in as_profile(profile).measurements:
-        yield [m.kernel, m.dtype, m.id.split("/", 2)[2], m.status, fmt_tflops(m.tflops), _ci_text(m),
-               _spread_text(m), str(len(m.samples_s or ())), _note(m)]
+        yield [
+            m.kernel,
+            m.dtype,
+            m.id.split("/", 2)[2],
+            m.status,
+            fmt_tflops(m.tflops),
+            _ci_text(m),
+            _spread_text(m),
+            str(len(m.samples_s or ())),
+            _note(m),
+        ]
 
 
 MEASUREMENT_HEADERS = ["kernel", "dtype", "shape", "status", "TFLOPS", "95% CI", "IQR/med", "n", "note"]
@@ -84,8 +99,9 @@ MEASUREMENT_HEADERS = ["kernel", "dtype", "shape", "status", "TFLOPS", "95% CI",
 def measurements_table(profile: ProfileLike, title: str = "Measurements") -> Table:
     table = Table(title=title, title_justify="left", show_lines=False)
     for header in MEASUREMENT_HEADERS:
-        table.add_column(header, justify="right" if header in ("TFLOPS", "95% CI", "IQR/med", "n") else "left",
-                         overflow="fold")
+        table.add_column(
+            header, justify="right" if header in ("TFLOPS", "95% CI", "IQR/med", "n") else "left", overflow="fold"
+        )
     for row in measurement_rows(profile):
         table.add_row(*row[:3], Text(row[3], style=STATUS_STYLE.get(row[3], "")), *row[4:])
     return table
@@ -137,9 +153,12 @@ def summary_rows(profile: ProfileLike) -> tuple[list[str], list[list[str]]]:
     rows = []
     for dtype in sorted(set(peaks) | set(per_watt), key=_dtype_order):
         peak = _peak(peaks, dtype)
-        row = [dtype, fmt_tflops(peak.tflops) if peak else "—",
-               f"{fmt_tflops(peak.ci_low)}–{fmt_tflops(peak.ci_high)}" if peak else "—",
-               _case_shape(peak) if peak else "no successful GEMM"]
+        row = [
+            dtype,
+            fmt_tflops(peak.tflops) if peak else "—",
+            f"{fmt_tflops(peak.ci_low)}–{fmt_tflops(peak.ci_high)}" if peak else "—",
+            _case_shape(peak) if peak else "no successful GEMM",
+        ]
         if confirmed:
             row.append(_confirmed_text(peak))
         if sustained:
@@ -200,8 +219,9 @@ def datasheet_source_lines(profile: ProfileLike) -> list[str]:
 
 
 def summary_table(profile: ProfileLike) -> Table:
-    table = Table(title="Peak GEMM throughput (best median over sizes; the targets judge its confirmation)",
-                  title_justify="left")
+    table = Table(
+        title="Peak GEMM throughput (best median over sizes; the targets judge its confirmation)", title_justify="left"
+    )
     headers, rows = summary_rows(profile)
     for header in headers:
         table.add_column(header)
@@ -226,15 +246,29 @@ def datasheet_line(profile: ProfileLike) -> str | None:
     if per_device > 1:
         text += f" (the part is {per_device} devices; figures are per device)"
     if sheet.get("power_w_per_part"):
-        text += (f"; {fmt_number(sheet['power_w_per_part'])} W {sheet.get('power_kind') or ''} "
-                 f"({sheet.get('power_covers') or 'coverage not stated'})").replace("  ", " ")
+        text += (
+            f"; {fmt_number(sheet['power_w_per_part'])} W {sheet.get('power_kind') or ''} "
+            f"({sheet.get('power_covers') or 'coverage not stated'})"
+        ).replace("  ", " ")
     if sheet.get("match_caveat"):
         text += f"; caveat: {sheet['match_caveat']}"
     return text
 
 
-ENERGY_HEADERS = ["case", "window", "source", "scope", "quality", "avg W", "idle W", "TFLOPS", "TFLOPS/W",
-                  "net TFLOPS/W", "counter/integrated", "note"]
+ENERGY_HEADERS = [
+    "case",
+    "window",
+    "source",
+    "scope",
+    "quality",
+    "avg W",
+    "idle W",
+    "TFLOPS",
+    "TFLOPS/W",
+    "net TFLOPS/W",
+    "counter/integrated",
+    "note",
+]
 
 
 def energy_rows(profile: ProfileLike) -> Iterable[list[str]]:
@@ -245,10 +279,20 @@ def energy_rows(profile: ProfileLike) -> Iterable[list[str]]:
     for case, e in windows:
         note = e.reason if not e.valid else "; ".join(e.warnings or ())
         label = case if case == "idle" else f"{case} ({value_or(e, 'kind', '')})"
-        yield [label, f"{e.window_s or 0:.1f} s", e.source, e.scope, e.quality,
-               fmt_number(e.avg_watts), fmt_number(e.idle_watts), fmt_tflops(e.tflops),
-               fmt_number(e.tflops_per_watt), fmt_number(e.tflops_per_watt_net),
-               fmt_number(e.counter_vs_integrated), note or ""]
+        yield [
+            label,
+            f"{e.window_s or 0:.1f} s",
+            e.source,
+            e.scope,
+            e.quality,
+            fmt_number(e.avg_watts),
+            fmt_number(e.idle_watts),
+            fmt_tflops(e.tflops),
+            fmt_number(e.tflops_per_watt),
+            fmt_number(e.tflops_per_watt_net),
+            fmt_number(e.counter_vs_integrated),
+            note or "",
+        ]
 
 
 def energy_table(profile: ProfileLike) -> Table | None:
@@ -268,10 +312,15 @@ def power_line(profile: ProfileLike) -> str:
     source = power.source
     if source is None:
         return "power: none (" + ("; ".join(power.notes or ()) or "not measured") + ")"
-    uncertainty = ("an estimate, uncertainty unknown" if source.quality == "Q0"
-                   else f"±{value_or(source, 'uncertainty_rel', 0):.0%}")
-    return (f"power: {source.name} — {value_or(source, 'detail', '')}; quality {source.quality}, scope "
-            f"{source.scope}, {uncertainty}")
+    uncertainty = (
+        "an estimate, uncertainty unknown"
+        if source.quality == "Q0"
+        else f"±{value_or(source, 'uncertainty_rel', 0):.0%}"
+    )
+    return (
+        f"power: {source.name} — {value_or(source, 'detail', '')}; quality {source.quality}, scope "
+        f"{source.scope}, {uncertainty}"
+    )
 
 
 def support_table(profile: ProfileLike) -> Table:
@@ -279,10 +328,16 @@ def support_table(profile: ProfileLike) -> Table:
     for header in ("family", "supported", "checks", "reason"):
         table.add_column(header)
     for family, entry in (as_profile(profile).support or {}).items():
-        label = (Text("yes", style="green") if entry.supported is True else
-                 Text("no", style="red") if entry.supported is False else Text("unchecked"))
-        checks = ", ".join(f"{c.name} {c.rel_error:.1e}" if c.rel_error is not None else c.name
-                           for c in entry.checks or ())
+        label = (
+            Text("yes", style="green")
+            if entry.supported is True
+            else Text("no", style="red")
+            if entry.supported is False
+            else Text("unchecked")
+        )
+        checks = ", ".join(
+            f"{c.name} {c.rel_error:.1e}" if c.rel_error is not None else c.name for c in entry.checks or ()
+        )
         table.add_row(family, label, checks, entry.reason or "")
     return table
 
@@ -299,10 +354,14 @@ def verdicts_table(verdicts: Iterable[Verdict | Mapping[str, Any]]) -> Table:
     for verdict in map(_as_verdict, verdicts):
         first = True
         for c in verdict.criteria:
-            table.add_row(verdict.target if first else "",
-                          Text(verdict.status, style=STATUS_STYLE[verdict.status]) if first else "",
-                          f"{c.metric} {c.op} {fmt_number(c.threshold)} {value_or(c, 'unit', '')}".strip(),
-                          _bounds_text(c), Text(c.status, style=STATUS_STYLE[c.status]), c.reason or "")
+            table.add_row(
+                verdict.target if first else "",
+                Text(verdict.status, style=STATUS_STYLE[verdict.status]) if first else "",
+                f"{c.metric} {c.op} {fmt_number(c.threshold)} {value_or(c, 'unit', '')}".strip(),
+                _bounds_text(c),
+                Text(c.status, style=STATUS_STYLE[c.status]),
+                c.reason or "",
+            )
             first = False
     return table
 
@@ -351,20 +410,38 @@ def to_markdown(profile: ProfileLike) -> str:
     out += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
     energy = list(energy_rows(profile))
     if energy:
-        out += ["", "## Energy windows", "", "| " + " | ".join(ENERGY_HEADERS) + " |", "|" + "---|" * len(ENERGY_HEADERS)]
+        out += [
+            "",
+            "## Energy windows",
+            "",
+            "| " + " | ".join(ENERGY_HEADERS) + " |",
+            "|" + "---|" * len(ENERGY_HEADERS),
+        ]
         out += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in energy]
     out += ["", "## FP16 support", "", "| family | supported | reason |", "|---|---|---|"]
     for family, entry in (profile.support or {}).items():
         supported = "yes" if entry.supported is True else "no" if entry.supported is False else "unchecked"
         out.append(f"| {family} | {supported} | {_md(entry.reason or '')} |")
-    out += ["", "## Verdicts", "", "| target | status | criterion | measured [lower, upper] | result | reason |",
-            "|---|---|---|---|---|---|"]
+    out += [
+        "",
+        "## Verdicts",
+        "",
+        "| target | status | criterion | measured [lower, upper] | result | reason |",
+        "|---|---|---|---|---|---|",
+    ]
     for verdict in profile.verdicts or ():
         for c in verdict.criteria:
-            out.append(f"| {verdict.target} | {verdict.status} | {c.metric} {_md(c.op)} "
-                       f"{fmt_number(c.threshold)} | {_bounds_text(c)} | {c.status} | {_md(c.reason or '')} |")
-    out += ["", "## Measurements", "", "| " + " | ".join(MEASUREMENT_HEADERS) + " |",
-            "|" + "---|" * len(MEASUREMENT_HEADERS)]
+            out.append(
+                f"| {verdict.target} | {verdict.status} | {c.metric} {_md(c.op)} "
+                f"{fmt_number(c.threshold)} | {_bounds_text(c)} | {c.status} | {_md(c.reason or '')} |"
+            )
+    out += [
+        "",
+        "## Measurements",
+        "",
+        "| " + " | ".join(MEASUREMENT_HEADERS) + " |",
+        "|" + "---|" * len(MEASUREMENT_HEADERS),
+    ]
     out += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in measurement_rows(profile)]
     if profile.warnings:
         out += ["", "## Warnings", ""] + [f"- {_md(w)}" for w in profile.warnings]
@@ -437,16 +514,22 @@ def compare_display(frame: Any, others: int) -> Any:
 
     if frame.empty:
         return frame
-    display = pd.DataFrame({"case": frame["case"],
-                            "base TFLOPS": frame["base_tflops"].map(tflops_or_dash),
-                            "TFLOPS": frame["other_tflops"].map(tflops_or_dash)})
+    display = pd.DataFrame(
+        {
+            "case": frame["case"],
+            "base TFLOPS": frame["base_tflops"].map(tflops_or_dash),
+            "TFLOPS": frame["other_tflops"].map(tflops_or_dash),
+        }
+    )
     display["ratio [95% CI]"] = [
         "—" if is_missing(r) else f"{r:.3f} [{lo:.3f}, {hi:.3f}]"
-        for r, lo, hi in zip(frame["ratio"], frame["ratio_low"], frame["ratio_high"])]
+        for r, lo, hi in zip(frame["ratio"], frame["ratio_low"], frame["ratio_high"])
+    ]
     if frame["tflops_per_watt_ratio"].notna().any() or frame["base_tflops_per_watt"].notna().any():
         display["TFLOPS/W base → other"] = [
             f"{fmt_tflops(None if is_missing(b) else b)} → {fmt_tflops(None if is_missing(o) else o)}"
-            for b, o in zip(frame["base_tflops_per_watt"], frame["other_tflops_per_watt"])]
+            for b, o in zip(frame["base_tflops_per_watt"], frame["other_tflops_per_watt"])
+        ]
     display["verdict"] = frame["verdict"]
     display["note"] = frame["note"]
     if others > 1:
@@ -454,8 +537,9 @@ def compare_display(frame: Any, others: int) -> Any:
     return display
 
 
-def comparison_summary_lines(summary: dict[str, Any], style: Literal["command", "report"] = "command",
-                             counts: bool = True) -> list[str]:
+def comparison_summary_lines(
+    summary: dict[str, Any], style: Literal["command", "report"] = "command", counts: bool = True
+) -> list[str]:
     """The comparison summary as plain text lines; the one place every rendering of it takes its lines from.
 
     Lines come in this order: geometric-mean speed ratios, counts by verdict, target verdicts that changed.
@@ -474,8 +558,10 @@ def comparison_summary_lines(summary: dict[str, Any], style: Literal["command", 
     lines = []
     for other, families in summary.get("geomean", {}).items():
         if style == "command":
-            lines.append(f"{other}: geometric-mean speed ratio " + ", ".join(f"{family} {ratio:.3f}"
-                                                                             for family, ratio in families.items()))
+            lines.append(
+                f"{other}: geometric-mean speed ratio "
+                + ", ".join(f"{family} {ratio:.3f}" for family, ratio in families.items())
+            )
         else:
             lines += [f"{family}: geometric-mean speed ratio {ratio:.3f}" for family, ratio in families.items()]
     for other, verdict_counts in summary.get("counts", {}).items() if counts else ():

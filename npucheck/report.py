@@ -20,9 +20,18 @@ import pandas as pd
 from npucheck import compare as comparing
 from npucheck import plot as plotting
 from npucheck.model import ResultProfile, as_profile
-from npucheck.render import (ENERGY_HEADERS, MEASUREMENT_HEADERS, ProfileLike, comparison_summary_lines,
-                             datasheet_source_lines, energy_rows, header_lines, measurement_rows, summary_rows,
-                             value_or)
+from npucheck.render import (
+    ENERGY_HEADERS,
+    MEASUREMENT_HEADERS,
+    ProfileLike,
+    comparison_summary_lines,
+    datasheet_source_lines,
+    energy_rows,
+    header_lines,
+    measurement_rows,
+    summary_rows,
+    value_or,
+)
 from npucheck.atomic import write_atomic
 from npucheck.stats import is_unstable
 
@@ -41,10 +50,19 @@ def _verdict_frame(profile: ResultProfile) -> pd.DataFrame:
             margin = None
             if c.measured is not None and c.threshold:
                 margin = f"{c.measured / c.threshold:.3g} × threshold"
-            rows.append({"target": verdict.target, "target status": verdict.status,
-                         "criterion": f"{c.metric} {c.op} {c.threshold:g} {value_or(c, 'unit', '')}",
-                         "measured": c.measured, "lower": c.lower, "upper": c.upper,
-                         "measured / threshold": margin, "result": c.status, "reason": c.reason})
+            rows.append(
+                {
+                    "target": verdict.target,
+                    "target status": verdict.status,
+                    "criterion": f"{c.metric} {c.op} {c.threshold:g} {value_or(c, 'unit', '')}",
+                    "measured": c.measured,
+                    "lower": c.lower,
+                    "upper": c.upper,
+                    "measured / threshold": margin,
+                    "result": c.status,
+                    "reason": c.reason,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -52,17 +70,21 @@ def _quality_lines(profile: ResultProfile) -> list[str]:
     measurements = profile.measurements or ()
     ok = [m for m in measurements if m.status == "ok"]
     unstable = [m for m in ok if m.stats is not None and is_unstable(m.stats.iqr_rel)]
-    lines = [f"{len(ok)} of {len(measurements)} cases measured, "
-             f"{sum(m.status == 'skipped' for m in measurements)} skipped, "
-             f"{sum(m.status == 'error' for m in measurements)} errored",
-             f"{len(unstable)} measured cases unstable (IQR > 10% of the median)",
-             f"timing: {profile.device.timing_method}, confidence "
-             f"{value_or(profile.settings, 'confidence', 0.95):.0%} intervals from raw samples",
-             _load_line(profile)]
+    lines = [
+        f"{len(ok)} of {len(measurements)} cases measured, "
+        f"{sum(m.status == 'skipped' for m in measurements)} skipped, "
+        f"{sum(m.status == 'error' for m in measurements)} errored",
+        f"{len(unstable)} measured cases unstable (IQR > 10% of the median)",
+        f"timing: {profile.device.timing_method}, confidence "
+        f"{value_or(profile.settings, 'confidence', 0.95):.0%} intervals from raw samples",
+        _load_line(profile),
+    ]
     source = profile.power.source
     if source:
-        lines.append(f"power: {source.name}, quality {source.quality} ({source.quality_name}), "
-                     f"scope {source.scope}, ±{value_or(source, 'uncertainty_rel', 0):.0%}")
+        lines.append(
+            f"power: {source.name}, quality {source.quality} ({source.quality_name}), "
+            f"scope {source.scope}, ±{value_or(source, 'uncertainty_rel', 0):.0%}"
+        )
     else:
         lines.append("power: not measured (" + "; ".join(profile.power.notes or ()) + ")")
     return lines
@@ -81,18 +103,26 @@ def _document(profile: ResultProfile) -> dict[str, Any]:
     return profile.to_dict()
 
 
-def _plots(profile: ResultProfile, base: ResultProfile | None, thresholds: list[tuple[str, float]]
-           ) -> tuple[list[tuple[str, str, bytes]], list[str]]:
+def _plots(
+    profile: ResultProfile, base: ResultProfile | None, thresholds: list[tuple[str, float]]
+) -> tuple[list[tuple[str, str, bytes]], list[str]]:
     """(name, caption, PNG bytes) for each plot that has data, and a line for each that has not."""
     made, missing = [], []
     doc = _document(profile)
     wanted: list[tuple[str, str, list[dict[str, Any]], list[str] | None]] = [
         ("sweep", "GEMM throughput against size", [doc], None),
         ("efficiency", "Efficiency curves", [doc], None),
-        ("trace", "Power over the run", [doc], None)]
+        ("trace", "Power over the run", [doc], None),
+    ]
     if base is not None:
-        wanted.append(("compare", "Comparison with the base", [_document(base), doc],
-                       [comparing.label("", base), comparing.label("", profile)]))
+        wanted.append(
+            (
+                "compare",
+                "Comparison with the base",
+                [_document(base), doc],
+                [comparing.label("", base), comparing.label("", profile)],
+            )
+        )
     for kind, caption, profiles, labels in wanted:
         try:
             fig = plotting.build(kind, profiles, labels or [], thresholds)
@@ -103,8 +133,7 @@ def _plots(profile: ResultProfile, base: ResultProfile | None, thresholds: list[
     return made, missing
 
 
-def _comparison(profile: ResultProfile, base: ResultProfile | None
-                ) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+def _comparison(profile: ResultProfile, base: ResultProfile | None) -> tuple[pd.DataFrame | None, dict[str, Any]]:
     if base is None:
         return None, {}
     base_doc = _document(base)
@@ -113,8 +142,13 @@ def _comparison(profile: ResultProfile, base: ResultProfile | None
     return frame, comparing.summary(frame, base_doc, others)
 
 
-def build(profile: ProfileLike, base: ProfileLike | None, fmt: str,
-          thresholds: list[tuple[str, float]], plot_dir_name: str = "") -> tuple[str, dict[str, bytes]]:
+def build(
+    profile: ProfileLike,
+    base: ProfileLike | None,
+    fmt: str,
+    thresholds: list[tuple[str, float]],
+    plot_dir_name: str = "",
+) -> tuple[str, dict[str, bytes]]:
     """The report's text and the plot files it links to (empty for HTML, whose plots are embedded).
 
     ``profile`` and ``base`` are :class:`ResultProfile` objects or loaded dicts.
@@ -129,11 +163,23 @@ def build(profile: ProfileLike, base: ProfileLike | None, fmt: str,
     headers, rows = summary_rows(profile)
     summary = pd.DataFrame(rows, columns=headers)
     if fmt == "html":
-        return _html(profile, base, plots, missing_plots, verdicts, measurements, energy, comparison,
-                     comparison_summary, summary), {}
+        return _html(
+            profile, base, plots, missing_plots, verdicts, measurements, energy, comparison, comparison_summary, summary
+        ), {}
     files = {f"{plot_dir_name}/{kind}.png": data for kind, _, data in plots}
-    return _markdown(profile, base, plots, missing_plots, verdicts, measurements, energy, comparison,
-                     comparison_summary, plot_dir_name, summary), files
+    return _markdown(
+        profile,
+        base,
+        plots,
+        missing_plots,
+        verdicts,
+        measurements,
+        energy,
+        comparison,
+        comparison_summary,
+        plot_dir_name,
+        summary,
+    ), files
 
 
 def _table_html(frame: pd.DataFrame) -> str:
@@ -143,19 +189,31 @@ def _table_html(frame: pd.DataFrame) -> str:
     return f"<div class='scroll'>{table}</div>"  # a wide table scrolls instead of running off the page
 
 
-def _html(profile: ResultProfile, base: ResultProfile | None, plots: list[tuple[str, str, bytes]],
-          missing_plots: list[str], verdicts: pd.DataFrame, measurements: pd.DataFrame, energy: pd.DataFrame,
-          comparison: pd.DataFrame | None, comparison_summary: dict[str, Any],
-          summary: pd.DataFrame | None = None) -> str:
+def _html(
+    profile: ResultProfile,
+    base: ResultProfile | None,
+    plots: list[tuple[str, str, bytes]],
+    missing_plots: list[str],
+    verdicts: pd.DataFrame,
+    measurements: pd.DataFrame,
+    energy: pd.DataFrame,
+    comparison: pd.DataFrame | None,
+    comparison_summary: dict[str, Any],
+    summary: pd.DataFrame | None = None,
+) -> str:
     e = html.escape
-    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
-             f"<title>npucheck report: {e(profile.device.name)}</title><style>{CSS}</style></head><body>",
-             f"<h1>npucheck report: {e(profile.device.name)}</h1>",
-             "<h2>Device and environment</h2><ul>"]
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>npucheck report: {e(profile.device.name)}</title><style>{CSS}</style></head><body>",
+        f"<h1>npucheck report: {e(profile.device.name)}</h1>",
+        "<h2>Device and environment</h2><ul>",
+    ]
     parts += [f"<li>{e(line)}</li>" for line in header_lines(profile)]
     env = profile.environment or {}
-    parts.append(f"<li>CPU: {e(str((env.get('cpu') or {}).get('model')))}, driver: {e(str(env.get('driver') or 'none reported'))}, "
-                 f"npucheck {e(profile.npucheck_version)}</li></ul>")
+    parts.append(
+        f"<li>CPU: {e(str((env.get('cpu') or {}).get('model')))}, driver: {e(str(env.get('driver') or 'none reported'))}, "
+        f"npucheck {e(profile.npucheck_version)}</li></ul>"
+    )
     parts.append("<h2>Verdicts</h2>")
     verdict_html = _table_html(verdicts)
     for status in ("PASS", "FAIL", "INCONCLUSIVE", "ERROR"):
@@ -166,12 +224,15 @@ def _html(profile: ResultProfile, base: ResultProfile | None, plots: list[tuple[
     sources = datasheet_source_lines(profile)
     if sources:
         parts.append("<h3>Datasheet figures</h3><ul>" + "".join(f"<li>{e(x)}</li>" for x in sources) + "</ul>")
-    parts.append("<h2>Measurement quality</h2><ul>" + "".join(f"<li>{e(x)}</li>" for x in _quality_lines(profile))
-                 + "</ul>")
+    parts.append(
+        "<h2>Measurement quality</h2><ul>" + "".join(f"<li>{e(x)}</li>" for x in _quality_lines(profile)) + "</ul>"
+    )
     parts.append("<h2>Curves</h2>")
     for kind, caption, data in plots:
-        parts.append(f"<figure><img alt='{e(caption)}' src='data:image/png;base64,"
-                     f"{base64.b64encode(data).decode('ascii')}'><figcaption>{e(caption)}</figcaption></figure>")
+        parts.append(
+            f"<figure><img alt='{e(caption)}' src='data:image/png;base64,"
+            f"{base64.b64encode(data).decode('ascii')}'><figcaption>{e(caption)}</figcaption></figure>"
+        )
     parts += [f"<p class='missing'>{e(line)}</p>" for line in missing_plots]
     if comparison is not None:
         assert base is not None, "a comparison has a base"
@@ -179,19 +240,27 @@ def _html(profile: ResultProfile, base: ResultProfile | None, plots: list[tuple[
         parts.append(_summary_html(comparison_summary))
         parts.append(_table_html(comparison.drop(columns=["other"])))
     parts.append("<h2>Energy windows</h2>")
-    parts.append(_table_html(energy) if not energy.empty else
-                 "<p class='missing'>no energy windows: power was not measured in this run</p>")
+    parts.append(
+        _table_html(energy)
+        if not energy.empty
+        else "<p class='missing'>no energy windows: power was not measured in this run</p>"
+    )
     parts.append("<h2>Measurements</h2>" + _table_html(measurements))
     warnings = profile.warnings or ()
-    parts.append("<h2>Warnings</h2>" + ("<ul>" + "".join(f"<li>{e(w)}</li>" for w in warnings) + "</ul>"
-                                        if warnings else "<p>none</p>"))
+    parts.append(
+        "<h2>Warnings</h2>"
+        + ("<ul>" + "".join(f"<li>{e(w)}</li>" for w in warnings) + "</ul>" if warnings else "<p>none</p>")
+    )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
 def _summary_html(summary: dict[str, Any]) -> str:
-    return "<ul>" + "".join(f"<li>{html.escape(line)}</li>"
-                            for line in comparison_summary_lines(summary, style="report")) + "</ul>"
+    return (
+        "<ul>"
+        + "".join(f"<li>{html.escape(line)}</li>" for line in comparison_summary_lines(summary, style="report"))
+        + "</ul>"
+    )
 
 
 def _md_table(frame: pd.DataFrame) -> str:
@@ -200,10 +269,19 @@ def _md_table(frame: pd.DataFrame) -> str:
     return comparing.to_markdown(frame) + "\n"
 
 
-def _markdown(profile: ResultProfile, base: ResultProfile | None, plots: list[tuple[str, str, bytes]],
-              missing_plots: list[str], verdicts: pd.DataFrame, measurements: pd.DataFrame, energy: pd.DataFrame,
-              comparison: pd.DataFrame | None, comparison_summary: dict[str, Any], plot_dir_name: str,
-              summary: pd.DataFrame | None = None) -> str:
+def _markdown(
+    profile: ResultProfile,
+    base: ResultProfile | None,
+    plots: list[tuple[str, str, bytes]],
+    missing_plots: list[str],
+    verdicts: pd.DataFrame,
+    measurements: pd.DataFrame,
+    energy: pd.DataFrame,
+    comparison: pd.DataFrame | None,
+    comparison_summary: dict[str, Any],
+    plot_dir_name: str,
+    summary: pd.DataFrame | None = None,
+) -> str:
     out = [f"# npucheck report: {profile.device.name}", "", "## Device and environment", ""]
     out += [f"- {line}" for line in header_lines(profile)]
     out += ["", "## Verdicts", "", _md_table(verdicts)]
@@ -222,8 +300,12 @@ def _markdown(profile: ResultProfile, base: ResultProfile | None, plots: list[tu
         out += ["", f"## Comparison with {comparing.label('', base)}", ""]
         out += [f"- {line}" for line in comparison_summary_lines(comparison_summary, style="report", counts=False)]
         out += ["", _md_table(comparison.drop(columns=["other"]))]
-    out += ["", "## Energy windows", "", _md_table(energy) if not energy.empty else
-            "no energy windows: power was not measured in this run\n"]
+    out += [
+        "",
+        "## Energy windows",
+        "",
+        _md_table(energy) if not energy.empty else "no energy windows: power was not measured in this run\n",
+    ]
     out += ["## Measurements", "", _md_table(measurements), "## Warnings", ""]
     out += [f"- {w}" for w in profile.warnings or ()] or ["none"]
     return "\n".join(out) + "\n"

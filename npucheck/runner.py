@@ -22,8 +22,15 @@ from npucheck.allocator import settle_malloc
 from npucheck.datasheets import ceiling_reason, match_datasheet
 from npucheck.devices import Device, resolve_device
 from npucheck.errors import UsageError
-from npucheck.kernels import (KERNELS, Case, NonFiniteOutput, build_workload, reference_flops, select_dtypes,
-                              select_kernels)
+from npucheck.kernels import (
+    KERNELS,
+    Case,
+    NonFiniteOutput,
+    build_workload,
+    reference_flops,
+    select_dtypes,
+    select_kernels,
+)
 from npucheck.kernels.precision import fp32_precision_state, full_fp32_precision
 from npucheck import energy as energy_windows
 from npucheck.load import FOREIGN_CORES_WARNING, LoadMonitor, busy_processes, describe_busy
@@ -102,9 +109,15 @@ def _first_line(e: BaseException) -> str:
 class Runner:
     """Runs one suite on one device. ``run()`` returns the profile dict (verdicts are added by the caller)."""
 
-    def __init__(self, options: RunOptions, on_event: EventCallback | None = None,
-                 clock: Callable[[], float] = time.perf_counter, suite: Suite | None = None,
-                 power_source: PowerSource | None = None, runtime: Any | None = None):
+    def __init__(
+        self,
+        options: RunOptions,
+        on_event: EventCallback | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        suite: Suite | None = None,
+        power_source: PowerSource | None = None,
+        runtime: Any | None = None,
+    ):
         self.options = options
         self._emit = on_event or (lambda kind, data: None)
         self._clock = clock
@@ -156,19 +169,33 @@ class Runner:
             "finished_utc": None,
             "interrupted": False,
             "command": list(sys.argv),
-            "device": {**self.device.describe(), "datasheet": self._datasheet, "datasheet_reason": self._datasheet_reason},
+            "device": {
+                **self.device.describe(),
+                "datasheet": self._datasheet,
+                "datasheet_reason": self._datasheet_reason,
+            },
             "environment": {**environment.capture(), "allocator": getattr(self, "_allocator", None)},
             "settings": {
-                "suite": self.suite.name, "seed": self.options.seed, "kernels": self.kernels, "dtypes": self.dtypes,
-                **self.suite.settings(), "device_warmup_s": warmup,
+                "suite": self.suite.name,
+                "seed": self.options.seed,
+                "kernels": self.kernels,
+                "dtypes": self.dtypes,
+                **self.suite.settings(),
+                "device_warmup_s": warmup,
                 "cache_flush_bytes": self.device.cache_flush_bytes() if self.options.flush else 0,
-                "confidence": CONFIDENCE, "targets": list(self.options.target_names),
+                "confidence": CONFIDENCE,
+                "targets": list(self.options.target_names),
             },
-            "power": {"spec": self.options.power, "source": self.power.describe() if self.power else None,
-                      "notes": list(self.power_notes), "window_s": self._window_s if self.power else None,
-                      "sweep_window_s": None, "sample_hz": self.options.power_hz if self.power else None,
-                      "trials": self._trials if self.power else None,
-                      "idle": None},
+            "power": {
+                "spec": self.options.power,
+                "source": self.power.describe() if self.power else None,
+                "notes": list(self.power_notes),
+                "window_s": self._window_s if self.power else None,
+                "sweep_window_s": None,
+                "sample_hz": self.options.power_hz if self.power else None,
+                "trials": self._trials if self.power else None,
+                "idle": None,
+            },
             "load": {"before": None, "during_max_foreign_cpu_cores": None},
             "measurements": [],
             "confirmations": [],
@@ -212,8 +239,9 @@ class Runner:
             self._energy_phase(profile)
         except KeyboardInterrupt:
             profile["interrupted"] = True
-            profile["warnings"].append("interrupted: the run was stopped before the suite finished; "
-                                       "the cases not measured are missing")
+            profile["warnings"].append(
+                "interrupted: the run was stopped before the suite finished; the cases not measured are missing"
+            )
         profile["wall_s"] = self._clock() - started
         profile["finished_utc"] = _utc_now()
         profile["summary"] = summarize_profile(profile)
@@ -247,15 +275,18 @@ class Runner:
         plan = energy_windows.window_plan(profile["measurements"], sweep_s, self._window_s)
         self._emit("start", {"total": len(plan)})
         for index, (measurement, window_s, kind) in enumerate(plan):
-            self._emit("phase", {"name": f"energy window {index + 1}/{len(plan)}: {measurement['id']} "
-                                         f"({window_s:g} s)"})
+            self._emit(
+                "phase", {"name": f"energy window {index + 1}/{len(plan)}: {measurement['id']} ({window_s:g} s)"}
+            )
             try:
                 trials = self._trials if kind == "headline" else 1
-                case = KERNELS[measurement["kernel"]].case(measurement["dtype"], measurement["shape"],
-                                                           measurement["shape_set"])
+                case = KERNELS[measurement["kernel"]].case(
+                    measurement["dtype"], measurement["shape"], measurement["shape_set"]
+                )
                 batch = energy_windows.window_batch(measurement)
-                energy = energy_windows.combine_trials([self._trial(case, batch, window_s / trials, trial)
-                                                        for trial in range(trials)])
+                energy = energy_windows.combine_trials(
+                    [self._trial(case, batch, window_s / trials, trial) for trial in range(trials)]
+                )
             except torch.OutOfMemoryError as e:
                 energy = energy_windows.invalid_energy(self.power, f"out of memory: {_first_line(e)}")
             except Exception as e:  # noqa: BLE001 - a kernel or power source failing loses this window only
@@ -276,8 +307,17 @@ class Runner:
         if index:
             period = self.power.counter_update_s or self.power.power_update_s or 0.1
             time.sleep(self._phase_rng.uniform(0, period))
-        return energy_windows.run_window(case, batch, window_s, self.device, self.power, self.options.power_hz,
-                                         self.options.seed, self._idle_watts, clock=self._clock)
+        return energy_windows.run_window(
+            case,
+            batch,
+            window_s,
+            self.device,
+            self.power,
+            self.options.power_hz,
+            self.options.seed,
+            self._idle_watts,
+            clock=self._clock,
+        )
 
     # ----------------------------------------------------------------------------------------------- phases
     def _check_load_before(self, profile: dict[str, Any]) -> None:
@@ -285,11 +325,13 @@ class Runner:
         gpu = self.device.foreign_processes()
         profile["load"]["before"] = {"busy_processes": busy, "device_processes": gpu}
         if busy:
-            profile["warnings"].append(f"other load before the run: {describe_busy(busy)}; "
-                                       "figures will be lower than the device can do")
+            profile["warnings"].append(
+                f"other load before the run: {describe_busy(busy)}; figures will be lower than the device can do"
+            )
         if gpu:
-            profile["warnings"].append(f"{len(gpu)} other process(es) use {self.device.id}: "
-                                       + ", ".join(str(p["pid"]) for p in gpu))
+            profile["warnings"].append(
+                f"{len(gpu)} other process(es) use {self.device.id}: " + ", ".join(str(p["pid"]) for p in gpu)
+            )
 
     def _probe(self, profile: dict[str, Any]) -> dict[str, str]:
         """Estimate each dtype's GEMM rate (to size cases) and find the dtypes the device cannot run."""
@@ -330,12 +372,16 @@ class Runner:
                 except (RuntimeError, ValueError, TypeError, NotImplementedError) as e:
                     if dtype not in self._probe_rates:
                         raise
-                    self._probe_notes[dtype] = (f"probe stopped at {size}^3 ({_first_line(e)}); rate of "
-                                                f"{size // 2}^3 kept")
+                    self._probe_notes[dtype] = (
+                        f"probe stopped at {size}^3 ({_first_line(e)}); rate of {size // 2}^3 kept"
+                    )
                     return
                 self._probe_rates[dtype] = case.flops / call_s / 1e12
                 self._rates.setdefault(("gemm", dtype), []).append((case.flops, self._probe_rates[dtype]))
-                if not hasattr(self, "_probe_case") or dtype in (WARMUP_DTYPE, getattr(self, "_probe_case_dtype", None)):
+                if not hasattr(self, "_probe_case") or dtype in (
+                    WARMUP_DTYPE,
+                    getattr(self, "_probe_case_dtype", None),
+                ):
                     # the device warm-up runs the largest probe of fp16 (of the first dtype when fp16 is not run)
                     self._probe_case, self._probe_case_dtype = workload, dtype
                 del workload
@@ -367,13 +413,18 @@ class Runner:
                 if now >= limit or (now >= end and (settled or not clocks)):
                     break
         profile["settings"]["device_warmup"] = {
-            "seconds": self._clock() - started, "dtype": getattr(self, "_probe_case_dtype", None),
-            "clock_mhz_first": clocks[0][1] if clocks else None, "clock_mhz_last": clocks[-1][1] if clocks else None,
+            "seconds": self._clock() - started,
+            "dtype": getattr(self, "_probe_case_dtype", None),
+            "clock_mhz_first": clocks[0][1] if clocks else None,
+            "clock_mhz_last": clocks[-1][1] if clocks else None,
             "clock_settled": settled if clocks else None,
-            "note": None if clocks else "no clock reading from the power source: warmed up for the time only"}
+            "note": None if clocks else "no clock reading from the power source: warmed up for the time only",
+        }
         if clocks and not settled:
-            profile["warnings"].append(f"the device clock was still falling after {self._clock() - started:.0f} s "
-                                       "of warm-up: early cases may be faster than sustained work")
+            profile["warnings"].append(
+                f"the device clock was still falling after {self._clock() - started:.0f} s "
+                "of warm-up: early cases may be faster than sustained work"
+            )
         del self._probe_case
 
     def _device_state(self) -> dict[str, Any]:
@@ -395,8 +446,9 @@ class Runner:
         return self._clock() - start
 
     # ----------------------------------------------------------------------------------------------- cases
-    def _run_cases(self, profile: dict[str, Any], unsupported: dict[str, str], flush: Callable[[], None],
-                   flush_s: float) -> None:
+    def _run_cases(
+        self, profile: dict[str, Any], unsupported: dict[str, str], flush: Callable[[], None], flush_s: float
+    ) -> None:
         deadline = self._clock() + self.suite.suite_budget_s
         self._emit("start", {"total": len(self.cases)})
         for index, case in enumerate(self.cases):
@@ -424,11 +476,15 @@ class Runner:
         predicted = self._predict_s(case, flush_s)
         left = deadline - self._clock()
         if predicted > self.suite.case_budget_s:
-            return (f"predicted {predicted:.3g} s for warm-up, check and {self.suite.min_samples} samples at "
-                    f"~{self._rate(case):.3g} TFLOPS exceeds the case budget of {self.suite.case_budget_s:g} s")
+            return (
+                f"predicted {predicted:.3g} s for warm-up, check and {self.suite.min_samples} samples at "
+                f"~{self._rate(case):.3g} TFLOPS exceeds the case budget of {self.suite.case_budget_s:g} s"
+            )
         if predicted > left:
-            return (f"suite budget: predicted {predicted:.3g} s but only {max(left, 0):.3g} s of the "
-                    f"{self.suite.suite_budget_s:g} s budget left")
+            return (
+                f"suite budget: predicted {predicted:.3g} s but only {max(left, 0):.3g} s of the "
+                f"{self.suite.suite_budget_s:g} s budget left"
+            )
         return None
 
     def _rate(self, case: Case) -> float:
@@ -438,8 +494,12 @@ class Runner:
         seen = self._rates.get((case.kernel, case.dtype))
         if not seen:
             kind = _rate_kind(case.kernel)
-            seen = [point for (kernel, dtype), points in self._rates.items() for point in points
-                    if dtype == case.dtype and kernel != "gemm" and _rate_kind(kernel) == kind]
+            seen = [
+                point
+                for (kernel, dtype), points in self._rates.items()
+                for point in points
+                if dtype == case.dtype and kernel != "gemm" and _rate_kind(kernel) == kind
+            ]
         if not seen:
             return self._probe_rates[case.dtype]
         return min(seen, key=lambda point: abs(math.log(point[0] / case.flops)))[1]
@@ -458,8 +518,9 @@ class Runner:
         if math.isfinite(call_s) and call_s > 0:
             self._rates.setdefault((case.kernel, case.dtype), []).append((case.flops, case.flops / call_s / 1e12))
 
-    def _measure(self, case: Case, flush: Callable[[], None], flush_s: float, deadline: float,
-                 seed: int | None = None) -> dict[str, Any]:
+    def _measure(
+        self, case: Case, flush: Callable[[], None], flush_s: float, deadline: float, seed: int | None = None
+    ) -> dict[str, Any]:
         measurement = _base_measurement(case)
         measurement["cache_flush_bytes"] = self.device.cache_flush_bytes() if self.options.flush else 0
         started = self._clock()
@@ -467,8 +528,7 @@ class Runner:
         workload = None
         try:
             with torch.inference_mode():
-                workload = build_workload(case, self.device.torch_device,
-                                          self.options.seed if seed is None else seed)
+                workload = build_workload(case, self.device.torch_device, self.options.seed if seed is None else seed)
                 if (case.kernel, case.dtype) not in self._rates:
                     self._pilot(case, workload)
                     reason = self._skip_reason(case, flush_s, deadline)
@@ -481,14 +541,20 @@ class Runner:
                 if check.ok is None:  # the host reference could not be computed: unchecked, never wrong
                     measurement["warnings"].append(f"unchecked: {check.reason}")
                 elif not check.ok:
-                    raise _Mismatch(f"result differs from the {check.reference_dtype} reference: relative error "
-                                    f"{check.rel_error:.3g} > tolerance {check.tolerance:.0e}")
+                    raise _Mismatch(
+                        f"result differs from the {check.reference_dtype} reference: relative error "
+                        f"{check.rel_error:.3g} > tolerance {check.tolerance:.0e}"
+                    )
                 left = self.suite.case_budget_s - (self._clock() - started)
                 warmup_s = self.suite.case_target_s * WARMUP_FRACTION
                 settings = TimingSettings(
                     budget_s=max(min(self.suite.case_target_s - warmup_s, left - warmup_s), 0.0),
-                    min_samples=self.suite.min_samples, max_samples=self.suite.max_samples,
-                    min_sample_s=self.suite.min_sample_s, warmup_s=warmup_s, confidence=CONFIDENCE)
+                    min_samples=self.suite.min_samples,
+                    max_samples=self.suite.max_samples,
+                    min_sample_s=self.suite.min_sample_s,
+                    warmup_s=warmup_s,
+                    confidence=CONFIDENCE,
+                )
                 state_before = self._device_state()
                 timing = time_kernel(workload.run, self.device, flush, settings, clock=self._clock)
                 state_after = self._device_state()
@@ -505,13 +571,20 @@ class Runner:
         else:
             stats = timing.stats
             measurement.update(
-                status="ok", samples_s=timing.samples_s, calls_per_sample=timing.calls_per_sample,
-                warmup_calls=timing.warmup_calls, timing_method=timing.timing_method, stats=stats.to_dict(),
+                status="ok",
+                samples_s=timing.samples_s,
+                calls_per_sample=timing.calls_per_sample,
+                warmup_calls=timing.warmup_calls,
+                timing_method=timing.timing_method,
+                stats=stats.to_dict(),
                 tflops=case.flops / stats.median_s / 1e12,
                 tflops_ci=[case.flops / stats.ci_high_s / 1e12, case.flops / stats.ci_low_s / 1e12],
-                warnings=list(timing.warnings), cache_state=timing.cache_state(self.options.flush),
-                timed_calls=timing.timed_calls, minor_faults=timing.minor_faults,
-                device_state={"before": state_before, "after": state_after} if state_before or state_after else None)
+                warnings=list(timing.warnings),
+                cache_state=timing.cache_state(self.options.flush),
+                timed_calls=timing.timed_calls,
+                minor_faults=timing.minor_faults,
+                device_state={"before": state_before, "after": state_after} if state_before or state_after else None,
+            )
             self._flag_faults_and_throttling(measurement, timing.minor_faults, timing.timed_calls)
             self._apply_ceiling(measurement)
             if measurement["status"] == "ok":
@@ -532,7 +605,8 @@ class Runner:
             if faults / calls >= FAULTS_PER_CALL_WARNING:
                 measurement["warnings"].append(
                     f"page faults: {faults / calls:.3g} minor faults per timed call (the allocator mapped fresh "
-                    "memory while timing; the figure may be low)")
+                    "memory while timing; the figure may be low)"
+                )
         state = measurement.get("device_state") or {}
         reasons = sorted({r for edge in state.values() for r in (edge or {}).get("throttle_reasons") or []})
         measurement["throttled"] = bool(reasons) if state else None
@@ -561,7 +635,8 @@ class Runner:
             if confirmation["status"] == "ok" and confirmation["tflops_ci"][1] < best["tflops_ci"][0]:
                 confirmation["warnings"].append(
                     f"the confirmation ({confirmation['tflops']:.4g} TFLOPS) is below the interval of the selected "
-                    f"case ({best['tflops_ci'][0]:.4g}-{best['tflops_ci'][1]:.4g}): the peak did not reproduce")
+                    f"case ({best['tflops_ci'][0]:.4g}-{best['tflops_ci'][1]:.4g}): the peak did not reproduce"
+                )
             profile["confirmations"].append(confirmation)
 
     def _host_clock_check(self, case: Case, confirmation: dict[str, Any]) -> None:
@@ -588,7 +663,8 @@ class Runner:
         if ratio is not None and ratio > HOST_CLOCK_TOLERANCE:
             confirmation["warnings"].append(
                 f"device events read {ratio:.2f}x the host clock's {host_tflops:.4g} TFLOPS for the same calls "
-                "(the host clock can only read low): the event timing is suspect and the peak is not judged")
+                "(the host clock can only read low): the event timing is suspect and the peak is not judged"
+            )
 
     def _release_memory(self) -> None:
         gc.collect()
@@ -603,8 +679,10 @@ class Runner:
         foreign = [m["foreign_cpu_cores"] for m in measured if m.get("foreign_cpu_cores") is not None]
         profile["load"]["during_max_foreign_cpu_cores"] = max(foreign) if foreign else None
         if loaded:
-            profile["warnings"].append(f"other load during {len(loaded)} of {len(measured)} cases "
-                                       f"(up to {max(foreign):.2f} CPU cores used by other processes)")
+            profile["warnings"].append(
+                f"other load during {len(loaded)} of {len(measured)} cases "
+                f"(up to {max(foreign):.2f} CPU cores used by other processes)"
+            )
         unstable = [m for m in measured if is_unstable((m["stats"] or {}).get("iqr_rel"))]
         if unstable:
             profile["warnings"].append(f"{len(unstable)} cases were unstable (IQR > 10% of the median)")
@@ -612,8 +690,10 @@ class Runner:
         if skipped:
             profile["warnings"].append(f"{len(skipped)} of {len(measured)} cases were skipped (see each reason)")
         if self.device.backend != "cpu":
-            profile["warnings"].append("the accelerator code path has not yet been validated on real hardware by "
-                                       "the npucheck project; treat its figures with care")
+            profile["warnings"].append(
+                "the accelerator code path has not yet been validated on real hardware by "
+                "the npucheck project; treat its figures with care"
+            )
 
 
 def _compare_timed_and_sustained(measurement: dict[str, Any], energy: dict[str, Any]) -> None:
@@ -626,8 +706,10 @@ def _compare_timed_and_sustained(measurement: dict[str, Any], energy: dict[str, 
     ratio = sustained / timed
     energy["sustained_vs_timed"] = ratio
     if abs(ratio - 1) > TIMED_SUSTAINED_TOLERANCE:
-        reason = (f"the energy window's sustained {sustained:.4g} TFLOPS is {ratio:.2f}x the timed median "
-                  f"{timed:.4g} TFLOPS (more than {TIMED_SUSTAINED_TOLERANCE:.0%} apart)")
+        reason = (
+            f"the energy window's sustained {sustained:.4g} TFLOPS is {ratio:.2f}x the timed median "
+            f"{timed:.4g} TFLOPS (more than {TIMED_SUSTAINED_TOLERANCE:.0%} apart)"
+        )
         energy["judgeable"] = False
         energy["not_judged_reason"] = reason
         energy.setdefault("warnings", []).append(reason + ": its TFLOPS/W is not judged")
@@ -655,13 +737,38 @@ class _Skip(Exception):
 
 def _base_measurement(case: Case) -> dict[str, Any]:
     return {
-        "id": case.id, "kernel": case.kernel, "family": case.family, "kernel_version": case.kernel_version,
-        "shape_set": case.shape_set, "dtype": case.dtype, "shape": dict(case.shape), "flops": case.flops,
-        "flop_convention": case.flop_convention, "status": "error", "reason": None, "correct": None, "error": None,
-        "check": None, "samples_s": [], "calls_per_sample": None, "warmup_calls": None, "timing_method": None,
-        "cache_flush_bytes": None, "stats": None, "tflops": None, "tflops_ci": None, "foreign_cpu_cores": None,
-        "wall_s": 0.0, "warnings": [], "energy": None, "cache_state": None, "timed_calls": None, "minor_faults": None,
-        "minor_faults_per_call": None, "device_state": None, "throttled": None,
+        "id": case.id,
+        "kernel": case.kernel,
+        "family": case.family,
+        "kernel_version": case.kernel_version,
+        "shape_set": case.shape_set,
+        "dtype": case.dtype,
+        "shape": dict(case.shape),
+        "flops": case.flops,
+        "flop_convention": case.flop_convention,
+        "status": "error",
+        "reason": None,
+        "correct": None,
+        "error": None,
+        "check": None,
+        "samples_s": [],
+        "calls_per_sample": None,
+        "warmup_calls": None,
+        "timing_method": None,
+        "cache_flush_bytes": None,
+        "stats": None,
+        "tflops": None,
+        "tflops_ci": None,
+        "foreign_cpu_cores": None,
+        "wall_s": 0.0,
+        "warnings": [],
+        "energy": None,
+        "cache_state": None,
+        "timed_calls": None,
+        "minor_faults": None,
+        "minor_faults_per_call": None,
+        "device_state": None,
+        "throttled": None,
     }
 
 
@@ -682,14 +789,20 @@ def summarize_profile(profile: dict[str, Any]) -> dict[str, Any]:
         confirmation = confirmations.get(m["id"])
         energy = m.get("energy") or {}
         peak[dtype] = {
-            "case": m["id"], "tflops": m["tflops"], "ci_low": m["tflops_ci"][0], "ci_high": m["tflops_ci"][1],
+            "case": m["id"],
+            "tflops": m["tflops"],
+            "ci_low": m["tflops_ci"][0],
+            "ci_high": m["tflops_ci"][1],
             "confirmed_tflops": confirmation["tflops"] if confirmation and confirmation["status"] == "ok" else None,
             "confirmed_ci": confirmation["tflops_ci"] if confirmation and confirmation["status"] == "ok" else None,
             "confirmation_status": confirmation["status"] if confirmation else None,
-            "sustained_tflops": energy.get("tflops") if energy.get("kind") == "headline" and energy.get("valid")
+            "sustained_tflops": energy.get("tflops")
+            if energy.get("kind") == "headline" and energy.get("valid")
             else None,
         }
     dtypes = profile["settings"].get("dtypes") or sorted(peak_tflops)
-    counts = {status: sum(1 for m in profile["measurements"] if m["status"] == status)
-              for status in ("ok", "error", "skipped")}
+    counts = {
+        status: sum(1 for m in profile["measurements"] if m["status"] == status)
+        for status in ("ok", "error", "skipped")
+    }
     return {"peak_tflops": peak_tflops, "peak": peak, **summarize_power(profile, peak, dtypes), "counts": counts}

@@ -35,8 +35,15 @@ def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
     for measurement in doc.get("measurements") or []:
         if isinstance(measurement, dict):
             measurement.setdefault("energy", None)
-    doc.setdefault("power", {"spec": None, "source": None,
-                             "notes": ["written by npucheck before it measured power (schema 1)"], "idle": None})
+    doc.setdefault(
+        "power",
+        {
+            "spec": None,
+            "source": None,
+            "notes": ["written by npucheck before it measured power (schema 1)"],
+            "idle": None,
+        },
+    )
     return doc
 
 
@@ -89,8 +96,11 @@ def validate(doc: dict[str, Any], origin: str) -> None:
     raise ResultFileError(f"{origin}: {error.json_path}: {message}")
 
 
-def migrate(doc: dict[str, Any], migrations: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
-            target_version: int | None = None) -> dict[str, Any]:
+def migrate(
+    doc: dict[str, Any],
+    migrations: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
+    target_version: int | None = None,
+) -> dict[str, Any]:
     """Bring an older document up to ``target_version`` one step at a time.
 
     Args:
@@ -137,16 +147,18 @@ def load_result(path: str | Path) -> dict[str, Any]:
     except ValueError as e:  # _refuse_constant, or an integer beyond Python's digit limit
         raise ResultFileError(f"{path}: invalid JSON: {e}") from e
     if not isinstance(doc, dict):
-        raise ResultFileError(f"{path}: not a JSON object at the top level (found {_json_type(doc)}); "
-                              "not an npucheck result profile")
+        raise ResultFileError(
+            f"{path}: not a JSON object at the top level (found {_json_type(doc)}); not an npucheck result profile"
+        )
     if "schema_version" not in doc:
         raise ResultFileError(f"{path}: no schema_version; not an npucheck result profile")
     version = doc["schema_version"]
     if type(version) is not int:  # bool is an int subclass, and true is no version
         raise ResultFileError(f"{path}: schema_version must be an integer, not {_json_type(version)}")
     if version > SCHEMA_VERSION:
-        raise ResultFileError(f"{path}: written by a newer npucheck (schema {version} > {SCHEMA_VERSION}); "
-                              "upgrade npucheck")
+        raise ResultFileError(
+            f"{path}: written by a newer npucheck (schema {version} > {SCHEMA_VERSION}); upgrade npucheck"
+        )
     if version < SCHEMA_VERSION:
         if any(step not in MIGRATIONS for step in range(version, SCHEMA_VERSION)):
             raise ResultFileError(f"{path}: schema_version {version} is not a format npucheck knows")
@@ -174,8 +186,10 @@ def _read_text(path: Path) -> str:
     if not stat.S_ISREG(info.st_mode):  # a FIFO or device could block or never end
         raise ResultFileError(f"{path}: is not a regular file")
     if info.st_size > MAX_RESULT_BYTES:
-        raise ResultFileError(f"{path}: is {info.st_size / 2**20:.0f} MiB, larger than the "
-                              f"{MAX_RESULT_BYTES / 2**20:.0f} MiB limit for a result file")
+        raise ResultFileError(
+            f"{path}: is {info.st_size / 2**20:.0f} MiB, larger than the "
+            f"{MAX_RESULT_BYTES / 2**20:.0f} MiB limit for a result file"
+        )
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_RESULT_BYTES + 1)  # the file may have grown since stat
@@ -200,17 +214,29 @@ def _describe_json_error(e: json.JSONDecodeError, text: str) -> str:
         return "is empty"
     # Input that stops mid-document fails at its end, at the start of an unterminated string, or at the start
     # of a cut number or literal (`1.` `nu`): all of these mean the file is incomplete, not malformed.
-    rest = text[e.pos:].rstrip()
-    if (e.msg.startswith("Unterminated string") or re.fullmatch(r"[-+0-9.eE]*", rest)
-            or any(literal.startswith(rest) for literal in ("true", "false", "null"))):
-        return (f"truncated JSON: the document ends at line {e.lineno}, column {e.colno} before it is complete "
-                "(an interrupted copy?)")
+    rest = text[e.pos :].rstrip()
+    if (
+        e.msg.startswith("Unterminated string")
+        or re.fullmatch(r"[-+0-9.eE]*", rest)
+        or any(literal.startswith(rest) for literal in ("true", "false", "null"))
+    ):
+        return (
+            f"truncated JSON: the document ends at line {e.lineno}, column {e.colno} before it is complete "
+            "(an interrupted copy?)"
+        )
     return f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
 
 
 def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer",
-             float: "a number", type(None): "null"}
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
 
 

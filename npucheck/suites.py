@@ -10,9 +10,21 @@ from typing import Any
 from npucheck.errors import UsageError
 from npucheck.kernels import KERNELS, Case
 
-_SUITE_KEYS = {"description", "suite_budget_s", "case_budget_s", "case_target_s", "device_warmup_s",
-               "accelerator_warmup_s", "min_samples", "max_samples", "min_sample_s", "power_window_s", "idle_s",
-               "power_trials", "entries"}
+_SUITE_KEYS = {
+    "description",
+    "suite_budget_s",
+    "case_budget_s",
+    "case_target_s",
+    "device_warmup_s",
+    "accelerator_warmup_s",
+    "min_samples",
+    "max_samples",
+    "min_sample_s",
+    "power_window_s",
+    "idle_s",
+    "power_trials",
+    "entries",
+}
 _ENTRY_KEYS = {"kernel", "shape_set", "where", "pick", "dtypes"}
 
 
@@ -56,9 +68,22 @@ class Suite:
         return cases
 
     def settings(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in ("suite_budget_s", "case_budget_s", "case_target_s", "device_warmup_s",
-                                                    "accelerator_warmup_s", "min_samples", "max_samples",
-                                                    "min_sample_s", "power_window_s", "idle_s", "power_trials")}
+        return {
+            key: getattr(self, key)
+            for key in (
+                "suite_budget_s",
+                "case_budget_s",
+                "case_target_s",
+                "device_warmup_s",
+                "accelerator_warmup_s",
+                "min_samples",
+                "max_samples",
+                "min_sample_s",
+                "power_window_s",
+                "idle_s",
+                "power_trials",
+            )
+        }
 
 
 def _select(shapes: list[dict[str, Any]], entry: dict[str, Any]) -> list[dict[str, Any]]:
@@ -88,8 +113,16 @@ def _parse_suite(name: str, body: Any) -> Suite:
     missing = _SUITE_KEYS - set(body)
     if unknown or missing:
         raise UsageError(f"{where}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
-    for key in ("suite_budget_s", "case_budget_s", "case_target_s", "device_warmup_s", "accelerator_warmup_s",
-                "min_sample_s", "power_window_s", "idle_s"):
+    for key in (
+        "suite_budget_s",
+        "case_budget_s",
+        "case_target_s",
+        "device_warmup_s",
+        "accelerator_warmup_s",
+        "min_sample_s",
+        "power_window_s",
+        "idle_s",
+    ):
         if not isinstance(body[key], (int, float)) or isinstance(body[key], bool) or body[key] < 0:
             raise UsageError(f"{where}: {key} must be a non-negative number")
     if not (isinstance(body["power_trials"], int) and 1 <= body["power_trials"] <= 20):
@@ -98,15 +131,22 @@ def _parse_suite(name: str, body: Any) -> Suite:
         raise UsageError(f"{where}: need 1 <= min_samples <= max_samples")
     for entry in body["entries"]:
         _check_entry(where, entry)
-    return Suite(name=name, description=str(body["description"]),
-                 suite_budget_s=float(body["suite_budget_s"]), case_budget_s=float(body["case_budget_s"]),
-                 case_target_s=float(body["case_target_s"]),
-                 device_warmup_s=float(body["device_warmup_s"]),
-                 accelerator_warmup_s=float(body["accelerator_warmup_s"]),
-                 min_samples=int(body["min_samples"]), max_samples=int(body["max_samples"]),
-                 min_sample_s=float(body["min_sample_s"]), power_window_s=float(body["power_window_s"]),
-                 idle_s=float(body["idle_s"]), power_trials=int(body["power_trials"]),
-                 entries=tuple(body["entries"]))
+    return Suite(
+        name=name,
+        description=str(body["description"]),
+        suite_budget_s=float(body["suite_budget_s"]),
+        case_budget_s=float(body["case_budget_s"]),
+        case_target_s=float(body["case_target_s"]),
+        device_warmup_s=float(body["device_warmup_s"]),
+        accelerator_warmup_s=float(body["accelerator_warmup_s"]),
+        min_samples=int(body["min_samples"]),
+        max_samples=int(body["max_samples"]),
+        min_sample_s=float(body["min_sample_s"]),
+        power_window_s=float(body["power_window_s"]),
+        idle_s=float(body["idle_s"]),
+        power_trials=int(body["power_trials"]),
+        entries=tuple(body["entries"]),
+    )
 
 
 def _check_entry(where: str, entry: Any) -> None:
@@ -117,8 +157,10 @@ def _check_entry(where: str, entry: Any) -> None:
         raise UsageError(f"{where}: unknown kernel {entry.get('kernel')!r}")
     shapes = kernel.shape_sets.get(entry.get("shape_set", ""))
     if shapes is None:
-        raise UsageError(f"{where}: kernel {kernel.name} has no shape set {entry.get('shape_set')!r} "
-                         f"(known: {', '.join(kernel.shape_sets)})")
+        raise UsageError(
+            f"{where}: kernel {kernel.name} has no shape set {entry.get('shape_set')!r} "
+            f"(known: {', '.join(kernel.shape_sets)})"
+        )
     if any(not isinstance(i, int) or not 0 <= i < len(shapes) for i in entry.get("pick", [])):
         raise UsageError(f"{where}: pick {entry['pick']} out of range for {kernel.name}/{entry['shape_set']}")
 

@@ -35,9 +35,15 @@ def _kernel_check(kernel: str, shape: dict[str, Any]) -> Callable[[torch.device,
 def _conv_block_model() -> torch.nn.Sequential:
     """conv-BN-ReLU-conv-ReLU-pool-linear, as a small CNN would run it."""
     return torch.nn.Sequential(
-        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.BatchNorm2d(32), torch.nn.ReLU(),
-        torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(), torch.nn.Linear(32, 10)).eval()
+        torch.nn.Conv2d(16, 32, 3, padding=1),
+        torch.nn.BatchNorm2d(32),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(32, 32, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(32, 10),
+    ).eval()
 
 
 def _build_conv_block(device: torch.device, seed: int) -> tuple[torch.nn.Module, torch.Tensor]:
@@ -57,8 +63,12 @@ def _conv_block(device: torch.device, seed: int) -> tuple[Check, torch.device]:
 
     def reference() -> torch.Tensor:
         host = _conv_block_model().to(torch.float64)
-        host.load_state_dict({name: host64(value) if value.is_floating_point() else to_host(value)
-                              for name, value in model.state_dict().items()})
+        host.load_state_dict(
+            {
+                name: host64(value) if value.is_floating_point() else to_host(value)
+                for name, value in model.state_dict().items()
+            }
+        )
         return host(host64(x))
 
     return check_against_host_reference(out, reference, SUPPORT_DTYPE, "whole output"), out.device
@@ -66,22 +76,49 @@ def _conv_block(device: torch.device, seed: int) -> tuple[Check, torch.device]:
 
 _SMALL_RNN = {"hidden": 64, "batch": 4, "seq_len": 16, "input": 64, "layers": 1}
 CHECKS: dict[str, list[tuple[str, Callable[[torch.device, int], tuple[Check, torch.device]]]]] = {
-    "cnn": [("conv2d", _kernel_check("conv2d", {"n": 2, "c": 16, "h": 32, "w": 32, "k": 32, "r": 3, "s": 3,
-                                                 "stride_h": 1, "stride_w": 1, "pad_h": 1, "pad_w": 1,
-                                                 "groups": 1})),
-            ("conv_block", _conv_block)],
+    "cnn": [
+        (
+            "conv2d",
+            _kernel_check(
+                "conv2d",
+                {
+                    "n": 2,
+                    "c": 16,
+                    "h": 32,
+                    "w": 32,
+                    "k": 32,
+                    "r": 3,
+                    "s": 3,
+                    "stride_h": 1,
+                    "stride_w": 1,
+                    "pad_h": 1,
+                    "pad_w": 1,
+                    "groups": 1,
+                },
+            ),
+        ),
+        ("conv_block", _conv_block),
+    ],
     "rnn": [("rnn_tanh", _kernel_check("rnn_tanh", _SMALL_RNN)), ("rnn_relu", _kernel_check("rnn_relu", _SMALL_RNN))],
     "lstm": [("lstm", _kernel_check("lstm", _SMALL_RNN))],
     "gru": [("gru", _kernel_check("gru", _SMALL_RNN))],
 }
 
 
-def _outcome(name: str, check: Callable[[torch.device, int], tuple[Check, torch.device]], device: torch.device,
-             seed: int) -> dict[str, Any]:
+def _outcome(
+    name: str, check: Callable[[torch.device, int], tuple[Check, torch.device]], device: torch.device, seed: int
+) -> dict[str, Any]:
     """One check's entry: status "ok", "wrong", "off-device", "error" (the kernel failed to run) or "unchecked"
     (the host reference could not be computed; ``reason`` says why). ``ok`` is True only for "ok"."""
-    outcome: dict[str, Any] = {"name": name, "ok": False, "status": "error", "rel_error": None, "tolerance": None,
-                               "error": None, "reason": None}
+    outcome: dict[str, Any] = {
+        "name": name,
+        "ok": False,
+        "status": "error",
+        "rel_error": None,
+        "tolerance": None,
+        "error": None,
+        "reason": None,
+    }
     try:
         with torch.inference_mode():
             verdict, out_device = check(device, seed)
@@ -94,15 +131,18 @@ def _outcome(name: str, check: Callable[[torch.device, int], tuple[Check, torch.
     elif verdict.ok is None:
         outcome.update(status="unchecked", reason=verdict.reason)
     elif not verdict.ok:
-        outcome.update(status="wrong",
-                       error=f"result differs from the reference: {verdict.rel_error:.2e} > {verdict.tolerance:.0e}")
+        outcome.update(
+            status="wrong",
+            error=f"result differs from the reference: {verdict.rel_error:.2e} > {verdict.tolerance:.0e}",
+        )
     else:
         outcome.update(status="ok", ok=True)
     return outcome
 
 
-def check_support(device: torch.device, seed: int = 0, checks: dict[str, list[Any]] | None = None
-                  ) -> dict[str, dict[str, Any]]:
+def check_support(
+    device: torch.device, seed: int = 0, checks: dict[str, list[Any]] | None = None
+) -> dict[str, dict[str, Any]]:
     """The ``support`` object of a result profile: one entry per family. ``supported`` is True (every check ok),
     False (a check failed to run, was wrong or ran off the device) or None (nothing failed but some reference could
     not be computed: unchecked, with the reason)."""
@@ -112,8 +152,14 @@ def check_support(device: torch.device, seed: int = 0, checks: dict[str, list[An
         failed = [o for o in outcomes if o["status"] not in ("ok", "unchecked")]
         unchecked = [o for o in outcomes if o["status"] == "unchecked"]
         supported = False if failed else (None if unchecked else True)
-        reasons = ([f"{o['name']}: {o['error']}" for o in failed]
-                   + [f"{o['name']}: unchecked ({o['reason']})" for o in unchecked])
-        result[family] = {"supported": supported, "dtype": SUPPORT_DTYPE, "device": str(device), "checks": outcomes,
-                          "reason": "; ".join(reasons) or None}
+        reasons = [f"{o['name']}: {o['error']}" for o in failed] + [
+            f"{o['name']}: unchecked ({o['reason']})" for o in unchecked
+        ]
+        result[family] = {
+            "supported": supported,
+            "dtype": SUPPORT_DTYPE,
+            "device": str(device),
+            "checks": outcomes,
+            "reason": "; ".join(reasons) or None,
+        }
     return result

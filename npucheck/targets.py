@@ -99,8 +99,11 @@ class Target:
 
 def builtin_names() -> list[str]:
     """Names of the targets shipped with npucheck, sorted."""
-    return sorted(entry.name[: -len(".toml")] for entry in BUILTIN_DIR.iterdir()
-                  if entry.name.endswith(".toml") and entry.is_file())
+    return sorted(
+        entry.name[: -len(".toml")]
+        for entry in BUILTIN_DIR.iterdir()
+        if entry.name.endswith(".toml") and entry.is_file()
+    )
 
 
 def load_target(name_or_path: str) -> Target:
@@ -115,9 +118,12 @@ def load_target(name_or_path: str) -> Target:
         return parse_target(_read_text(Path(name_or_path), name_or_path), name_or_path)
     known = builtin_names()
     if name_or_path not in known:
-        raise TargetProfileError(_one_line(
-            f"unknown built-in target {_show(name_or_path)} (known: {', '.join(known) or 'none'}); "
-            "give a path to a .toml file for your own target"))
+        raise TargetProfileError(
+            _one_line(
+                f"unknown built-in target {_show(name_or_path)} (known: {', '.join(known) or 'none'}); "
+                "give a path to a .toml file for your own target"
+            )
+        )
     origin = str(BUILTIN_DIR / f"{name_or_path}.toml")
     target = parse_target(_read_text(BUILTIN_DIR / f"{name_or_path}.toml", origin), origin)
     if target.name != name_or_path:  # the name a user types must be the name shown in the verdicts
@@ -135,8 +141,9 @@ def load_targets(names: Iterable[str] | None = None) -> list[Target]:
     seen: dict[str, str] = {}
     for target in targets:
         if target.name in seen:
-            raise TargetProfileError(_one_line(
-                f"two targets are named {_show(target.name)}: {seen[target.name]} and {target.path}"))
+            raise TargetProfileError(
+                _one_line(f"two targets are named {_show(target.name)}: {seen[target.name]} and {target.path}")
+            )
         seen[target.name] = target.path
     return targets
 
@@ -168,8 +175,9 @@ def parse_target(text: str, origin: str) -> Target:
         raise _error(origin, f"format {fmt} is not supported (this npucheck reads format {FORMAT})")
     name = _string(data, "name", origin)
     if not NAME_PATTERN.fullmatch(name):
-        raise _error(origin, f"name {_show(name)} must match {NAME_PATTERN.pattern} "
-                             "(lower-case letters, digits, '.', '_', '-')")
+        raise _error(
+            origin, f"name {_show(name)} must match {NAME_PATTERN.pattern} (lower-case letters, digits, '.', '_', '-')"
+        )
     title = _string(data, "title", origin)
     if not title.strip():
         raise _error(origin, "'title' is empty")
@@ -178,13 +186,11 @@ def parse_target(text: str, origin: str) -> Target:
 
     raw_criteria = data["criteria"]
     if not isinstance(raw_criteria, list):
-        raise _error(origin, "'criteria' must be an array of tables ([[criteria]]), "
-                             f"not {_type_name(raw_criteria)}")
+        raise _error(origin, f"'criteria' must be an array of tables ([[criteria]]), not {_type_name(raw_criteria)}")
     if not raw_criteria:
         raise _error(origin, "no criteria; a target needs at least one [[criteria]]")
     criteria = tuple(_criterion(raw, f"{origin}: criteria[{i}]") for i, raw in enumerate(raw_criteria))
-    return Target(name=name, title=title, source=source, description=description, criteria=criteria,
-                  path=origin)
+    return Target(name=name, title=title, source=source, description=description, criteria=criteria, path=origin)
 
 
 # ------------------------------------------------------------------------------------------------- internals
@@ -208,11 +214,14 @@ def _criterion(raw: Any, where: str) -> Criterion:
         if "dtype" in raw:
             raise _error(where, "'dtype' does not apply to supported_families (support is checked in fp16)")
         if "families" not in raw:
-            raise _error(where, "supported_families needs 'families', e.g. [\"cnn\", \"rnn\", \"lstm\"]")
+            raise _error(where, 'supported_families needs \'families\', e.g. ["cnn", "rnn", "lstm"]')
         families = _families(raw["families"], where)
         if type(threshold) is not int or not 0 <= threshold <= len(families):
-            raise _error(where, "'threshold' of supported_families must be an integer from 0 to "
-                                f"{len(families)} (the number of families listed), not {threshold!r}")
+            raise _error(
+                where,
+                "'threshold' of supported_families must be an integer from 0 to "
+                f"{len(families)} (the number of families listed), not {threshold!r}",
+            )
         return Criterion(metric=metric, op=op, threshold=threshold, families=families, note=note)
 
     if "families" in raw:
@@ -230,20 +239,19 @@ def _families(value: Any, where: str) -> tuple[str, ...]:
         raise _error(where, f"'families' is empty; list at least one of {', '.join(FAMILIES)}")
     unknown = [item for item in value if item not in FAMILIES]
     if unknown:
-        raise _error(where, f"unknown families {', '.join(_show(u) for u in unknown)} "
-                            f"(known: {', '.join(FAMILIES)})")
+        raise _error(where, f"unknown families {', '.join(_show(u) for u in unknown)} (known: {', '.join(FAMILIES)})")
     duplicates = sorted({item for item in value if value.count(item) > 1})
     if duplicates:
         raise _error(where, f"'families' lists {', '.join(duplicates)} more than once")
     return tuple(value)
 
 
-def _check_keys(table: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...],
-                where: str) -> None:
+def _check_keys(table: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...], where: str) -> None:
     unknown = sorted(set(table) - set(required) - set(optional))
     if unknown:
-        raise _error(where, f"unknown keys {', '.join(_show(k) for k in unknown)} "
-                            f"(allowed: {', '.join(required + optional)})")
+        raise _error(
+            where, f"unknown keys {', '.join(_show(k) for k in unknown)} (allowed: {', '.join(required + optional)})"
+        )
     missing = [key for key in required if key not in table]
     if missing:
         raise _error(where, f"missing required keys {', '.join(repr(k) for k in missing)}")
@@ -305,5 +313,11 @@ def _show(value: Any, limit: int = 60) -> str:
 
 
 def _type_name(value: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array",
-            dict: "a table"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)

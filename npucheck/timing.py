@@ -81,8 +81,13 @@ class TimingResult:
         return COLD if self.calls_per_sample == 1 else MIXED
 
 
-def time_kernel(run: Callable[[], object], device: Timeable, flush: Callable[[], None], settings: TimingSettings,
-                clock: Callable[[], float] = time.perf_counter) -> TimingResult:
+def time_kernel(
+    run: Callable[[], object],
+    device: Timeable,
+    flush: Callable[[], None],
+    settings: TimingSettings,
+    clock: Callable[[], float] = time.perf_counter,
+) -> TimingResult:
     """Measure seconds per call of ``run`` on ``device``.
 
     Raises:
@@ -114,8 +119,14 @@ def time_kernel(run: Callable[[], object], device: Timeable, flush: Callable[[],
             break
     faults_after = minor_faults()
     stats = summarize(samples, settings.confidence)
-    return TimingResult(samples_s=samples, calls_per_sample=calls, warmup_calls=len(warmup_times),
-                        timing_method=device.timing_method, stats=stats, warnings=instability_warnings(stats),
-                        per_call_events=per_call_events, timed_calls=len(samples) * calls,
-                        minor_faults=None if faults_before is None or faults_after is None
-                        else faults_after - faults_before)
+    return TimingResult(
+        samples_s=samples,
+        calls_per_sample=calls,
+        warmup_calls=len(warmup_times),
+        timing_method=device.timing_method,
+        stats=stats,
+        warnings=instability_warnings(stats),
+        per_call_events=per_call_events,
+        timed_calls=len(samples) * calls,
+        minor_faults=None if faults_before is None or faults_after is None else faults_after - faults_before,
+    )

@@ -55,10 +55,18 @@ def npucheck_tflops(measurement: dict, profile: dict) -> float:
     flush = device.make_flush() if measurement.get("cache_flush_bytes") else (lambda: None)
     with torch.inference_mode():
         workload = build_workload(case, device.torch_device, settings.get("seed", 0))
-        timing = time_kernel(workload.run, device, flush, TimingSettings(
-            budget_s=settings.get("case_target_s", 0.3), min_samples=settings.get("min_samples", 6),
-            max_samples=settings.get("max_samples", 50), min_sample_s=settings.get("min_sample_s", 0.002),
-            warmup_s=0.05))
+        timing = time_kernel(
+            workload.run,
+            device,
+            flush,
+            TimingSettings(
+                budget_s=settings.get("case_target_s", 0.3),
+                min_samples=settings.get("min_samples", 6),
+                max_samples=settings.get("max_samples", 50),
+                min_sample_s=settings.get("min_sample_s", 0.002),
+                warmup_s=0.05,
+            ),
+        )
     return case.flops / timing.stats.median_s / 1e12
 
 
@@ -68,8 +76,11 @@ def main() -> int:
     parser.add_argument("--dtype", action="append", help="only these dtypes (default: all in the file)")
     parser.add_argument("--tolerance", type=float, default=0.10)
     parser.add_argument("--limit", type=int, default=None, help="check at most this many shapes per dtype")
-    parser.add_argument("--live", action="store_true",
-                        help="also re-time each shape with npucheck's code, alternating with the independent timer")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="also re-time each shape with npucheck's code, alternating with the independent timer",
+    )
     args = parser.parse_args()
     with open(args.result, encoding="utf-8") as f:
         profile = json.load(f)

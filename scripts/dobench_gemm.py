@@ -92,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.limit is not None and counts.get(m["dtype"], 0) >= args.limit:
             continue
         counts[m["dtype"]] = counts.get(m["dtype"], 0) + 1
-        seconds = time_gemm(shape["m"], shape["n"], shape["k"], shape.get("layout", "NN"), DTYPES[m["dtype"]],
-                            device, args.reps)
+        seconds = time_gemm(
+            shape["m"], shape["n"], shape["k"], shape.get("layout", "NN"), DTYPES[m["dtype"]], device, args.reps
+        )
         independent = 2 * shape["m"] * shape["n"] * shape["k"] / seconds / 1e12
         ratio = m["tflops"] / independent
         worst = max(worst, abs(ratio - 1))

@@ -58,10 +58,21 @@ class FakeGpu:
     (``module_mw``), the GPU-scope field the GPU alone. ``mig_slices``: MIG UUIDs of its slices (MIG mode on).
     """
 
-    def __init__(self, uuid: str = "GPU-1234", bus_id: str = "00000000:3B:00.0", energy_mj: int | None = 1_000_000,
-                 instant_mw: int | None = 300_000, average_mw: int | None = 280_000, clock_events: int = 0,
-                 mig: bool = False, mig_slices: tuple[str, ...] = (), c2c: bool = False,
-                 module_mw: int | None = None, update_s: float | None = None, name: str = "NVIDIA H100 80GB HBM3"):
+    def __init__(
+        self,
+        uuid: str = "GPU-1234",
+        bus_id: str = "00000000:3B:00.0",
+        energy_mj: int | None = 1_000_000,
+        instant_mw: int | None = 300_000,
+        average_mw: int | None = 280_000,
+        clock_events: int = 0,
+        mig: bool = False,
+        mig_slices: tuple[str, ...] = (),
+        c2c: bool = False,
+        module_mw: int | None = None,
+        update_s: float | None = None,
+        name: str = "NVIDIA H100 80GB HBM3",
+    ):
         self.uuid, self.bus_id, self.name = uuid, bus_id, name
         self.energy_mj, self.instant_mw, self.average_mw = energy_mj, instant_mw, average_mw
         self.clock_events, self.c2c, self.module_mw, self.update_s = clock_events, c2c, module_mw, update_s
@@ -250,9 +261,15 @@ class FakeAmdSmi:
 
     RESOLUTION_UJ = 15.3
 
-    def __init__(self, watts: float | str = 400.0, counter_rate: float = 1.0, frozen: bool = False,
-                 bdfs: tuple[str, ...] = ("0000:03:00.0",), power_keys: tuple[str, ...] = ("current_socket_power",),
-                 energy_key: str = "energy_accumulator"):
+    def __init__(
+        self,
+        watts: float | str = 400.0,
+        counter_rate: float = 1.0,
+        frozen: bool = False,
+        bdfs: tuple[str, ...] = ("0000:03:00.0",),
+        power_keys: tuple[str, ...] = ("current_socket_power",),
+        energy_key: str = "energy_accumulator",
+    ):
         self.watts = watts
         self.counter_rate = counter_rate
         self.frozen = frozen

@@ -141,8 +141,19 @@ class FakeRuntime:
         domain, bus, dev = gpu.pci
         # CUDA builds fill gcnArchName with the device name; ROCm builds with the arch (gfx942:sramecc+:xnack-)
         arch = "gfx942:sramecc+:xnack-" if self.rocm else gpu.name
-        return FakeProps(gpu.name, gpu.uuid, domain, bus, dev, gpu.total_memory, gpu.L2_cache_size,
-                         gpu.multi_processor_count, gpu.major, gpu.minor, arch)
+        return FakeProps(
+            gpu.name,
+            gpu.uuid,
+            domain,
+            bus,
+            dev,
+            gpu.total_memory,
+            gpu.L2_cache_size,
+            gpu.multi_processor_count,
+            gpu.major,
+            gpu.minor,
+            arch,
+        )
 
     def empty_cache(self) -> None:
         pass
@@ -160,5 +171,10 @@ class FakeRuntime:
 
 def two_h100s(**kwargs: Any) -> FakeRuntime:
     """Two GPUs whose CUDA order (fastest first) differs from their PCI order."""
-    return FakeRuntime(gpus=[FakeGpu(uuid="aaaaaaaa-0000-4000-8000-000000000001", pci=(0, 0xC3, 0)),
-                             FakeGpu(uuid="bbbbbbbb-0000-4000-8000-000000000002", pci=(0, 0x1B, 0))], **kwargs)
+    return FakeRuntime(
+        gpus=[
+            FakeGpu(uuid="aaaaaaaa-0000-4000-8000-000000000001", pci=(0, 0xC3, 0)),
+            FakeGpu(uuid="bbbbbbbb-0000-4000-8000-000000000002", pci=(0, 0x1B, 0)),
+        ],
+        **kwargs,
+    )

@@ -58,8 +58,13 @@ def test_timing_on_an_event_device_flushes_before_every_call():
         runtime.launch(1, 0.0002)
         now[0] += 0.0002
 
-    result = time_kernel(kernel, device, lambda: flushes.append(1),
-                         TimingSettings(budget_s=0.01, min_samples=6, max_samples=40), clock=lambda: now[0])
+    result = time_kernel(
+        kernel,
+        device,
+        lambda: flushes.append(1),
+        TimingSettings(budget_s=0.01, min_samples=6, max_samples=40),
+        clock=lambda: now[0],
+    )
     assert result.calls_per_sample == 1
     assert result.per_call_events
     assert len(flushes) == len(result.samples_s)
@@ -72,8 +77,12 @@ def test_a_backend_without_events_is_timed_with_the_host_clock_and_its_samples_a
     device = resolve_device("xpu:0", runtime=runtime)
     assert device.timing_method == HOST_CLOCK
     assert not device.per_call_events
-    result = time_kernel(lambda: sum(range(2000)), device, lambda: None,
-                         TimingSettings(budget_s=0.01, min_samples=6, max_samples=10, min_sample_s=0.001))
+    result = time_kernel(
+        lambda: sum(range(2000)),
+        device,
+        lambda: None,
+        TimingSettings(budget_s=0.01, min_samples=6, max_samples=10, min_sample_s=0.001),
+    )
     assert result.calls_per_sample > 1
     assert result.cache_state(flushed=True) == MIXED
 
@@ -95,7 +104,9 @@ def test_describe_carries_the_uuid_and_pci_address_that_power_sources_match_on()
 
 def test_describe_records_the_visible_devices_variables(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
-    assert resolve_device("cuda:0", runtime=two_h100s()).describe()["visible_devices"] == {"CUDA_VISIBLE_DEVICES": "3,1"}
+    assert resolve_device("cuda:0", runtime=two_h100s()).describe()["visible_devices"] == {
+        "CUDA_VISIBLE_DEVICES": "3,1"
+    }
 
 
 def test_an_index_past_the_device_count_is_refused():
@@ -138,8 +149,11 @@ def _run_on_fake_cuda_1(monkeypatch, **options):
 
     monkeypatch.setattr(runner_module, "busy_processes", lambda interval_s=0.5: [])
     runtime = two_h100s(host_device=1)
-    runner = Runner(RunOptions(device="cuda:1", dtypes=["fp32"], kernels=["gemm"], power="none", **options),
-                    suite=TINY, runtime=runtime)
+    runner = Runner(
+        RunOptions(device="cuda:1", dtypes=["fp32"], kernels=["gemm"], power="none", **options),
+        suite=TINY,
+        runtime=runtime,
+    )
     return runner, runtime
 
 

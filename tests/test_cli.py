@@ -52,12 +52,15 @@ def test_check_exit_codes_follow_the_verdicts(runner, tmp_path, result_file):
     assert "INCONCLUSIVE" in result.output
 
 
-@pytest.mark.parametrize("content,message", [
-    (None, "does not exist"),
-    ("{\"schema_version\": 1, \"measure", "truncated"),
-    ("[1, 2]", "not a json object"),
-    ("{\"schema_version\": 99}", "newer npucheck"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (None, "does not exist"),
+        ('{"schema_version": 1, "measure', "truncated"),
+        ("[1, 2]", "not a json object"),
+        ('{"schema_version": 99}', "newer npucheck"),
+    ],
+)
 def test_bad_result_files_are_one_line_and_exit_2(runner, tmp_path, content, message):
     path = tmp_path / "bad.json"
     if content is not None:
@@ -78,14 +81,17 @@ def test_hostile_target_file_is_refused_before_anything_is_measured(runner, tmp_
     assert not (tmp_path / "r.json").exists()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--device", "tpu9"], "device"),
-    (["--device", "cuda:7"], "device"),
-    (["--dtypes", "fp8"], "unknown dtype 'fp8'"),
-    (["--kernels", "fft"], "unknown kernel 'fft'"),
-    (["--suite", "huge"], "unknown suite 'huge'"),
-    (["--threads", "0"], "--threads"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--device", "tpu9"], "device"),
+        (["--device", "cuda:7"], "device"),
+        (["--dtypes", "fp8"], "unknown dtype 'fp8'"),
+        (["--kernels", "fft"], "unknown kernel 'fft'"),
+        (["--suite", "huge"], "unknown suite 'huge'"),
+        (["--threads", "0"], "--threads"),
+    ],
+)
 def test_bad_run_options_exit_2_with_one_line(runner, tmp_path, args, message):
     result = runner.invoke(cli, ["run", *args, "-o", str(tmp_path / "r.json")])
     assert result.exit_code == 2, result.output
@@ -101,7 +107,9 @@ def test_run_refuses_to_overwrite_an_existing_output(runner, tmp_path):
     assert existing.read_text() == "keep me"
 
 
-@pytest.mark.parametrize("fmt,needle", [("table", "Verdicts"), ("markdown", "## Verdicts"), ("json", '"schema_version"')])
+@pytest.mark.parametrize(
+    "fmt,needle", [("table", "Verdicts"), ("markdown", "## Verdicts"), ("json", '"schema_version"')]
+)
 def test_show_renders_each_format(runner, result_file, fmt, needle):
     result = runner.invoke(cli, ["show", str(result_file), "--format", fmt])
     assert result.exit_code == 0, result.output
@@ -112,15 +120,19 @@ def test_show_renders_each_format(runner, result_file, fmt, needle):
 
 @pytest.mark.parametrize("command", [["show"], ["check"], ["show", "--format", "markdown"]])
 def test_commands_that_read_results_do_not_import_torch(result_file, command):
-    code = (f"import sys\nfrom npucheck.cli import cli\n"
-            f"try:\n    cli.main({[*command, str(result_file)]!r}, standalone_mode=False)\nexcept SystemExit:\n    pass\n"
-            f"assert 'torch' not in sys.modules, 'torch was imported'\n")
+    code = (
+        f"import sys\nfrom npucheck.cli import cli\n"
+        f"try:\n    cli.main({[*command, str(result_file)]!r}, standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+        f"assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
 def test_targets_command_does_not_import_torch():
-    code = ("import sys\nfrom npucheck.cli import cli\ncli.main(['targets'], standalone_mode=False)\n"
-            "assert 'torch' not in sys.modules\n")
+    code = (
+        "import sys\nfrom npucheck.cli import cli\ncli.main(['targets'], standalone_mode=False)\n"
+        "assert 'torch' not in sys.modules\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
@@ -135,19 +147,29 @@ def test_env_lists_the_cpu_and_says_why_power_sources_are_missing(runner, tmp_pa
 
 @pytest.mark.parametrize("command", ["results", "compare", "plot", "report"])
 def test_commands_that_compare_plot_and_report_do_not_import_torch(result_file, tmp_path, command):
-    argv = {"results": ["results", str(result_file.parent)],
-            "compare": ["compare", str(result_file), str(result_file)],
-            "plot": ["plot", str(result_file), "-o", str(tmp_path / "p.png")],
-            "report": ["report", str(result_file), "-o", str(tmp_path / "r.html")]}[command]
-    code = (f"import sys\nfrom npucheck.cli import cli\n"
-            f"try:\n    cli.main({argv!r}, standalone_mode=False)\nexcept SystemExit as e:\n    assert not e.code, e\n"
-            f"assert 'torch' not in sys.modules, 'torch was imported'\n")
+    argv = {
+        "results": ["results", str(result_file.parent)],
+        "compare": ["compare", str(result_file), str(result_file)],
+        "plot": ["plot", str(result_file), "-o", str(tmp_path / "p.png")],
+        "report": ["report", str(result_file), "-o", str(tmp_path / "r.html")],
+    }[command]
+    code = (
+        f"import sys\nfrom npucheck.cli import cli\n"
+        f"try:\n    cli.main({argv!r}, standalone_mode=False)\nexcept SystemExit as e:\n    assert not e.code, e\n"
+        f"assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
-@pytest.mark.parametrize("argv", [["show", "x.json", "--format", "yaml"], ["run", "--bogus"],
-                                  ["compare", "a.json", "b.json", "--threshold", "abc"],
-                                  ["plot", "x.json", "--kind", "nope", "-o", "p.png"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["show", "x.json", "--format", "yaml"],
+        ["run", "--bogus"],
+        ["compare", "a.json", "b.json", "--threshold", "abc"],
+        ["plot", "x.json", "--kind", "nope", "-o", "p.png"],
+    ],
+)
 def test_bad_options_are_one_line_and_exit_2(runner, argv):
     result = runner.invoke(cli, argv)
     assert result.exit_code == 2

@@ -19,31 +19,67 @@ from npucheck.stats import summarize
 from npucheck.store import save_result
 
 
-def _case(case_id: str, median_s: float, seed: int, flops: int = GEMM_FLOPS, dtype: str = "fp16",
-          energy: dict | None = None, **extra) -> dict:
+def _case(
+    case_id: str,
+    median_s: float,
+    seed: int,
+    flops: int = GEMM_FLOPS,
+    dtype: str = "fp16",
+    energy: dict | None = None,
+    **extra,
+) -> dict:
     """A measured GEMM with 30 samples scattered 2% around ``median_s``."""
     samples = list(np.random.default_rng(seed).normal(median_s, 0.02 * median_s, 30))
     stats = summarize(samples)
-    m = make_measurement(id=case_id, dtype=dtype, flops=flops, samples_s=samples, stats=stats.to_dict(),
-                         tflops=flops / stats.median_s / 1e12,
-                         tflops_ci=[flops / stats.ci_high_s / 1e12, flops / stats.ci_low_s / 1e12], energy=energy,
-                         **extra)
+    m = make_measurement(
+        id=case_id,
+        dtype=dtype,
+        flops=flops,
+        samples_s=samples,
+        stats=stats.to_dict(),
+        tflops=flops / stats.median_s / 1e12,
+        tflops_ci=[flops / stats.ci_high_s / 1e12, flops / stats.ci_low_s / 1e12],
+        energy=energy,
+        **extra,
+    )
     return m
 
 
 def _energy(tflops: float, watts: float, source: str = "rapl", scope: str = "package", kind: str = "sweep") -> dict:
-    return {"kind": kind, "case": "x", "source": source, "scope": scope, "quality": "Q2", "uncertainty_rel": 0.1,
-            "window_s": 2.0, "start_unix": 1795600000.0, "valid": True, "reason": None, "joules": 2 * watts,
-            "avg_watts": watts, "tflops": tflops, "tflops_per_watt": tflops / watts, "tflops_per_watt_net": None,
-            "trace": [[0.0, watts], [1.0, watts], [2.0, watts]], "warnings": []}
+    return {
+        "kind": kind,
+        "case": "x",
+        "source": source,
+        "scope": scope,
+        "quality": "Q2",
+        "uncertainty_rel": 0.1,
+        "window_s": 2.0,
+        "start_unix": 1795600000.0,
+        "valid": True,
+        "reason": None,
+        "joules": 2 * watts,
+        "avg_watts": watts,
+        "tflops": tflops,
+        "tflops_per_watt": tflops / watts,
+        "tflops_per_watt_net": None,
+        "trace": [[0.0, watts], [1.0, watts], [2.0, watts]],
+        "warnings": [],
+    }
 
 
 def _pair():
     """A base and an 'other' profile: one GEMM twice as slow, one the same (noise), one only in the base."""
-    base = make_profile(measurements=[_case("gemm/fp16/slow", 1e-4, 1), _case("gemm/fp16/same", 2e-4, 2),
-                                      _case("gemm/fp16/gone", 3e-4, 3)])
-    other = make_profile(created_utc="2026-11-24T10:00:00Z",
-                         measurements=[_case("gemm/fp16/slow", 2e-4, 4), _case("gemm/fp16/same", 2e-4, 5)])
+    base = make_profile(
+        measurements=[
+            _case("gemm/fp16/slow", 1e-4, 1),
+            _case("gemm/fp16/same", 2e-4, 2),
+            _case("gemm/fp16/gone", 3e-4, 3),
+        ]
+    )
+    other = make_profile(
+        created_utc="2026-11-24T10:00:00Z",
+        measurements=[_case("gemm/fp16/slow", 2e-4, 4), _case("gemm/fp16/same", 2e-4, 5)],
+    )
     return base, other
 
 
@@ -104,22 +140,31 @@ def test_summary_has_the_geometric_mean_per_family_and_verdict_changes():
 
 
 def test_comparison_summary_lines_in_the_command_and_the_report_wording():
-    summary = {"geomean": {"o": {"cnn": 1.25, "gemm": 0.5}}, "counts": {"o": {"regression": 2, "noise": 1}},
-               "verdict_changes": {"o": [{"target": "t", "base": "FAIL", "other": "PASS"}]}}
+    summary = {
+        "geomean": {"o": {"cnn": 1.25, "gemm": 0.5}},
+        "counts": {"o": {"regression": 2, "noise": 1}},
+        "verdict_changes": {"o": [{"target": "t", "base": "FAIL", "other": "PASS"}]},
+    }
     assert comparison_summary_lines(summary) == [
-        "o: geometric-mean speed ratio cnn 1.250, gemm 0.500", "o: regression 2, noise 1",
-        "o: verdict t changed FAIL -> PASS"]
+        "o: geometric-mean speed ratio cnn 1.250, gemm 0.500",
+        "o: regression 2, noise 1",
+        "o: verdict t changed FAIL -> PASS",
+    ]
     assert comparison_summary_lines(summary, style="report") == [
-        "cnn: geometric-mean speed ratio 1.250", "gemm: geometric-mean speed ratio 0.500",
-        "regression: 2, noise: 1", "verdict change: t FAIL → PASS"]
+        "cnn: geometric-mean speed ratio 1.250",
+        "gemm: geometric-mean speed ratio 0.500",
+        "regression: 2, noise: 1",
+        "verdict change: t FAIL → PASS",
+    ]
     assert comparison_summary_lines(summary, style="report", counts=False) == [
-        "cnn: geometric-mean speed ratio 1.250", "gemm: geometric-mean speed ratio 0.500",
-        "verdict change: t FAIL → PASS"]
+        "cnn: geometric-mean speed ratio 1.250",
+        "gemm: geometric-mean speed ratio 0.500",
+        "verdict change: t FAIL → PASS",
+    ]
     assert comparison_summary_lines({"geomean": {}, "counts": {}, "verdict_changes": {}}) == []
 
 
-def test_every_rendering_of_the_comparison_summary_takes_its_lines_from_one_function(runner, tmp_path,
-                                                                                     monkeypatch):
+def test_every_rendering_of_the_comparison_summary_takes_its_lines_from_one_function(runner, tmp_path, monkeypatch):
     import npucheck.render
     import npucheck.report
 
@@ -157,11 +202,14 @@ def test_compare_exits_1_on_regression_only_when_asked(runner, tmp_path):
     assert strict.exit_code == 1 and "1 regression(s)" in strict.output
 
 
-@pytest.mark.parametrize("fmt,check", [
-    ("json", lambda text: json.loads(text)["summary"]["counts"]),
-    ("csv", lambda text: text.splitlines()[0].startswith("other,case,")),
-    ("markdown", lambda text: "| case" in text or "|    | other" in text or "| other" in text),
-])
+@pytest.mark.parametrize(
+    "fmt,check",
+    [
+        ("json", lambda text: json.loads(text)["summary"]["counts"]),
+        ("csv", lambda text: text.splitlines()[0].startswith("other,case,")),
+        ("markdown", lambda text: "| case" in text or "|    | other" in text or "| other" in text),
+    ],
+)
 def test_compare_formats(runner, tmp_path, fmt, check):
     base, other = _pair()
     b, o = save_result(base, tmp_path / "b.json"), save_result(other, tmp_path / "o.json")
@@ -220,8 +268,12 @@ def _power_profile():
 @pytest.mark.parametrize("kind", ["sweep", "efficiency", "trace", "compare"])
 def test_every_plot_kind_has_titled_labelled_axes_and_renders_to_png(kind):
     profile = _power_profile()
-    fig = plotting.build(kind, [profile, make_profile()] if kind == "compare" else [profile], ["a", "b"],
-                         [("miit-2020-cloud, miit-2020-terminal", 1.0)])
+    fig = plotting.build(
+        kind,
+        [profile, make_profile()] if kind == "compare" else [profile],
+        ["a", "b"],
+        [("miit-2020-cloud, miit-2020-terminal", 1.0)],
+    )
     axes = fig.get_axes()
     assert fig.get_suptitle()
     assert axes[0].get_xlabel()
@@ -311,8 +363,9 @@ def _with_datasheet(name: str = "NVIDIA H100 80GB HBM3") -> dict:
     from npucheck.datasheets import match_datasheet
 
     profile = make_profile()
-    profile["summary"]["peak"] = {"fp16": {"tflops": 791.6, "ci_low": 790.0, "ci_high": 793.0,
-                                           "case": "gemm/fp16/m8192_n8192_k8192_NN"}}
+    profile["summary"]["peak"] = {
+        "fp16": {"tflops": 791.6, "ci_low": 790.0, "ci_high": 793.0, "case": "gemm/fp16/m8192_n8192_k8192_NN"}
+    }
     profile["device"]["name"] = name
     profile["device"]["datasheet"] = match_datasheet(name)[0].to_dict()
     return profile
@@ -371,8 +424,9 @@ def test_the_summary_shows_the_confirmation_and_the_sustained_figure_beside_the_
     from tests.conftest import make_profile as full_profile
 
     profile = full_profile()
-    profile["summary"]["peak"]["fp16"].update(confirmed_tflops=0.31, confirmed_ci=[0.30, 0.32],
-                                              confirmation_status="ok", sustained_tflops=0.29)
+    profile["summary"]["peak"]["fp16"].update(
+        confirmed_tflops=0.31, confirmed_ci=[0.30, 0.32], confirmation_status="ok", sustained_tflops=0.29
+    )
     headers, rows = summary_rows(profile)
     assert "confirmed" in headers and "sustained" in headers
     row = dict(zip(headers, rows[0]))

@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 
 from npucheck import datasheets as ds
-from npucheck.datasheets import (CEILING_FACTOR, DatasheetError, ceiling_reason, load_datasheets, match_datasheet,
-                                 percent_of_datasheet)
+from npucheck.datasheets import (
+    CEILING_FACTOR,
+    DatasheetError,
+    ceiling_reason,
+    load_datasheets,
+    match_datasheet,
+    percent_of_datasheet,
+)
 from npucheck.errors import UsageError
 
 
@@ -42,9 +48,22 @@ source = "my lab's vendor sheet, table 1"
 # ------------------------------------------------------------------------------------------------ shipped files
 def test_every_shipped_datasheet_loads_and_covers_the_parts_the_issue_names():
     stems = {sheet.stem for sheet in _builtins()}
-    for stem in ("nvidia-h100-sxm", "nvidia-h100-pcie", "nvidia-h200-sxm", "nvidia-gh200", "nvidia-a100-sxm4-80gb",
-                 "nvidia-a100-pcie-40gb", "nvidia-l40s", "nvidia-b200", "amd-mi250x", "amd-mi300x", "intel-gaudi2",
-                 "intel-gaudi3", "huawei-ascend-910b", "nvidia-jetson-agx-orin-64gb"):
+    for stem in (
+        "nvidia-h100-sxm",
+        "nvidia-h100-pcie",
+        "nvidia-h200-sxm",
+        "nvidia-gh200",
+        "nvidia-a100-sxm4-80gb",
+        "nvidia-a100-pcie-40gb",
+        "nvidia-l40s",
+        "nvidia-b200",
+        "amd-mi250x",
+        "amd-mi300x",
+        "intel-gaudi2",
+        "intel-gaudi3",
+        "huawei-ascend-910b",
+        "nvidia-jetson-agx-orin-64gb",
+    ):
         assert stem in stems
 
 
@@ -86,27 +105,30 @@ def test_shipped_dense_figures_are_not_sparse_ones():
 
 
 # ------------------------------------------------------------------------------------------------ matching
-@pytest.mark.parametrize("name, stem", [
-    ("NVIDIA H100 80GB HBM3", "nvidia-h100-sxm"),
-    ("NVIDIA H100 PCIe", "nvidia-h100-pcie"),
-    ("NVIDIA H100 NVL", "nvidia-h100-nvl"),
-    ("NVIDIA H200", "nvidia-h200-sxm"),
-    ("NVIDIA H200 NVL", "nvidia-h200-nvl"),
-    ("NVIDIA GH200 480GB", "nvidia-gh200"),
-    ("NVIDIA A100-SXM4-80GB", "nvidia-a100-sxm4-80gb"),
-    ("NVIDIA A100-SXM4-40GB", "nvidia-a100-sxm4-40gb"),
-    ("NVIDIA A100-PCIE-40GB", "nvidia-a100-pcie-40gb"),
-    ("NVIDIA A100 80GB PCIe", "nvidia-a100-pcie-80gb"),
-    ("NVIDIA L40S", "nvidia-l40s"),
-    ("NVIDIA B200", "nvidia-b200"),
-    ("AMD Instinct MI300X", "amd-mi300x"),
-    ("AMD Instinct MI250X", "amd-mi250x"),
-    ("GAUDI2", "intel-gaudi2"),
-    ("GAUDI3", "intel-gaudi3"),
-    ("Ascend910B3", "huawei-ascend-910b"),
-    ("Orin", "nvidia-jetson-agx-orin-64gb"),
-    ("  nvidia   h100 pcie ", "nvidia-h100-pcie"),  # case and runs of spaces do not matter
-])
+@pytest.mark.parametrize(
+    "name, stem",
+    [
+        ("NVIDIA H100 80GB HBM3", "nvidia-h100-sxm"),
+        ("NVIDIA H100 PCIe", "nvidia-h100-pcie"),
+        ("NVIDIA H100 NVL", "nvidia-h100-nvl"),
+        ("NVIDIA H200", "nvidia-h200-sxm"),
+        ("NVIDIA H200 NVL", "nvidia-h200-nvl"),
+        ("NVIDIA GH200 480GB", "nvidia-gh200"),
+        ("NVIDIA A100-SXM4-80GB", "nvidia-a100-sxm4-80gb"),
+        ("NVIDIA A100-SXM4-40GB", "nvidia-a100-sxm4-40gb"),
+        ("NVIDIA A100-PCIE-40GB", "nvidia-a100-pcie-40gb"),
+        ("NVIDIA A100 80GB PCIe", "nvidia-a100-pcie-80gb"),
+        ("NVIDIA L40S", "nvidia-l40s"),
+        ("NVIDIA B200", "nvidia-b200"),
+        ("AMD Instinct MI300X", "amd-mi300x"),
+        ("AMD Instinct MI250X", "amd-mi250x"),
+        ("GAUDI2", "intel-gaudi2"),
+        ("GAUDI3", "intel-gaudi3"),
+        ("Ascend910B3", "huawei-ascend-910b"),
+        ("Orin", "nvidia-jetson-agx-orin-64gb"),
+        ("  nvidia   h100 pcie ", "nvidia-h100-pcie"),  # case and runs of spaces do not matter
+    ],
+)
 def test_a_torch_device_name_matches_its_part(name, stem):
     sheet, why = match_datasheet(name)
     assert sheet is not None, why
@@ -114,8 +136,19 @@ def test_a_torch_device_name_matches_its_part(name, stem):
     assert sheet.matched_pattern and stem in why
 
 
-@pytest.mark.parametrize("name", ["NVIDIA L40", "NVIDIA H100", "NVIDIA GeForce RTX 4090", "cpu", "Intel(R) Xeon(R)",
-                                  "NVIDIA H200 NVL 2", "GAUDI2E", ""])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "NVIDIA L40",
+        "NVIDIA H100",
+        "NVIDIA GeForce RTX 4090",
+        "cpu",
+        "Intel(R) Xeon(R)",
+        "NVIDIA H200 NVL 2",
+        "GAUDI2E",
+        "",
+    ],
+)
 def test_an_unknown_or_partial_name_matches_nothing_and_says_why(name):
     sheet, why = match_datasheet(name)
     assert sheet is None
@@ -171,21 +204,24 @@ def test_a_user_directory_that_does_not_exist_is_a_usage_error(tmp_path, monkeyp
 
 
 # ------------------------------------------------------------------------------------------------ validation
-@pytest.mark.parametrize("text, key", [
-    ("format = 1\npart = 'x'\n", "match"),
-    ("format = 2\npart = 'x'\nmatch = ['ACME']\n", "format"),
-    ("format = 1\npart = 'x'\nmatch = []\n", "match"),
-    ("format = 1\npart = 'x'\nmatch = ['*']\n", "match[0]"),
-    ("format = 1\npart = 'x'\nmatch = ['ACME']\ndevices_per_part = 0\n", "devices_per_part"),
-    ("format = 1\npart = 'x'\nmatch = ['ACME']\n[tflops.fp16]\nvalue = 10\n", "tflops.fp16.source"),
-    ("format = 1\npart = 'x'\nmatch = ['ACME']\n[tflops.fp16]\nvalue = -1\nsource = 's'\n", "tflops.fp16.value"),
-    ("format = 1\npart = 'x'\nmatch = ['ACME']\n[tflops.fp8]\nvalue = 1\nsource = 's'\n", "tflops.fp8"),
-    ("format = 1\npart = 'x'\nmatch = ['ACME']\npower_w = 300\n", "power_kind"),
-    ("format = 1\npart = 'x'\nmatch = ['ACME']\nmemory_bandwidth_gbps = 100\n", "memory_bandwidth_source"),
-    ("format = 1\npart = 'x'\nmatch = ['ACME']\ntflops_per_watt = 2.0\n", "tflops_per_watt"),
-    ("format = 1\npart = 'x'\nmatch = ['ACME']\ncolour = 'green'\n", "colour"),
-    ("format = 1\npart = 'x\nmatch = ['ACME']\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("format = 1\npart = 'x'\n", "match"),
+        ("format = 2\npart = 'x'\nmatch = ['ACME']\n", "format"),
+        ("format = 1\npart = 'x'\nmatch = []\n", "match"),
+        ("format = 1\npart = 'x'\nmatch = ['*']\n", "match[0]"),
+        ("format = 1\npart = 'x'\nmatch = ['ACME']\ndevices_per_part = 0\n", "devices_per_part"),
+        ("format = 1\npart = 'x'\nmatch = ['ACME']\n[tflops.fp16]\nvalue = 10\n", "tflops.fp16.source"),
+        ("format = 1\npart = 'x'\nmatch = ['ACME']\n[tflops.fp16]\nvalue = -1\nsource = 's'\n", "tflops.fp16.value"),
+        ("format = 1\npart = 'x'\nmatch = ['ACME']\n[tflops.fp8]\nvalue = 1\nsource = 's'\n", "tflops.fp8"),
+        ("format = 1\npart = 'x'\nmatch = ['ACME']\npower_w = 300\n", "power_kind"),
+        ("format = 1\npart = 'x'\nmatch = ['ACME']\nmemory_bandwidth_gbps = 100\n", "memory_bandwidth_source"),
+        ("format = 1\npart = 'x'\nmatch = ['ACME']\ntflops_per_watt = 2.0\n", "tflops_per_watt"),
+        ("format = 1\npart = 'x'\nmatch = ['ACME']\ncolour = 'green'\n", "colour"),
+        ("format = 1\npart = 'x\nmatch = ['ACME']\n", "not valid TOML"),
+    ],
+)
 def test_a_malformed_file_is_one_usage_error_line_naming_file_and_key(tmp_path, text, key):
     path = _write(tmp_path, "bad", text)
     with pytest.raises(UsageError) as info:

@@ -56,18 +56,23 @@ def test_quick_suite_covers_every_kernel_family():
     assert families == {"gemm", "cnn", "rnn", "lstm", "gru"}
 
 
-@pytest.mark.parametrize("text,message", [
-    ("[s]\ndescription='x'\n", "missing keys"),
-    ("[s\n", "suites.toml"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("[s]\ndescription='x'\n", "missing keys"),
+        ("[s\n", "suites.toml"),
+    ],
+)
 def test_malformed_suite_files_are_usage_errors(text, message):
     with pytest.raises(UsageError, match=message):
         load_suites(text)
 
 
 def test_unknown_shape_set_in_a_suite_is_named():
-    text = ("[s]\ndescription='x'\nsuite_budget_s=1\ncase_budget_s=1\ncase_target_s=1\ndevice_warmup_s=0\n"
-            "accelerator_warmup_s=0\nmin_samples=6\nmax_samples=9\nmin_sample_s=0.001\npower_window_s=1\nidle_s=0\npower_trials=1\n"
-            "entries=[{kernel='gemm', shape_set='nope'}]\n")
+    text = (
+        "[s]\ndescription='x'\nsuite_budget_s=1\ncase_budget_s=1\ncase_target_s=1\ndevice_warmup_s=0\n"
+        "accelerator_warmup_s=0\nmin_samples=6\nmax_samples=9\nmin_sample_s=0.001\npower_window_s=1\nidle_s=0\npower_trials=1\n"
+        "entries=[{kernel='gemm', shape_set='nope'}]\n"
+    )
     with pytest.raises(UsageError, match="no shape set 'nope'"):
         load_suites(text)

@@ -16,18 +16,31 @@ def _counted(case):
     return counter.get_total_flops()
 
 
-@pytest.mark.parametrize("shape", [gemm.SHAPE_SETS["square"][0], *gemm.SHAPE_SETS["deepbench-device"][:4],
-                                   {"m": 35, "n": 64, "k": 96, "layout": "TN"},
-                                   {"m": 33, "n": 17, "k": 5, "layout": "NT"}])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        gemm.SHAPE_SETS["square"][0],
+        *gemm.SHAPE_SETS["deepbench-device"][:4],
+        {"m": 35, "n": 64, "k": 96, "layout": "TN"},
+        {"m": 33, "n": 17, "k": 5, "layout": "NT"},
+    ],
+)
 def test_gemm_flops_match_torch_flop_counter(shape):
     case = KERNELS["gemm"].case("fp32", shape, "test")
     assert case.flops == 2 * shape["m"] * shape["n"] * shape["k"]
     assert _counted(case) == case.flops
 
 
-@pytest.mark.parametrize("shape", [conv.SHAPE_SETS["resnet50"][0], conv.SHAPE_SETS["resnet50"][6],
-                                   conv.SHAPE_SETS["deepspeech"][0], conv.SHAPE_SETS["mobilenet-dw"][1],
-                                   conv.SHAPE_SETS["vgg16"][0]])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        conv.SHAPE_SETS["resnet50"][0],
+        conv.SHAPE_SETS["resnet50"][6],
+        conv.SHAPE_SETS["deepspeech"][0],
+        conv.SHAPE_SETS["mobilenet-dw"][1],
+        conv.SHAPE_SETS["vgg16"][0],
+    ],
+)
 def test_conv_flops_match_torch_flop_counter(shape):
     case = KERNELS["conv2d"].case("fp32", shape, "test")
     assert _counted(case) == case.flops

@@ -59,8 +59,9 @@ def test_a_gemm_run_on_the_accelerator_times_with_events_and_measures_power():
     if kind is None:
         pytest.skip("no torch accelerator on this machine")
     suite = get_suite("quick")
-    runner = Runner(RunOptions(device=f"{kind}:0", kernels=["gemm"], dtypes=["fp16"], power_window_s=2.0,
-                               idle_s=1.0), suite=suite)
+    runner = Runner(
+        RunOptions(device=f"{kind}:0", kernels=["gemm"], dtypes=["fp16"], power_window_s=2.0, idle_s=1.0), suite=suite
+    )
     if _nvml_works() and runner.device.describe().get("runtime") == "cuda":
         # an NVIDIA GPU with a working NVML must get NVML power from --power auto: a missing source here is the
         # bug that made every TFLOPS/W INCONCLUSIVE on H100s, and must fail, not skip

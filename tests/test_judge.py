@@ -20,28 +20,58 @@ from npucheck.targets import Criterion, Target, load_targets
 RANK = {"FAIL": 0, "INCONCLUSIVE": 1, "PASS": 2}
 
 
-def gemm(size: int = 1024, tflops: float | None = 100.0, ci: tuple[float, float] | None = None,
-         status: str = "ok", correct: bool | None = True, dtype: str = "fp16") -> dict[str, Any]:
+def gemm(
+    size: int = 1024,
+    tflops: float | None = 100.0,
+    ci: tuple[float, float] | None = None,
+    status: str = "ok",
+    correct: bool | None = True,
+    dtype: str = "fp16",
+) -> dict[str, Any]:
     """One GEMM measurement as the runner writes it (conftest's complete one) with the figures the judge reads."""
     ran = status == "ok"
-    not_run: dict[str, Any] = {} if ran else {"check": None, "samples_s": [], "calls_per_sample": None, "warmup_calls": None,
-                              "timing_method": None, "cache_flush_bytes": None, "stats": None,
-                              "foreign_cpu_cores": None}
+    not_run: dict[str, Any] = (
+        {}
+        if ran
+        else {
+            "check": None,
+            "samples_s": [],
+            "calls_per_sample": None,
+            "warmup_calls": None,
+            "timing_method": None,
+            "cache_flush_bytes": None,
+            "stats": None,
+            "foreign_cpu_cores": None,
+        }
+    )
     if status == "error":
         not_run["error"] = "RuntimeError: out of memory"
     if status == "skipped":
         not_run["reason"] = "predicted time exceeds the case budget"
     return make_measurement(
-        id=f"gemm/{dtype}/m{size}_n{size}_k{size}", dtype=dtype,
-        shape={"m": size, "n": size, "k": size, "layout": "NN"}, flops=2 * size**3, status=status, correct=correct,
-        tflops=tflops if ran else None, tflops_ci=list(ci) if ci is not None and ran else None, **not_run)
+        id=f"gemm/{dtype}/m{size}_n{size}_k{size}",
+        dtype=dtype,
+        shape={"m": size, "n": size, "k": size, "layout": "NN"},
+        flops=2 * size**3,
+        status=status,
+        correct=correct,
+        tflops=tflops if ran else None,
+        tflops_ci=list(ci) if ci is not None and ran else None,
+        **not_run,
+    )
 
 
-def make_profile(measurements: list[dict[str, Any]] | None = None,
-                 support: dict[str, bool | None] | None = None, tflops_per_watt: float | None = None,
-                 tflops_per_watt_ci: tuple[float, float] | None = None, quality: str | None = "Q2",
-                 interrupted: bool = False, scope: str = "board", confirmed: bool = True,
-                 datasheet: dict[str, Any] | None = None) -> dict[str, Any]:
+def make_profile(
+    measurements: list[dict[str, Any]] | None = None,
+    support: dict[str, bool | None] | None = None,
+    tflops_per_watt: float | None = None,
+    tflops_per_watt_ci: tuple[float, float] | None = None,
+    quality: str | None = "Q2",
+    interrupted: bool = False,
+    scope: str = "board",
+    confirmed: bool = True,
+    datasheet: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A complete result profile (conftest's) whose parts the judge reads are these: the measurements, their
     confirmations, the device's datasheet, support and summary (a bare TFLOPS/W gets the interval
     (value, value) unless ``tflops_per_watt_ci`` is given; pass ``tflops_per_watt_ci=()`` for none). With
@@ -59,14 +89,24 @@ def make_profile(measurements: list[dict[str, Any]] | None = None,
     if confirmed:
         best: dict[str, dict[str, Any]] = {}
         for m in measurements or []:
-            if (m["status"] == "ok" and m["correct"] is not False and m["tflops"] is not None
-                    and math.isfinite(m["tflops"]) and m["tflops"] > best.get(m["dtype"], {}).get("tflops", -1)):
+            if (
+                m["status"] == "ok"
+                and m["correct"] is not False
+                and m["tflops"] is not None
+                and math.isfinite(m["tflops"])
+                and m["tflops"] > best.get(m["dtype"], {}).get("tflops", -1)
+            ):
                 best[m["dtype"]] = m
         confirmations = [{**m, "role": "confirmation", "confirms": m["id"]} for m in best.values()]
     device = {**full_profile()["device"], "datasheet": datasheet}
-    return full_profile(interrupted=interrupted, measurements=measurements or [], confirmations=confirmations,
-                        device=device, summary=summary,
-                        support={family: {"supported": value} for family, value in (support or {}).items()})
+    return full_profile(
+        interrupted=interrupted,
+        measurements=measurements or [],
+        confirmations=confirmations,
+        device=device,
+        summary=summary,
+        support={family: {"supported": value} for family, value in (support or {}).items()},
+    )
 
 
 def peak(op: str = ">=", threshold: float = 128.0, dtype: str = "fp16") -> Criterion:
@@ -93,14 +133,33 @@ def judged(profile: dict[str, Any], criterion: Criterion) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------- shape
 def test_verdict_has_the_documented_keys():
     verdict = judge(make_profile([gemm(tflops=200.0)]), [target(peak(), name="cloud")])[0]
-    assert verdict == {"target": "cloud", "title": "title of cloud", "status": "PASS", "criteria": [{
-        "metric": "peak_tflops.fp16", "op": ">=", "threshold": 128.0, "unit": "TFLOPS", "measured": 200.0,
-        "lower": 200.0, "upper": 200.0, "status": "PASS", "reason": verdict["criteria"][0]["reason"]}]}
+    assert verdict == {
+        "target": "cloud",
+        "title": "title of cloud",
+        "status": "PASS",
+        "criteria": [
+            {
+                "metric": "peak_tflops.fp16",
+                "op": ">=",
+                "threshold": 128.0,
+                "unit": "TFLOPS",
+                "measured": 200.0,
+                "lower": 200.0,
+                "upper": 200.0,
+                "status": "PASS",
+                "reason": verdict["criteria"][0]["reason"],
+            }
+        ],
+    }
 
 
 def test_a_model_object_and_its_dict_get_the_same_verdicts():
-    profile = make_profile([gemm(tflops=200.0, ci=(190.0, 210.0)), gemm(2048, status="skipped")],
-                           support={"cnn": True, "rnn": None}, tflops_per_watt=1.2, tflops_per_watt_ci=(1.1, 1.3))
+    profile = make_profile(
+        [gemm(tflops=200.0, ci=(190.0, 210.0)), gemm(2048, status="skipped")],
+        support={"cnn": True, "rnn": None},
+        tflops_per_watt=1.2,
+        tflops_per_watt_ci=(1.1, 1.3),
+    )
     targets = load_targets(None) + [target(peak(), per_watt(), families(2))]
     assert judge(as_profile(profile), targets) == judge(profile, targets)
     assert judge_criterion(as_profile(profile), peak()) == judge_criterion(profile, peak())
@@ -119,11 +178,13 @@ def test_verdicts_follow_the_order_of_the_targets():
 
 
 def test_builtin_targets_judge_a_profile_without_power_as_not_pass():
-    profile = make_profile([gemm(tflops=300.0, ci=(290.0, 310.0))],
-                           support={"cnn": True, "rnn": True, "lstm": True})
+    profile = make_profile([gemm(tflops=300.0, ci=(290.0, 310.0))], support={"cnn": True, "rnn": True, "lstm": True})
     statuses = {v["target"]: v["status"] for v in judge(profile, load_targets(None))}
-    assert statuses == {"miit-2020-cloud": "INCONCLUSIVE", "miit-2020-terminal": "INCONCLUSIVE",
-                        "miit-2020-terminal-strict": "INCONCLUSIVE"}
+    assert statuses == {
+        "miit-2020-cloud": "INCONCLUSIVE",
+        "miit-2020-terminal": "INCONCLUSIVE",
+        "miit-2020-terminal-strict": "INCONCLUSIVE",
+    }
 
 
 # ------------------------------------------------------------------------------------------------ the bounds
@@ -168,16 +229,14 @@ def test_lower_bound_above_threshold_fails_less_or_equal():
 
 # ----------------------------------------------------------------------------------------------- peak_tflops
 def test_peak_is_the_best_median_judged_on_its_confirmation():
-    cases = [gemm(1024, 100.0, (95.0, 104.0)), gemm(2048, 140.0, (120.0, 150.0)),
-             gemm(4096, 130.0, (125.0, 160.0))]
+    cases = [gemm(1024, 100.0, (95.0, 104.0)), gemm(2048, 140.0, (120.0, 150.0)), gemm(4096, 130.0, (125.0, 160.0))]
     verdict = judged(make_profile(cases), peak())
     assert (verdict["measured"], verdict["lower"], verdict["upper"]) == (140.0, 120.0, 150.0)
     assert "gemm/fp16/m2048_n2048_k2048" in verdict["reason"]
 
 
 def test_without_a_confirmation_the_bounds_are_the_best_over_cases():
-    cases = [gemm(1024, 100.0, (95.0, 104.0)), gemm(2048, 140.0, (120.0, 150.0)),
-             gemm(4096, 130.0, (125.0, 160.0))]
+    cases = [gemm(1024, 100.0, (95.0, 104.0)), gemm(2048, 140.0, (120.0, 150.0)), gemm(4096, 130.0, (125.0, 160.0))]
     verdict = judged(make_profile(cases, confirmed=False), peak())
     assert (verdict["measured"], verdict["lower"], verdict["upper"]) == (140.0, 125.0, 160.0)
 
@@ -188,8 +247,12 @@ def test_peak_without_an_interval_uses_the_median_for_both_bounds():
 
 
 def test_peak_ignores_incorrect_errored_and_skipped_cases():
-    cases = [gemm(1024, 100.0), gemm(2048, 500.0, correct=False), gemm(4096, status="error"),
-             gemm(8192, status="skipped")]
+    cases = [
+        gemm(1024, 100.0),
+        gemm(2048, 500.0, correct=False),
+        gemm(4096, status="error"),
+        gemm(8192, status="skipped"),
+    ]
     assert judged(make_profile(cases), peak())["measured"] == 100.0
 
 
@@ -338,19 +401,27 @@ def test_support_ignores_families_the_criterion_does_not_list():
 
 
 # --------------------------------------------------------------------------------------------- target status
-@pytest.mark.parametrize("statuses, expected", [
-    (["PASS", "PASS"], "PASS"),
-    (["PASS", "INCONCLUSIVE"], "INCONCLUSIVE"),
-    (["INCONCLUSIVE", "ERROR"], "ERROR"),
-    (["ERROR", "FAIL"], "FAIL"),
-    (["PASS", "FAIL"], "FAIL"),
-])
+@pytest.mark.parametrize(
+    "statuses, expected",
+    [
+        (["PASS", "PASS"], "PASS"),
+        (["PASS", "INCONCLUSIVE"], "INCONCLUSIVE"),
+        (["INCONCLUSIVE", "ERROR"], "ERROR"),
+        (["ERROR", "FAIL"], "FAIL"),
+        (["PASS", "FAIL"], "FAIL"),
+    ],
+)
 def test_target_status_is_the_worst_of_its_criteria(statuses, expected):
     # here 1.0 TFLOPS/W passes ">= 1" and fails "> 1", the fp16 peak straddles 128, every bf16 case errored
-    make = {"PASS": per_watt(">=", 1.0), "FAIL": per_watt(">", 1.0), "INCONCLUSIVE": peak(),
-            "ERROR": peak(dtype="bf16")}
-    profile = make_profile([gemm(tflops=128.5, ci=(126.0, 131.0)), gemm(status="error", dtype="bf16")],
-                           tflops_per_watt=1.0)
+    make = {
+        "PASS": per_watt(">=", 1.0),
+        "FAIL": per_watt(">", 1.0),
+        "INCONCLUSIVE": peak(),
+        "ERROR": peak(dtype="bf16"),
+    }
+    profile = make_profile(
+        [gemm(tflops=128.5, ci=(126.0, 131.0)), gemm(status="error", dtype="bf16")], tflops_per_watt=1.0
+    )
     verdict = judge(profile, [target(*(make[s] for s in statuses))])[0]
     assert [c["status"] for c in verdict["criteria"]] == statuses
     assert verdict["status"] == expected
@@ -365,10 +436,18 @@ def test_interrupted_run_notes_it_on_every_reason_but_a_pass():
 
 
 # ------------------------------------------------------------------------------------------------ exit codes
-@pytest.mark.parametrize("statuses, code", [
-    (["PASS"], 0), (["PASS", "PASS"], 0), (["PASS", "FAIL"], 1), (["INCONCLUSIVE", "FAIL"], 1),
-    (["PASS", "INCONCLUSIVE"], 3), (["ERROR"], 3), ([], 3),
-])
+@pytest.mark.parametrize(
+    "statuses, code",
+    [
+        (["PASS"], 0),
+        (["PASS", "PASS"], 0),
+        (["PASS", "FAIL"], 1),
+        (["INCONCLUSIVE", "FAIL"], 1),
+        (["PASS", "INCONCLUSIVE"], 3),
+        (["ERROR"], 3),
+        ([], 3),
+    ],
+)
 def test_exit_code_is_0_all_pass_1_any_fail_3_otherwise(statuses, code):
     assert exit_code_for([{"status": s} for s in statuses]) == code
 
@@ -380,8 +459,7 @@ ops = st.sampled_from([">=", ">", "<=", "<"])
 
 
 def _holds(value: float, op: str, threshold: float) -> bool:
-    return {">=": value >= threshold, ">": value > threshold,
-            "<=": value <= threshold, "<": value < threshold}[op]
+    return {">=": value >= threshold, ">": value > threshold, "<=": value <= threshold, "<": value < threshold}[op]
 
 
 @given(ops, thresholds, values, values)
@@ -477,8 +555,12 @@ def test_a_confirmation_that_errored_is_an_error():
     assert judged(profile, peak())["status"] == "ERROR"
 
 
-SHEET = {"part": "NVIDIA H100 SXM5", "peak_tflops": {"fp16": 989.4}, "ceiling_tflops": {"fp16": 989.4 * 1.05},
-         "ceiling_factor": 1.05}
+SHEET = {
+    "part": "NVIDIA H100 SXM5",
+    "peak_tflops": {"fp16": 989.4},
+    "ceiling_tflops": {"fp16": 989.4 * 1.05},
+    "ceiling_factor": 1.05,
+}
 
 
 def test_a_figure_above_the_datasheet_ceiling_never_passes():

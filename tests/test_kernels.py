@@ -10,8 +10,20 @@ from npucheck.kernels.base import TOLERANCE, NonFiniteOutput, compare
 CPU = torch.device("cpu")
 SMALL = {
     "gemm": {"m": 48, "n": 40, "k": 64, "layout": "NN"},
-    "conv2d": {"n": 2, "c": 8, "h": 12, "w": 12, "k": 16, "r": 3, "s": 3, "stride_h": 1, "stride_w": 1,
-               "pad_h": 1, "pad_w": 1, "groups": 1},
+    "conv2d": {
+        "n": 2,
+        "c": 8,
+        "h": 12,
+        "w": 12,
+        "k": 16,
+        "r": 3,
+        "s": 3,
+        "stride_h": 1,
+        "stride_w": 1,
+        "pad_h": 1,
+        "pad_w": 1,
+        "groups": 1,
+    },
     "rnn_tanh": {"hidden": 32, "batch": 2, "seq_len": 5, "input": 32, "layers": 1},
     "rnn_relu": {"hidden": 32, "batch": 2, "seq_len": 5, "input": 32, "layers": 1},
     "lstm": {"hidden": 32, "batch": 2, "seq_len": 5, "input": 32, "layers": 1},

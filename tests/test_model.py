@@ -33,10 +33,22 @@ from npucheck.runner import Runner, RunOptions
 from npucheck.suites import Suite
 from npucheck.targets import load_targets
 
-TINY = Suite(name="tiny", description="test", suite_budget_s=20, case_budget_s=0.5, case_target_s=0.03,
-             device_warmup_s=0, accelerator_warmup_s=0, min_samples=6, max_samples=8, min_sample_s=0.0005,
-             power_window_s=0.05, idle_s=0.05, power_trials=1,
-             entries=({"kernel": "gemm", "shape_set": "square", "where": {"m": [128, 256]}},))
+TINY = Suite(
+    name="tiny",
+    description="test",
+    suite_budget_s=20,
+    case_budget_s=0.5,
+    case_target_s=0.03,
+    device_warmup_s=0,
+    accelerator_warmup_s=0,
+    min_samples=6,
+    max_samples=8,
+    min_sample_s=0.0005,
+    power_window_s=0.05,
+    idle_s=0.05,
+    power_trials=1,
+    entries=({"kernel": "gemm", "shape_set": "square", "where": {"m": [128, 256]}},),
+)
 
 
 class _CounterSource(PowerSource):
@@ -63,13 +75,19 @@ def _run(**options) -> dict:
     source = options.pop("power_source", None)
     on_event = None
     if source is not None and source.broken_after_idle:
+
         def on_event(kind, data):
             if kind == "phase" and data["name"].startswith("energy window"):
                 source.broken = True
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(runner_module, "busy_processes", lambda interval_s=0.5: [])
-        runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], kernels=["gemm"], flush=False, **options),
-                        suite=TINY, power_source=source, on_event=on_event)
+        runner = Runner(
+            RunOptions(device="cpu", dtypes=["fp32"], kernels=["gemm"], flush=False, **options),
+            suite=TINY,
+            power_source=source,
+            on_event=on_event,
+        )
         profile = runner.run()
     profile["verdicts"] = judge(profile, load_targets(None))  # as `npucheck run` does
     return json.loads(json.dumps(profile))  # what the file holds (no tuples, plain JSON)
@@ -171,8 +189,15 @@ def test_absent_and_null_stay_apart():
 
 
 def test_an_object_built_in_code_writes_what_the_runner_writes():
-    m = Measurement(id="gemm/fp32/m8_n8_k8_NN", kernel="gemm", dtype="fp32", shape={"m": 8, "n": 8, "k": 8},
-                    flops=1024, status="skipped", reason="budget")
+    m = Measurement(
+        id="gemm/fp32/m8_n8_k8_NN",
+        kernel="gemm",
+        dtype="fp32",
+        shape={"m": 8, "n": 8, "k": 8},
+        flops=1024,
+        status="skipped",
+        reason="budget",
+    )
     d = m.to_dict()
     assert d["energy"] is None and d["cache_state"] is None and d["warnings"] == [] and d["samples_s"] == []
     assert "role" not in d and "confirms" not in d and "host_clock_tflops" not in d
@@ -269,11 +294,9 @@ def test_a_bad_verdict_status_fails():
     with pytest.raises(ValueError, match="MAYBE"):
         Verdict(target="t", status="MAYBE", criteria=())
     with pytest.raises(ValueError, match="MAYBE"):
-        CriterionResult(metric="peak_tflops.fp16", op=">=", threshold=1.0, measured=None, status="MAYBE",
-                        reason="r")
+        CriterionResult(metric="peak_tflops.fp16", op=">=", threshold=1.0, measured=None, status="MAYBE", reason="r")
     with pytest.raises(ValueError, match="=>"):
-        CriterionResult(metric="peak_tflops.fp16", op="=>", threshold=1.0, measured=None, status="PASS",
-                        reason="r")
+        CriterionResult(metric="peak_tflops.fp16", op="=>", threshold=1.0, measured=None, status="PASS", reason="r")
 
 
 def test_a_bad_cache_state_fails():
@@ -308,8 +331,18 @@ def test_other_bad_values_fail():
     with pytest.raises(ValueError, match="confirmation"):
         _bad_measurement(role="confirmation")  # without the id it confirms
     with pytest.raises(ValueError, match="reason"):
-        Energy(source="s", scope="board", quality="Q2", uncertainty_rel=None, window_s=0.0, valid=False, joules=None,
-               avg_watts=None, tflops=None, tflops_per_watt=None)
+        Energy(
+            source="s",
+            scope="board",
+            quality="Q2",
+            uncertainty_rel=None,
+            window_s=0.0,
+            valid=False,
+            joules=None,
+            avg_watts=None,
+            tflops=None,
+            tflops_per_watt=None,
+        )
     with pytest.raises(ValueError, match="schema_version"):
         ResultProfile.from_dict(make_profile(schema_version=1))  # version 1 is migrated by the store first
     with pytest.raises(ValueError, match="UTC"):

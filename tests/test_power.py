@@ -75,7 +75,9 @@ def test_rapl_on_a_laptop_counts_the_package_once_and_keeps_psys_apart(tmp_path)
     make_zone(tmp_path, "intel-rapl:0/intel-rapl:0:2", "dram", 200_000)
     make_zone(tmp_path, "intel-rapl:1", "psys", 3_000_000)
     for sub in ("0:0", "0:1", "0:2"):  # as in sysfs: each sub-zone is also listed beside its parent
-        (tmp_path / f"class/powercap/intel-rapl:{sub}").symlink_to(tmp_path / f"class/powercap/intel-rapl:0/intel-rapl:{sub}")
+        (tmp_path / f"class/powercap/intel-rapl:{sub}").symlink_to(
+            tmp_path / f"class/powercap/intel-rapl:0/intel-rapl:{sub}"
+        )
     assert RaplSource(tmp_path).zones == ["package-0"]
     assert RaplSource(tmp_path, "dram").zones == ["dram"]
     psys = RaplSource(tmp_path, "psys")
@@ -362,10 +364,22 @@ def test_hwmon_energy_counter_is_microjoules(tmp_path):
 
 
 def test_jetson_uses_the_input_rail_and_never_adds_its_sub_rails(tmp_path):
-    make_hwmon(tmp_path, 0, "ina3221", {
-        "in1_label": "VDD_IN", "in1_input": "5000", "curr1_input": "2000",  # 5 V x 2 A = 10 W, the module
-        "in2_label": "VDD_CPU_GPU_CV", "in2_input": "5000", "curr2_input": "1000",
-        "in3_label": "VDD_SOC", "in3_input": "5000", "curr3_input": "500"})
+    make_hwmon(
+        tmp_path,
+        0,
+        "ina3221",
+        {
+            "in1_label": "VDD_IN",
+            "in1_input": "5000",
+            "curr1_input": "2000",  # 5 V x 2 A = 10 W, the module
+            "in2_label": "VDD_CPU_GPU_CV",
+            "in2_input": "5000",
+            "curr2_input": "1000",
+            "in3_label": "VDD_SOC",
+            "in3_input": "5000",
+            "curr3_input": "500",
+        },
+    )
     source = HwmonSource(tmp_path)
     assert source.read_power_w() == pytest.approx(10.0) and source.scope == "module"
     rail = HwmonSource(tmp_path, "ina3221", "VDD_SOC")
@@ -423,13 +437,19 @@ def test_amd_with_no_counter_and_no_power_is_unusable():
 
 
 # ------------------------------------------------------------------------------------------------------ meter
-@pytest.mark.parametrize("line,expected", [
-    ("1764072000.5,231.4", (1764072000.5, 231.4)),
-    ("2025-11-25T12:00:00.5Z,99", (1764072000.5, 99.0)),
-    ("2025-11-25T12:00:00.5,99", (1764072000.5, 99.0)),
-    ("Time,11-25-2025 12:00:00.500,Watts,22.95,Volts,228.57,Amps,0.206430,PF,0.4864,Mark,run", (1764072000.5, 22.95)),
-    ("timestamp,watts", None),
-])
+@pytest.mark.parametrize(
+    "line,expected",
+    [
+        ("1764072000.5,231.4", (1764072000.5, 231.4)),
+        ("2025-11-25T12:00:00.5Z,99", (1764072000.5, 99.0)),
+        ("2025-11-25T12:00:00.5,99", (1764072000.5, 99.0)),
+        (
+            "Time,11-25-2025 12:00:00.500,Watts,22.95,Volts,228.57,Amps,0.206430,PF,0.4864,Mark,run",
+            (1764072000.5, 22.95),
+        ),
+        ("timestamp,watts", None),
+    ],
+)
 def test_meter_lines_in_each_accepted_format(line, expected):
     assert parse_line(line) == expected
 
@@ -481,8 +501,15 @@ def test_auto_on_a_cpu_with_rapl_uses_it(tmp_path):
     assert isinstance(source, RaplSource)
 
 
-@pytest.mark.parametrize("spec,message", [("watts", "unknown power source"), ("constant:lots", "expected watts"),
-                                          ("constant:-5", "must be a number"), ("nvml:x", "expected a GPU index")])
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("watts", "unknown power source"),
+        ("constant:lots", "expected watts"),
+        ("constant:-5", "must be a number"),
+        ("nvml:x", "expected a GPU index"),
+    ],
+)
 def test_bad_power_specs_are_one_clear_error(spec, message):
     with pytest.raises(PowerSourceError, match=message):
         power.open_source(spec, nvml=FakeNvml())
@@ -501,30 +528,64 @@ def test_the_window_plan_covers_headline_sweep_and_each_other_kernel():
     def ok(case_id, kernel, dtype, tflops, shape_set="square"):
         return make_measurement(id=case_id, kernel=kernel, dtype=dtype, tflops=tflops, shape_set=shape_set)
 
-    measurements = [ok("g1", "gemm", "fp16", 1.0), ok("g2", "gemm", "fp16", 2.0), ok("g3", "gemm", "bf16", 5.0),
-                    ok("g4", "gemm", "fp16", 9.0, shape_set="deepbench-device"),
-                    ok("c1", "conv2d", "fp16", 0.5, "resnet50"), ok("c2", "conv2d", "fp16", 0.7, "resnet50"),
-                    ok("l1", "lstm", "fp16", 0.3, "small"), ok("l2", "lstm", "bf16", 3.0, "small")]
+    measurements = [
+        ok("g1", "gemm", "fp16", 1.0),
+        ok("g2", "gemm", "fp16", 2.0),
+        ok("g3", "gemm", "bf16", 5.0),
+        ok("g4", "gemm", "fp16", 9.0, shape_set="deepbench-device"),
+        ok("c1", "conv2d", "fp16", 0.5, "resnet50"),
+        ok("c2", "conv2d", "fp16", 0.7, "resnet50"),
+        ok("l1", "lstm", "fp16", 0.3, "small"),
+        ok("l2", "lstm", "bf16", 3.0, "small"),
+    ]
     plan = {(m["id"], kind) for m, _, kind in window_plan(measurements, sweep_s=1.0, headline_s=30.0)}
-    assert plan == {("g4", "headline"), ("g3", "headline"), ("g1", "sweep"), ("g2", "sweep"),
-                    ("c2", "kernel"), ("l1", "kernel")}
+    assert plan == {
+        ("g4", "headline"),
+        ("g3", "headline"),
+        ("g1", "sweep"),
+        ("g2", "sweep"),
+        ("c2", "kernel"),
+        ("l1", "kernel"),
+    }
     assert {m["id"] for m, _, _ in window_plan(measurements, sweep_s=None, headline_s=30.0)} == {"g4", "g3"}
 
 
 def _trial(start, window_s, joules, flops, quality="Q2", valid=True, reason=None, terms=None):
-    return {"source": "rapl", "scope": "package", "quality": quality, "uncertainty_rel": 0.1, "window_s": window_s,
-            "start_unix": start, "valid": valid, "reason": reason, "joules": joules, "joules_counter": joules,
-            "joules_integrated": None, "avg_watts": joules / window_s, "idle_watts": None, "flops": flops,
-            "tflops": flops / window_s / 1e12, "tflops_per_watt": flops / window_s / 1e12 / (joules / window_s),
-            "samples": 10, "dropped_samples": 0, "coverage": 1.0, "trace": [[0.0, joules / window_s]],
-            "throttle": {}, "warnings": [], "uncertainty_terms": terms or {"source": 0.1}}
+    return {
+        "source": "rapl",
+        "scope": "package",
+        "quality": quality,
+        "uncertainty_rel": 0.1,
+        "window_s": window_s,
+        "start_unix": start,
+        "valid": valid,
+        "reason": reason,
+        "joules": joules,
+        "joules_counter": joules,
+        "joules_integrated": None,
+        "avg_watts": joules / window_s,
+        "idle_watts": None,
+        "flops": flops,
+        "tflops": flops / window_s / 1e12,
+        "tflops_per_watt": flops / window_s / 1e12 / (joules / window_s),
+        "samples": 10,
+        "dropped_samples": 0,
+        "coverage": 1.0,
+        "trace": [[0.0, joules / window_s]],
+        "throttle": {},
+        "warnings": [],
+        "uncertainty_terms": terms or {"source": 0.1},
+    }
 
 
 def test_trials_combine_into_totals_with_their_spread_in_the_uncertainty():
     from npucheck.energy import combine_trials
 
-    trials = [_trial(100.0, 10.0, 1000.0, 1e15), _trial(110.5, 10.0, 1100.0, 1e15, quality="Q1"),
-              _trial(121.0, 10.0, 900.0, 1e15)]
+    trials = [
+        _trial(100.0, 10.0, 1000.0, 1e15),
+        _trial(110.5, 10.0, 1100.0, 1e15, quality="Q1"),
+        _trial(121.0, 10.0, 900.0, 1e15),
+    ]
     energy = combine_trials(trials)
     assert energy["window_s"] == 30.0 and energy["avg_watts"] == pytest.approx(100.0)
     assert energy["tflops_per_watt"] == pytest.approx(3e15 / 30 / 1e12 / 100.0)
@@ -539,8 +600,12 @@ def test_trials_combine_into_totals_with_their_spread_in_the_uncertainty():
 def test_one_invalid_trial_invalidates_the_window_and_says_which():
     from npucheck.energy import combine_trials
 
-    energy = combine_trials([_trial(0.0, 5.0, 500.0, 1e14),
-                             _trial(6.0, 5.0, 500.0, 1e14, valid=False, reason="energy counter went backwards")])
+    energy = combine_trials(
+        [
+            _trial(0.0, 5.0, 500.0, 1e14),
+            _trial(6.0, 5.0, 500.0, 1e14, valid=False, reason="energy counter went backwards"),
+        ]
+    )
     assert not energy["valid"] and energy["reason"] == "trial 2 of 2: energy counter went backwards"
     assert energy["tflops_per_watt"] is None
 
@@ -573,20 +638,38 @@ def _short_update_probe(monkeypatch):
 
 
 def _cuda(index=0, uuid=None, bus=None, runtime="cuda", **props):
-    return {"backend": "cuda", "runtime": runtime, "id": f"cuda:{index}", "index": index,
-            "properties": {"uuid": uuid, "pci_bus_id": bus, **props}}
+    return {
+        "backend": "cuda",
+        "runtime": runtime,
+        "id": f"cuda:{index}",
+        "index": index,
+        "properties": {"uuid": uuid, "pci_bus_id": bus, **props},
+    }
 
 
 CPU = {"backend": "cpu", "runtime": "cpu", "id": "cpu", "properties": {}}
 # three H100s; NVML numbers them by PCI bus (1b, 3b, 5e), CUDA_VISIBLE_DEVICES=2,0 shows 5e as cuda:0
-THREE = [FakeGpu(uuid="GPU-3b3b", bus_id="00000000:3B:00.0", energy_mj=2_000_000),
-         FakeGpu(uuid="GPU-5e5e", bus_id="00000000:5E:00.0", energy_mj=3_000_000),
-         FakeGpu(uuid="GPU-1b1b", bus_id="00000000:1B:00.0", energy_mj=1_000_000)]
+THREE = [
+    FakeGpu(uuid="GPU-3b3b", bus_id="00000000:3B:00.0", energy_mj=2_000_000),
+    FakeGpu(uuid="GPU-5e5e", bus_id="00000000:5E:00.0", energy_mj=3_000_000),
+    FakeGpu(uuid="GPU-1b1b", bus_id="00000000:1B:00.0", energy_mj=1_000_000),
+]
 
 
 def _per_watt_verdict(energy, profile_extra=None):
-    energy = {"kind": "headline", "valid": True, "tflops_per_watt": 2.0, "uncertainty_rel": 0.05, "quality": "Q2",
-              "scope": "board", "avg_watts": 300.0, "tflops": 600.0, "window_s": 30.0, "source": "nvml", **energy}
+    energy = {
+        "kind": "headline",
+        "valid": True,
+        "tflops_per_watt": 2.0,
+        "uncertainty_rel": 0.05,
+        "quality": "Q2",
+        "scope": "board",
+        "avg_watts": 300.0,
+        "tflops": 600.0,
+        "window_s": 30.0,
+        "source": "nvml",
+        **energy,
+    }
     profile = {"power": {"source": {"name": energy["source"]}}, "measurements": [{"dtype": "fp16", "energy": energy}]}
     profile["summary"] = summarize_power(profile, {"fp16": {}}, ["fp16"])
     profile.update(profile_extra or {})
@@ -630,13 +713,19 @@ def test_a_window_and_the_summary_carry_coverage_and_the_judge_refuses_an_uncove
 
 def test_a_stored_file_without_coverage_is_judged_only_where_the_old_code_could_not_miss():
     def old(source, device, spec="auto"):
-        summary = {"tflops_per_watt": {"fp16": 2.0}, "tflops_per_watt_ci": {"fp16": [1.9, 2.1]},
-                   "tflops_per_watt_quality": {"fp16": "Q2"}, "tflops_per_watt_scope": {"fp16": source["scope"]}}
+        summary = {
+            "tflops_per_watt": {"fp16": 2.0},
+            "tflops_per_watt_ci": {"fp16": [1.9, 2.1]},
+            "tflops_per_watt_quality": {"fp16": "Q2"},
+            "tflops_per_watt_scope": {"fp16": source["scope"]},
+        }
         # a complete profile (conftest's) with this device, power source and summary; the judge reads no energy
         base = make_profile()
-        profile = make_profile(device={**base["device"], **device},
-                               power={**base["power"], "spec": spec, "source": {"quality": "Q2", **source}},
-                               summary=summary)
+        profile = make_profile(
+            device={**base["device"], **device},
+            power={**base["power"], "spec": spec, "source": {"quality": "Q2", **source}},
+            summary=summary,
+        )
         criterion = Criterion("tflops_per_watt", ">", 1.0, dtype="fp16")
         return judge(profile, [Target("t", "t", "", "", (criterion,), "")])[0]["criteria"][0]
 
@@ -730,8 +819,9 @@ def test_amdsmi_maps_the_hip_device_by_bus_id_not_index_and_refuses_to_guess():
 
 def test_open_source_passes_the_bus_id_to_amdsmi():
     fake = FakeAmdSmi(bdfs=("0000:03:00.0", "0000:83:00.0"), frozen=True)  # polled power: no wait to validate
-    source, _ = power.open_source("amdsmi", _cuda(0, bus="0000:83:00.0", runtime="rocm"), amdsmi=fake,
-                                  measure_update=False)
+    source, _ = power.open_source(
+        "amdsmi", _cuda(0, bus="0000:83:00.0", runtime="rocm"), amdsmi=fake, measure_update=False
+    )
     assert source._handle == "gpu1" and source.covers_device is True
 
 
@@ -762,8 +852,9 @@ def test_a_mig_slice_reads_its_parent_gpu_with_a_shared_scope_never_judged():
 
 
 def test_a_c2c_module_polls_module_power_labelled_module_with_gpu_power_beside_it():
-    fake = FakeNvml(gpus=[FakeGpu(uuid="GPU-gh", c2c=True, module_mw=650_000, instant_mw=400_000,
-                                  name="NVIDIA GH200 480GB")])
+    fake = FakeNvml(
+        gpus=[FakeGpu(uuid="GPU-gh", c2c=True, module_mw=650_000, instant_mw=400_000, name="NVIDIA GH200 480GB")]
+    )
     source, _ = power.open_source("nvml", _cuda(0, uuid="gh"), nvml=fake)
     assert source.scope == "module" and source.c2c
     assert source.read_power_w() == pytest.approx(650.0)  # the same scope as the module energy counter
@@ -778,8 +869,9 @@ def test_the_counter_update_period_is_measured_when_the_source_opens(monkeypatch
     source, _ = power.open_source("nvml", _cuda(0, uuid="slow"), nvml=fake)
     assert 0.19 <= source.update_measured_s <= 0.3 and source.counter_update_s == source.update_measured_s
     assert source.describe()["update_measured_s"] == source.update_measured_s
-    fast = power.open_source("nvml", _cuda(0, uuid="fast"),
-                             nvml=FakeNvml(gpus=[FakeGpu(uuid="GPU-fast", update_s=0.02)]))[0]
+    fast = power.open_source(
+        "nvml", _cuda(0, uuid="fast"), nvml=FakeNvml(gpus=[FakeGpu(uuid="GPU-fast", update_s=0.02)])
+    )[0]
     assert fast.update_measured_s < 0.1 and fast.counter_update_s == 0.1  # never below the assumed period
 
 
@@ -793,8 +885,9 @@ def test_an_update_period_not_seen_twice_is_a_lower_bound():
         t[0] += s
 
     values = iter([1.0] * 3 + [2.0] * 10_000)
-    measured, note = power_base.measure_update_period(lambda: next(values), 0.1, max_wait_s=2.0, clock=clock,
-                                                      sleep=sleep)
+    measured, note = power_base.measure_update_period(
+        lambda: next(values), 0.1, max_wait_s=2.0, clock=clock, sleep=sleep
+    )
     assert measured is not None and measured > 1.9 and "at least" in note
     steps = iter(float(int(i / 50)) for i in range(10_000))  # changes every 50 polls of 0.01 s = 0.5 s
     measured, _ = power_base.measure_update_period(lambda: next(steps), 0.1, max_wait_s=2.0, clock=clock, sleep=sleep)
@@ -815,9 +908,11 @@ def test_ptdaemon_dates_are_month_first_and_negative_samples_are_errors(tmp_path
     with pytest.raises(ValueError):
         parse_line("Time,25-11-2025 12:00:00.500,Watts,22.95")  # month 25
     log = tmp_path / "ptd.log"
-    log.write_text("Time,11-25-2025 12:00:00.000,Watts,100.0,Volts,230\n"
-                   "Time,11-25-2025 12:00:01.000,Watts,-1.000000,Volts,-1\n"
-                   "Time,11-25-2025 12:00:02.000,Watts,101.0,Volts,230\n")
+    log.write_text(
+        "Time,11-25-2025 12:00:00.000,Watts,100.0,Volts,230\n"
+        "Time,11-25-2025 12:00:01.000,Watts,-1.000000,Volts,-1\n"
+        "Time,11-25-2025 12:00:02.000,Watts,101.0,Volts,230\n"
+    )
     meter = MeterLogSource(log)
     samples, malformed = meter.read_all()
     assert [w for _, w in samples] == [100.0, 101.0] and malformed == 0 and meter.error_samples == 1
@@ -829,8 +924,12 @@ def test_hwmon_sensor_files_sort_by_channel_number(tmp_path):
 
 
 def test_hwmon_power_labels_choose_a_sensor_and_an_apu_slowppt_is_an_average(tmp_path):
-    make_hwmon(tmp_path, 0, "amdgpu", {"power1_input": "15000000", "power1_label": "slowPPT",
-                                       "power2_input": "25000000", "power2_label": "fastPPT"})
+    make_hwmon(
+        tmp_path,
+        0,
+        "amdgpu",
+        {"power1_input": "15000000", "power1_label": "slowPPT", "power2_input": "25000000", "power2_label": "fastPPT"},
+    )
     source = HwmonSource(tmp_path)
     assert source.power_label == "slowPPT" and source.power_average_s == 1.0 and "slowPPT" in source.detail
     fast = HwmonSource(tmp_path, "amdgpu", "fastPPT")
@@ -851,8 +950,19 @@ def test_nvml_board_limit_reliability_and_unknown_clock_event_bits_are_kept():
 
 
 def test_a_jetson_module_rail_covers_the_device_and_a_sub_rail_does_not(tmp_path):
-    make_hwmon(tmp_path, 0, "ina3221", {"in1_label": "VDD_IN", "in1_input": "5000", "curr1_input": "2000",
-                                        "in2_label": "VDD_GPU_SOC", "in2_input": "5000", "curr2_input": "1000"})
+    make_hwmon(
+        tmp_path,
+        0,
+        "ina3221",
+        {
+            "in1_label": "VDD_IN",
+            "in1_input": "5000",
+            "curr1_input": "2000",
+            "in2_label": "VDD_GPU_SOC",
+            "in2_input": "5000",
+            "curr2_input": "1000",
+        },
+    )
     jetson = _cuda(0, uuid="orin")
     assert power.open_source("hwmon", jetson, root=tmp_path)[0].covers_device is True
     rail = power.open_source("hwmon:ina3221:VDD_GPU_SOC", jetson, root=tmp_path)[0]

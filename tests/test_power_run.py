@@ -34,9 +34,23 @@ with open(path, "a", buffering=1) as f:
         time.sleep(0.1)
 """
 
-RUN = ["run", "--device", "cpu", "--suite", "quick", "--kernels", "gemm", "--dtypes", "fp16,fp32",
-       "--power-trials", "2",
-       "--power-window", "1", "--idle-seconds", "0.5"]
+RUN = [
+    "run",
+    "--device",
+    "cpu",
+    "--suite",
+    "quick",
+    "--kernels",
+    "gemm",
+    "--dtypes",
+    "fp16,fp32",
+    "--power-trials",
+    "2",
+    "--power-window",
+    "1",
+    "--idle-seconds",
+    "0.5",
+]
 
 
 def _writer(script: str, *args: object) -> subprocess.Popen:
@@ -72,7 +86,8 @@ def test_rapl_counter_advanced_by_another_process_is_reported_within_2_percent(t
         assert [t["avg_watts"] == pytest.approx(watts, rel=0.03) for t in energy["trials"]] == [True, True]
     summary = profile["summary"]
     assert summary["tflops_per_watt"]["fp32"] == pytest.approx(
-        next(e for e in windows if "/fp32/" in e["case"])["tflops_per_watt"])
+        next(e for e in windows if "/fp32/" in e["case"])["tflops_per_watt"]
+    )
     criteria = {c["metric"]: c for v in profile["verdicts"] for c in v["criteria"]}
     assert criteria["tflops_per_watt.fp16"]["status"] == "FAIL"  # a few GFLOPS at 50 W is far below 1 TFLOPS/W
 
@@ -84,8 +99,9 @@ def test_meter_log_written_live_by_another_process_is_reported(tmp_path):
     writer = _writer(METER_WRITER, log, 123.4)
     out = tmp_path / "r.json"
     try:
-        result = CliRunner().invoke(cli, RUN + ["--power", f"meter:{log},period=0.1,accuracy=0.01,sample=instant",
-                                                "-o", str(out)])
+        result = CliRunner().invoke(
+            cli, RUN + ["--power", f"meter:{log},period=0.1,accuracy=0.01,sample=instant", "-o", str(out)]
+        )
     finally:
         writer.kill()
     assert result.exit_code == 0, result.output

@@ -20,15 +20,39 @@ CPU = torch.device("cpu")
 aten = torch.ops.aten
 SMALL = {
     "gemm": {"m": 96, "n": 80, "k": 64, "layout": "TN"},
-    "conv2d": {"n": 2, "c": 8, "h": 12, "w": 12, "k": 24, "r": 3, "s": 3, "stride_h": 1, "stride_w": 1,
-               "pad_h": 1, "pad_w": 1, "groups": 1},
+    "conv2d": {
+        "n": 2,
+        "c": 8,
+        "h": 12,
+        "w": 12,
+        "k": 24,
+        "r": 3,
+        "s": 3,
+        "stride_h": 1,
+        "stride_w": 1,
+        "pad_h": 1,
+        "pad_w": 1,
+        "groups": 1,
+    },
     "rnn_tanh": {"hidden": 32, "batch": 3, "seq_len": 20, "input": 32, "layers": 1},
     "rnn_relu": {"hidden": 32, "batch": 3, "seq_len": 20, "input": 32, "layers": 1},
     "lstm": {"hidden": 32, "batch": 3, "seq_len": 20, "input": 32, "layers": 1},
     "gru": {"hidden": 32, "batch": 3, "seq_len": 20, "input": 32, "layers": 1},
 }
-DEPTHWISE = {"n": 2, "c": 24, "h": 10, "w": 10, "k": 24, "r": 3, "s": 3, "stride_h": 2, "stride_w": 2,
-             "pad_h": 1, "pad_w": 1, "groups": 24}
+DEPTHWISE = {
+    "n": 2,
+    "c": 24,
+    "h": 10,
+    "w": 10,
+    "k": 24,
+    "r": 3,
+    "s": 3,
+    "stride_h": 2,
+    "stride_w": 2,
+    "pad_h": 1,
+    "pad_w": 1,
+    "groups": 24,
+}
 
 
 class Float64OnDevice(RuntimeError):
@@ -147,14 +171,19 @@ def test_support_check_never_asks_the_device_for_float64(monkeypatch):
         def wrapped(*args, **kwargs):
             with mode.building():
                 return fn(*args, **kwargs)
+
         return wrapped
 
     monkeypatch.setattr(support, "build_workload", building(support.build_workload))
     monkeypatch.setattr(support, "_build_conv_block", building(support._build_conv_block))
     with mode:
         result = support.check_support(CPU, seed=0)
-    assert {family: entry["supported"] for family, entry in result.items()} == \
-        {"cnn": True, "rnn": True, "lstm": True, "gru": True}, result
+    assert {family: entry["supported"] for family, entry in result.items()} == {
+        "cnn": True,
+        "rnn": True,
+        "lstm": True,
+        "gru": True,
+    }, result
 
 
 def test_recurrent_check_is_a_prefix_of_steps_and_a_few_rows():
@@ -164,15 +193,22 @@ def test_recurrent_check_is_a_prefix_of_steps_and_a_few_rows():
 
 
 def test_reference_cost_is_bounded_for_the_largest_shapes():
-    worst = {kernel.name: max(reference_flops(kernel.case("fp16", shape, name))
-                              for name, shapes in kernel.shape_sets.items() for shape in shapes)
-             for kernel in KERNELS.values()}
+    worst = {
+        kernel.name: max(
+            reference_flops(kernel.case("fp16", shape, name))
+            for name, shapes in kernel.shape_sets.items()
+            for shape in shapes
+        )
+        for kernel in KERNELS.values()
+    }
     assert worst["gemm"] == 2 * 64 * 16 * 500000  # not 2·64·N·K with B copied whole
     assert all(flops <= 4e9 for flops in worst.values()), worst
 
 
-@pytest.mark.parametrize("error", [RuntimeError("DefaultCPUAllocator: can't allocate memory"), MemoryError(),
-                                   NotImplementedError("op missing")])
+@pytest.mark.parametrize(
+    "error",
+    [RuntimeError("DefaultCPUAllocator: can't allocate memory"), MemoryError(), NotImplementedError("op missing")],
+)
 def test_a_reference_that_cannot_be_computed_is_unchecked_not_wrong(monkeypatch, error):
     def fail(tensor):
         raise error
@@ -188,8 +224,13 @@ def test_a_reference_that_cannot_be_computed_is_unchecked_not_wrong(monkeypatch,
 
 def test_support_reports_an_unavailable_reference_as_unchecked_and_a_failing_kernel_as_unsupported():
     def unchecked_check(device, seed):
-        return Check(rel_error=None, tolerance=5e-3, reference_dtype="float64", checked="all",
-                     reason="float64 reference unavailable on the host: MemoryError: "), device
+        return Check(
+            rel_error=None,
+            tolerance=5e-3,
+            reference_dtype="float64",
+            checked="all",
+            reason="float64 reference unavailable on the host: MemoryError: ",
+        ), device
 
     def ok_check(device, seed):
         return Check(rel_error=1e-4, tolerance=5e-3, reference_dtype="float64", checked="all"), device
@@ -197,11 +238,14 @@ def test_support_reports_an_unavailable_reference_as_unchecked_and_a_failing_ker
     def broken_kernel(device, seed):
         raise RuntimeError("no fp16 LSTM kernel on this device")
 
-    result = support.check_support(CPU, checks={
-        "cnn": [("conv2d", ok_check), ("conv_block", unchecked_check)],
-        "lstm": [("lstm", broken_kernel)],
-        "rnn": [("rnn_tanh", broken_kernel), ("rnn_relu", unchecked_check)],
-    })
+    result = support.check_support(
+        CPU,
+        checks={
+            "cnn": [("conv2d", ok_check), ("conv_block", unchecked_check)],
+            "lstm": [("lstm", broken_kernel)],
+            "rnn": [("rnn_tanh", broken_kernel), ("rnn_relu", unchecked_check)],
+        },
+    )
     assert result["cnn"]["supported"] is None
     assert "conv_block: unchecked (float64 reference unavailable" in result["cnn"]["reason"]
     assert [c["status"] for c in result["cnn"]["checks"]] == ["ok", "unchecked"]
@@ -215,6 +259,7 @@ def test_a_kernel_output_with_nan_is_still_an_error_not_unchecked():
 
 
 # --- fp32 tolerance: true fp32 passes with margin, TF32 fails --------------------------------------------------
+
 
 def tf32_truncate(t: torch.Tensor) -> torch.Tensor:
     """What a TF32 tensor core reads of an fp32 value: the low 13 of 23 mantissa bits masked off."""
@@ -232,9 +277,17 @@ class EmulatedTF32(TorchDispatchMode):
     fp32). For recurrent layers only the weights, inputs and initial state are rounded, not each step's hidden
     state: a lower bound on real TF32's error, so failing it means real TF32 fails too."""
 
-    OPERANDS = {aten.mm.default: (0, 1), aten.mm.out: (0, 1), aten.addmm.default: (1, 2), aten.conv2d.default: (0, 1),
-                aten.convolution.default: (0, 1), aten.lstm.input: "all", aten.gru.input: "all",
-                aten.rnn_tanh.input: "all", aten.rnn_relu.input: "all"}
+    OPERANDS = {
+        aten.mm.default: (0, 1),
+        aten.mm.out: (0, 1),
+        aten.addmm.default: (1, 2),
+        aten.conv2d.default: (0, 1),
+        aten.convolution.default: (0, 1),
+        aten.lstm.input: "all",
+        aten.gru.input: "all",
+        aten.rnn_tanh.input: "all",
+        aten.rnn_relu.input: "all",
+    }
 
     def __init__(self, rounding) -> None:
         super().__init__()
@@ -250,8 +303,9 @@ class EmulatedTF32(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         which = self.OPERANDS.get(func)
-        if which is not None and any(isinstance(a, torch.Tensor) and a.dtype == torch.float32 for a in
-                                     tree_leaves(args)):
+        if which is not None and any(
+            isinstance(a, torch.Tensor) and a.dtype == torch.float32 for a in tree_leaves(args)
+        ):
             self.seen += 1
             args = tuple(self._round(a) if which == "all" or i in which else a for i, a in enumerate(args))
         return func(*args, **(kwargs or {}))
@@ -271,8 +325,23 @@ def _fp32_check(case, mode=None):
 FP32_CASES = [
     ("gemm", {"m": 512, "n": 512, "k": 16384, "layout": "NN"}),  # the square sweep's largest K
     ("gemm", {"m": 64, "n": 16, "k": 500000, "layout": "TN"}),  # DeepBench's largest K (m cut: 64 rows are checked)
-    ("conv2d", {"n": 1, "c": 512, "h": 14, "w": 14, "k": 512, "r": 3, "s": 3, "stride_h": 1, "stride_w": 1,
-                "pad_h": 1, "pad_w": 1, "groups": 1}),  # C·R·S = 4608, the largest in our conv sets
+    (
+        "conv2d",
+        {
+            "n": 1,
+            "c": 512,
+            "h": 14,
+            "w": 14,
+            "k": 512,
+            "r": 3,
+            "s": 3,
+            "stride_h": 1,
+            "stride_w": 1,
+            "pad_h": 1,
+            "pad_w": 1,
+            "groups": 1,
+        },
+    ),  # C·R·S = 4608, the largest in our conv sets
     ("rnn_tanh", {"hidden": 512, "batch": 4, "seq_len": 16, "input": 512, "layers": 1}),
     ("rnn_relu", {"hidden": 512, "batch": 4, "seq_len": 16, "input": 512, "layers": 1}),
     ("lstm", {"hidden": 512, "batch": 4, "seq_len": 16, "input": 512, "layers": 1}),
@@ -308,6 +377,7 @@ def test_the_worst_fp32_summation_order_at_k_500000_is_inside_the_tolerance():
 
 # --- the precision switches ------------------------------------------------------------------------------------
 
+
 def _switches():
     state = fp32_precision_state()
     return state["effective"], state["fp32_precision"]
@@ -323,12 +393,15 @@ def test_full_fp32_precision_sets_every_switch_and_restores_them():
     assert fp32_precision_state()["legacy"]["cudnn_allow_tf32"] is True  # torch's default, readable again
 
 
-@pytest.mark.parametrize("setting", [
-    lambda: torch.set_float32_matmul_precision("medium"),
-    lambda: setattr(torch.backends.cudnn, "allow_tf32", True),
-    lambda: setattr(torch.backends.mkldnn.matmul, "fp32_precision", "bf16"),
-    lambda: setattr(torch.backends, "fp32_precision", "tf32"),
-])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        lambda: torch.set_float32_matmul_precision("medium"),
+        lambda: setattr(torch.backends.cudnn, "allow_tf32", True),
+        lambda: setattr(torch.backends.mkldnn.matmul, "fp32_precision", "bf16"),
+        lambda: setattr(torch.backends, "fp32_precision", "tf32"),
+    ],
+)
 def test_reduced_precision_switches_are_overridden_inside_and_restored_after(setting):
     saved = _switches()
     try:

@@ -25,8 +25,14 @@ def _loaded(tmp_path, profile=None):
 def test_a_profile_object_and_its_dict_render_the_same(tmp_path):
     loaded = _loaded(tmp_path)
     profile = model.as_profile(loaded)
-    for name in ("summary_rows", "datasheet_source_lines", "datasheet_line", "power_line", "header_lines",
-                 "to_markdown"):
+    for name in (
+        "summary_rows",
+        "datasheet_source_lines",
+        "datasheet_line",
+        "power_line",
+        "header_lines",
+        "to_markdown",
+    ):
         assert getattr(render, name)(profile) == getattr(render, name)(loaded), name
     assert list(render.measurement_rows(profile)) == list(render.measurement_rows(loaded))
     assert list(render.energy_rows(profile)) == list(render.energy_rows(loaded))

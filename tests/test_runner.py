@@ -9,16 +9,33 @@ from npucheck.power.base import PowerSource
 from npucheck.runner import RunOptions, Runner
 from npucheck.suites import Suite
 
-TINY = Suite(name="tiny", description="test", suite_budget_s=20, case_budget_s=0.5, case_target_s=0.03,
-             device_warmup_s=0, accelerator_warmup_s=0, min_samples=6, max_samples=8, min_sample_s=0.0005,
-             power_window_s=0.3, idle_s=0.2, power_trials=1,
-             entries=({"kernel": "gemm", "shape_set": "square", "where": {"m": [128, 256]}},
-                      {"kernel": "lstm", "shape_set": "small", "pick": [0]}))
+TINY = Suite(
+    name="tiny",
+    description="test",
+    suite_budget_s=20,
+    case_budget_s=0.5,
+    case_target_s=0.03,
+    device_warmup_s=0,
+    accelerator_warmup_s=0,
+    min_samples=6,
+    max_samples=8,
+    min_sample_s=0.0005,
+    power_window_s=0.3,
+    idle_s=0.2,
+    power_trials=1,
+    entries=(
+        {"kernel": "gemm", "shape_set": "square", "where": {"m": [128, 256]}},
+        {"kernel": "lstm", "shape_set": "small", "pick": [0]},
+    ),
+)
 
 
 def _run(monkeypatch=None, on_event=None, **options):
-    runner = Runner(RunOptions(device="cpu", dtypes=options.pop("dtypes", ["fp32"]), flush=False, **options),
-                    on_event=on_event, suite=TINY)
+    runner = Runner(
+        RunOptions(device="cpu", dtypes=options.pop("dtypes", ["fp32"]), flush=False, **options),
+        on_event=on_event,
+        suite=TINY,
+    )
     return runner.run()
 
 
@@ -58,14 +75,19 @@ def _fault_workload(kind):
     return Workload(run=run, verify=verify, footprint_bytes=0)
 
 
-@pytest.mark.parametrize("kind,expected", [("raise", "RuntimeError: kernel exploded"),
-                                           ("oom", "out of memory"), ("nan", "non-finite output")])
+@pytest.mark.parametrize(
+    "kind,expected",
+    [("raise", "RuntimeError: kernel exploded"), ("oom", "out of memory"), ("nan", "non-finite output")],
+)
 def test_a_failing_kernel_is_recorded_as_error_and_the_run_goes_on(monkeypatch, kind, expected):
     real = runner_module.build_workload
 
     def flaky(case, device, seed):
-        return _fault_workload(kind) if case.id == "gemm/fp32/m128_n128_k128_NN" and case.shape_set == "square" \
+        return (
+            _fault_workload(kind)
+            if case.id == "gemm/fp32/m128_n128_k128_NN" and case.shape_set == "square"
             else real(case, device, seed)
+        )
 
     monkeypatch.setattr(runner_module, "build_workload", flaky)
     profile = _run()
@@ -113,8 +135,9 @@ def test_a_case_predicted_over_budget_is_skipped_with_the_reason():
 
 
 def test_other_load_before_the_run_is_warned_about(monkeypatch):
-    monkeypatch.setattr(runner_module, "busy_processes",
-                        lambda interval_s=0.5: [{"pid": 42, "name": "stress", "cpu_percent": 99.0}])
+    monkeypatch.setattr(
+        runner_module, "busy_processes", lambda interval_s=0.5: [{"pid": 42, "name": "stress", "cpu_percent": 99.0}]
+    )
     profile = _run()
     assert profile["load"]["before"]["busy_processes"][0]["name"] == "stress"
     assert any("stress (pid 42" in w for w in profile["warnings"])
@@ -173,13 +196,16 @@ def test_a_power_source_failing_mid_run_loses_only_its_windows():
         if kind == "phase" and data["name"].startswith("energy window"):
             source.broken = True
 
-    runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False), suite=TINY, power_source=source,
-                    on_event=break_at_the_energy_windows)
+    runner = Runner(
+        RunOptions(device="cpu", dtypes=["fp32"], flush=False),
+        suite=TINY,
+        power_source=source,
+        on_event=break_at_the_energy_windows,
+    )
     profile = runner.run()
     assert profile["power"]["idle"]["valid"] is True
     headline = [m for m in profile["measurements"] if m.get("energy")]
-    assert headline and all(not m["energy"]["valid"] and "device vanished" in m["energy"]["reason"]
-                            for m in headline)
+    assert headline and all(not m["energy"]["valid"] and "device vanished" in m["energy"]["reason"] for m in headline)
     assert all(m["status"] == "ok" for m in profile["measurements"])
     assert profile["summary"]["tflops_per_watt"]["fp32"] is None
     assert "device vanished" in profile["summary"]["power_note"]
@@ -246,8 +272,12 @@ class _StepClock:
 
 def test_warm_up_goes_on_until_the_clock_stops_falling():
     source = _ClockedSource([1980, 1900, 1800, 1700, 1650, 1650, 1650, 1650])
-    runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False, warmup_s=3.0), suite=TINY,
-                    power_source=source, clock=_StepClock())
+    runner = Runner(
+        RunOptions(device="cpu", dtypes=["fp32"], flush=False, warmup_s=3.0),
+        suite=TINY,
+        power_source=source,
+        clock=_StepClock(),
+    )
     profile = runner._skeleton()
     runner._probe(profile)
     runner._warm_up_device(profile)
@@ -259,8 +289,12 @@ def test_warm_up_goes_on_until_the_clock_stops_falling():
 
 def test_warm_up_stops_at_its_limit_and_says_the_clock_was_still_falling():
     source = _ClockedSource(list(range(2000, 1000, -50)))
-    runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False, warmup_s=2.0), suite=TINY,
-                    power_source=source, clock=_StepClock())
+    runner = Runner(
+        RunOptions(device="cpu", dtypes=["fp32"], flush=False, warmup_s=2.0),
+        suite=TINY,
+        power_source=source,
+        clock=_StepClock(),
+    )
     profile = runner._skeleton()
     runner._probe(profile)
     runner._warm_up_device(profile)
@@ -271,8 +305,11 @@ def test_warm_up_stops_at_its_limit_and_says_the_clock_was_still_falling():
 def test_a_case_measured_while_throttled_is_flagged_with_the_reasons():
     source = _ClockedSource([1700])
     source.throttle = ["SwPowerCap"]
-    runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False, kernels=["gemm"], idle_s=0,
-                               power_window_s=0.05), suite=TINY, power_source=source)
+    runner = Runner(
+        RunOptions(device="cpu", dtypes=["fp32"], flush=False, kernels=["gemm"], idle_s=0, power_window_s=0.05),
+        suite=TINY,
+        power_source=source,
+    )
     profile = runner.run()
     ok = [m for m in profile["measurements"] if m["status"] == "ok"]
     assert ok and all(m["throttled"] is True for m in ok)
@@ -336,10 +373,13 @@ def test_the_host_clock_check_flags_event_figures_the_host_clock_cannot_reproduc
 
 
 def test_a_case_above_the_datasheet_ceiling_is_an_error_not_a_result():
-    runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False, kernels=["gemm"], power="none"),
-                    suite=TINY)
-    runner._datasheet = {"part": "Tiny Test Part", "peak_tflops": {"fp32": 1e-6},
-                         "ceiling_tflops": {"fp32": 1.05e-6}, "ceiling_factor": 1.05}
+    runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False, kernels=["gemm"], power="none"), suite=TINY)
+    runner._datasheet = {
+        "part": "Tiny Test Part",
+        "peak_tflops": {"fp32": 1e-6},
+        "ceiling_tflops": {"fp32": 1.05e-6},
+        "ceiling_factor": 1.05,
+    }
     profile = runner.run()
     timed = [m for m in profile["measurements"] if m["samples_s"]]
     assert timed and all(m["status"] == "error" and "Tiny Test Part" in m["error"] for m in timed)

@@ -19,8 +19,13 @@ def _script(name):
 
 
 def test_dobench_gemm_reports_the_ratio_of_stored_to_independent_figures(tmp_path):
-    gemm = make_measurement(id="gemm/bf16/m128_n128_k128_NN", dtype="bf16", tflops=1e-3,
-                            shape={"m": 128, "n": 128, "k": 128, "layout": "NN"}, flops=2 * 128**3)
+    gemm = make_measurement(
+        id="gemm/bf16/m128_n128_k128_NN",
+        dtype="bf16",
+        tflops=1e-3,
+        shape={"m": 128, "n": 128, "k": 128, "layout": "NN"},
+        flops=2 * 128**3,
+    )
     gemv = make_measurement(id="gemm/bf16/m128_n1_k128_NN", dtype="bf16", shape={"m": 128, "n": 1, "k": 128})
     profile = make_profile(measurements=[gemm, gemv])
     result, out = tmp_path / "r.json", tmp_path / "rows.json"

@@ -252,8 +252,9 @@ def test_migrations_are_applied_in_order_and_set_the_version():
         doc["renamed"] *= 10
         return doc
 
-    migrated = store.migrate({"schema_version": 1, "old": 4}, migrations={2: two_to_three, 1: one_to_two},
-                             target_version=3)
+    migrated = store.migrate(
+        {"schema_version": 1, "old": 4}, migrations={2: two_to_three, 1: one_to_two}, target_version=3
+    )
     assert calls == [(1, 1), (2, 2)]
     assert migrated == {"schema_version": 3, "renamed": 40}
 
@@ -271,6 +272,7 @@ def test_load_migrates_an_older_file_before_validating(tmp_path, monkeypatch, mi
     old = copy.deepcopy(minimal_profile)
     old["schema_version"] = 0
     old["results"] = old.pop("measurements")  # a pretend version-0 name for the same data
+
     def zero_to_one(doc):
         doc["measurements"] = doc.pop("results")
         return doc
@@ -292,13 +294,16 @@ def test_default_name_is_time_device_and_suite(tmp_path, minimal_profile):
     assert path == tmp_path / "results" / "20261123T100000Z-intel-r-xeon-r-platinum-8480-quick.json"
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("NVIDIA H100 80GB HBM3", "nvidia-h100-80gb-hbm3"),
-    ("  Ascend/910B (x) ", "ascend-910b-x"),
-    ("Ünïcode GPU", "unicode-gpu"),
-    ("???", "unknown"),
-    ("a" * 39 + " b", "a" * 39),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("NVIDIA H100 80GB HBM3", "nvidia-h100-80gb-hbm3"),
+        ("  Ascend/910B (x) ", "ascend-910b-x"),
+        ("Ünïcode GPU", "unicode-gpu"),
+        ("???", "unknown"),
+        ("a" * 39 + " b", "a" * 39),
+    ],
+)
 def test_slug_is_short_lowercase_ascii(text, expected):
     assert store.slug(text) == expected
 
@@ -319,7 +324,8 @@ def test_save_leaves_no_temporary_files(tmp_path, minimal_profile):
     store.save_result(minimal_profile, results_dir=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "20261123T100000Z-intel-r-xeon-r-platinum-8480-quick-1.json",
-        "20261123T100000Z-intel-r-xeon-r-platinum-8480-quick.json"]
+        "20261123T100000Z-intel-r-xeon-r-platinum-8480-quick.json",
+    ]
 
 
 def test_invalid_profile_is_not_written(tmp_path, minimal_profile):
@@ -410,8 +416,10 @@ def test_iter_results_refuses_a_missing_directory(tmp_path):
 
 # ------------------------------------------------------------------------------------------------------- import cost
 def test_importing_the_store_loads_neither_torch_nor_jsonschema():
-    code = ("import sys, npucheck.store\n"
-            "assert 'torch' not in sys.modules, 'torch'\nassert 'jsonschema' not in sys.modules, 'jsonschema'\n")
+    code = (
+        "import sys, npucheck.store\n"
+        "assert 'torch' not in sys.modules, 'torch'\nassert 'jsonschema' not in sys.modules, 'jsonschema'\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
@@ -422,8 +430,9 @@ measurements = st.lists(
         make_measurement,
         kernel=st.sampled_from(["gemm", "conv2d", "rnn_tanh", "rnn_relu", "lstm", "gru"]),
         dtype=st.sampled_from(["fp16", "bf16", "fp32"]),
-        shape=st.dictionaries(st.text(min_size=1, max_size=8),
-                              st.one_of(st.integers(0, 2**40), st.text(max_size=8)), max_size=6),
+        shape=st.dictionaries(
+            st.text(min_size=1, max_size=8), st.one_of(st.integers(0, 2**40), st.text(max_size=8)), max_size=6
+        ),
         flops=st.integers(0, 2**70),
         samples_s=st.lists(positive_seconds, max_size=50),
         tflops=st.one_of(st.none(), st.floats(min_value=0, max_value=1e6)),
@@ -435,8 +444,7 @@ measurements = st.lists(
 )
 
 
-@settings(database=None, deadline=None, max_examples=60,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(database=None, deadline=None, max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(measurements)
 def test_any_valid_measurement_list_round_trips(tmp_path, measurement_list):
     for index, measurement in enumerate(measurement_list):

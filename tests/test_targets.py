@@ -87,7 +87,9 @@ def test_terminal_target_needs_one_of_cnn_rnn_lstm_and_strict_needs_all_three():
     terminal = load_target("miit-2020-terminal").criteria
     strict = load_target("miit-2020-terminal-strict").criteria
     assert [(c.label, c.op, c.threshold) for c in terminal] == [
-        ("tflops_per_watt.fp16", ">", 1.0), ("supported_families(cnn,rnn,lstm)", ">=", 1)]
+        ("tflops_per_watt.fp16", ">", 1.0),
+        ("supported_families(cnn,rnn,lstm)", ">=", 1),
+    ]
     assert [(c.label, c.threshold) for c in strict][1] == ("supported_families(cnn,rnn,lstm)", 3)
     assert terminal[1].unit == "families"
 
@@ -122,8 +124,9 @@ def test_a_user_file_loads_by_path(tmp_path):
     target = load_target(str(path))
     assert target.name == "my-target"
     assert target.path == str(path)
-    assert target.criteria[1] == Criterion("supported_families", ">=", 1, None, ("cnn", "rnn", "lstm"),
-                                           "one or several")
+    assert target.criteria[1] == Criterion(
+        "supported_families", ">=", 1, None, ("cnn", "rnn", "lstm"), "one or several"
+    )
 
 
 def test_a_name_ending_in_toml_is_a_path_not_a_builtin(tmp_path, monkeypatch):
@@ -350,8 +353,12 @@ def test_arbitrary_text_either_parses_or_raises_one_line_target_error(text):
         assert str(e).startswith("fuzz.toml: ")
 
 
-@given(st.sampled_from(["peak_tflops", "tflops_per_watt"]), st.sampled_from(["fp16", "bf16", "fp32"]),
-       st.sampled_from([">=", ">", "<=", "<"]), st.floats(min_value=0, max_value=1e6))
+@given(
+    st.sampled_from(["peak_tflops", "tflops_per_watt"]),
+    st.sampled_from(["fp16", "bf16", "fp32"]),
+    st.sampled_from([">=", ">", "<=", "<"]),
+    st.floats(min_value=0, max_value=1e6),
+)
 def test_any_valid_throughput_criterion_round_trips(metric, dtype, op, threshold):
     text = target_text([f'metric = "{metric}"\ndtype = "{dtype}"\nop = "{op}"\nthreshold = {threshold!r}\n'])
     criterion = parse_target(text, "t.toml").criteria[0]

@@ -32,39 +32,52 @@ class FakeDevice:
 
 def test_calls_are_batched_until_a_sample_is_long_enough():
     device = FakeDevice(call_s=0.0001)
-    result = time_kernel(lambda: None, device, lambda: None, TimingSettings(budget_s=0.05, min_sample_s=0.002),
-                         clock=device.clock)
+    result = time_kernel(
+        lambda: None, device, lambda: None, TimingSettings(budget_s=0.05, min_sample_s=0.002), clock=device.clock
+    )
     assert result.calls_per_sample == 20
     assert result.stats.median_s == pytest.approx(0.0001)
 
 
 def test_slow_first_call_does_not_inflate_the_calibration():
     device = FakeDevice(call_s=0.001, first_call_s=1.0)
-    result = time_kernel(lambda: None, device, lambda: None, TimingSettings(budget_s=0.05, min_sample_s=0.002),
-                         clock=device.clock)
+    result = time_kernel(
+        lambda: None, device, lambda: None, TimingSettings(budget_s=0.05, min_sample_s=0.002), clock=device.clock
+    )
     assert result.calls_per_sample == 2
     assert result.warmup_calls >= 2
 
 
 def test_at_least_min_samples_even_when_one_call_exceeds_the_budget():
     device = FakeDevice(call_s=1.0)
-    result = time_kernel(lambda: None, device, lambda: None, TimingSettings(budget_s=0.1, min_samples=6),
-                         clock=device.clock)
+    result = time_kernel(
+        lambda: None, device, lambda: None, TimingSettings(budget_s=0.1, min_samples=6), clock=device.clock
+    )
     assert len(result.samples_s) == 6
 
 
 def test_sampling_stops_at_max_samples():
     device = FakeDevice(call_s=0.01)
-    result = time_kernel(lambda: None, device, lambda: None,
-                         TimingSettings(budget_s=100, min_samples=2, max_samples=9), clock=device.clock)
+    result = time_kernel(
+        lambda: None,
+        device,
+        lambda: None,
+        TimingSettings(budget_s=100, min_samples=2, max_samples=9),
+        clock=device.clock,
+    )
     assert len(result.samples_s) == 9
 
 
 def test_cache_is_flushed_before_every_sample():
     device = FakeDevice(call_s=0.01)
     flushes = []
-    result = time_kernel(lambda: None, device, lambda: flushes.append(device.calls),
-                         TimingSettings(budget_s=0.1, min_samples=6), clock=device.clock)
+    result = time_kernel(
+        lambda: None,
+        device,
+        lambda: flushes.append(device.calls),
+        TimingSettings(budget_s=0.1, min_samples=6),
+        clock=device.clock,
+    )
     assert len(flushes) == len(result.samples_s)
 
 

@@ -226,8 +226,7 @@ class AcceleratorDevice(Device):
         long kernel (a memset of >= 256 MiB), so the host has queued the next start event and call before the
         device reaches them: the pair times the call, not the launch gap."""
         stream = self._stream()
-        pairs = [(self._runtime.event(self.device), self._runtime.event(self.device))
-                 for _ in range(calls)]
+        pairs = [(self._runtime.event(self.device), self._runtime.event(self.device)) for _ in range(calls)]
         for start, end in pairs:
             flush()
             start.record(stream)
@@ -246,8 +245,18 @@ class AcceleratorDevice(Device):
         props = self._raw_properties()
         if props is None:
             return {}
-        wanted = ("name", "total_memory", "multi_processor_count", "major", "minor", "L2_cache_size",
-                  "gcnArchName", "uuid", "max_compute_units", "gpu_eu_count")
+        wanted = (
+            "name",
+            "total_memory",
+            "multi_processor_count",
+            "major",
+            "minor",
+            "L2_cache_size",
+            "gcnArchName",
+            "uuid",
+            "max_compute_units",
+            "gpu_eu_count",
+        )
         out = {key: _jsonable(getattr(props, key)) for key in wanted if hasattr(props, key)}
         out["pci_bus_id"] = pci_address(props)
         return out
@@ -286,8 +295,13 @@ class AcceleratorDevice(Device):
         return gpu_processes(str(uuid))
 
 
-VISIBLE_DEVICES_VARS = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ZE_AFFINITY_MASK",
-                        "ASCEND_RT_VISIBLE_DEVICES")
+VISIBLE_DEVICES_VARS = (
+    "CUDA_VISIBLE_DEVICES",
+    "HIP_VISIBLE_DEVICES",
+    "ROCR_VISIBLE_DEVICES",
+    "ZE_AFFINITY_MASK",
+    "ASCEND_RT_VISIBLE_DEVICES",
+)
 
 
 def pci_address(props: Any) -> str | None:
@@ -317,8 +331,10 @@ def available_devices() -> tuple[list[str], list[str]]:
     notes = []
     kind = accelerator_type()
     if kind is None:
-        notes.append(f"no torch accelerator: this torch {torch.__version__} build sees none "
-                     f"(CUDA compiled in: {torch.version.cuda or 'no'}, ROCm: {torch.version.hip or 'no'})")
+        notes.append(
+            f"no torch accelerator: this torch {torch.__version__} build sees none "
+            f"(CUDA compiled in: {torch.version.cuda or 'no'}, ROCm: {torch.version.hip or 'no'})"
+        )
     else:
         ids.extend(f"{kind}:{i}" for i in range(torch.accelerator.device_count()))
     ids.append("cpu")
@@ -345,10 +361,13 @@ def resolve_device(spec: str = "auto", runtime: Any | None = None) -> Device:
     try:
         torch_device = torch.device(spec)
     except (RuntimeError, ValueError) as e:
-        raise DeviceUnavailableError(f"unknown device {spec!r}; available here: {', '.join(available_devices()[0])}") from e
+        raise DeviceUnavailableError(
+            f"unknown device {spec!r}; available here: {', '.join(available_devices()[0])}"
+        ) from e
     if torch_device.type != kind:
         raise DeviceUnavailableError(
-            f"device {spec!r} is not available here; available: {', '.join(available_devices()[0])}")
+            f"device {spec!r} is not available here; available: {', '.join(available_devices()[0])}"
+        )
     index = 0 if torch_device.index is None else torch_device.index
     count = runtime.device_count() if runtime is not None else torch.accelerator.device_count()
     if index >= count:
@@ -373,11 +392,13 @@ def cpu_caches(sysfs_root: Path = Path("/sys")) -> list[dict[str, Any]]:
     for index in sorted(base.glob("index*")):
         try:
             size_text = (index / "size").read_text().strip()
-            result.append({
-                "level": int((index / "level").read_text()),
-                "type": (index / "type").read_text().strip(),
-                "size_bytes": _parse_size(size_text),
-            })
+            result.append(
+                {
+                    "level": int((index / "level").read_text()),
+                    "type": (index / "type").read_text().strip(),
+                    "size_bytes": _parse_size(size_text),
+                }
+            )
         except (OSError, ValueError):
             continue
     return result

@@ -91,9 +91,14 @@ def probe_all() -> list[SourceStatus]:
     return [probe_nvml(), probe_rapl(), probe_hwmon(), probe_amdsmi()]
 
 
-def open_source(spec: str, device: dict[str, Any] | None = None, root: Path | None = None,
-                nvml: Any | None = None, amdsmi: Any | None = None,
-                measure_update: bool = True) -> tuple[PowerSource | None, list[str]]:
+def open_source(
+    spec: str,
+    device: dict[str, Any] | None = None,
+    root: Path | None = None,
+    nvml: Any | None = None,
+    amdsmi: Any | None = None,
+    measure_update: bool = True,
+) -> tuple[PowerSource | None, list[str]]:
     """Open the power source ``spec`` names for the device under test, and say whether it covers that device.
 
     Args:
@@ -148,8 +153,9 @@ def _open(spec: str, device: dict[str, Any], root: Path, nvml: Any | None, amdsm
         from npucheck.power.hwmon import GPU_DRIVERS, HwmonSource
 
         driver, _, label = arg.partition(":")
-        bus = props.get("pci_bus_id") if driver in GPU_DRIVERS and device_runtime(device) == GPU_DRIVERS[driver] \
-            else None
+        bus = (
+            props.get("pci_bus_id") if driver in GPU_DRIVERS and device_runtime(device) == GPU_DRIVERS[driver] else None
+        )
         return HwmonSource(root, driver or None, label or None, bus_id=bus)
     if kind == "nvml":
         from npucheck.power.nvml import NvmlSource
@@ -176,8 +182,9 @@ def _open(spec: str, device: dict[str, Any], root: Path, nvml: Any | None, amdsm
         except ValueError as e:
             raise PowerSourceError(f"constant: expected watts, e.g. constant:350, not {arg!r}") from e
         return ConstantSource(watts)
-    raise PowerSourceError(f"unknown power source {spec!r} (auto, none, nvml, rapl, hwmon, amdsmi, meter:PATH, "
-                           "constant:WATTS)")
+    raise PowerSourceError(
+        f"unknown power source {spec!r} (auto, none, nvml, rapl, hwmon, amdsmi, meter:PATH, constant:WATTS)"
+    )
 
 
 def _auto_candidates(device: dict[str, Any]) -> list[str]:
@@ -215,9 +222,15 @@ def _open_meter(arg: str) -> PowerSource:
     if not path:
         raise PowerSourceError("meter: give the log's path, e.g. meter:/var/log/meter.csv")
     kwargs: dict[str, Any] = {}
-    names = {"accuracy": ("accuracy", float), "sample": ("sample_type", str), "period": ("period_s", float),
-             "scope": ("scope", str), "offset": ("offset_s", float), "tz": ("local_time", lambda v: v == "local"),
-             "covers": ("covers", _yes_no)}
+    names = {
+        "accuracy": ("accuracy", float),
+        "sample": ("sample_type", str),
+        "period": ("period_s", float),
+        "scope": ("scope", str),
+        "offset": ("offset_s", float),
+        "tz": ("local_time", lambda v: v == "local"),
+        "covers": ("covers", _yes_no),
+    }
     for option in options:
         key, _, value = option.partition("=")
         if key not in names:

@@ -15,8 +15,17 @@ import threading
 import time
 from typing import Any, Callable
 
-from npucheck.power.base import (CounterReset, PowerReadError, PowerSource, PowerSourceError, bus_id_coverage,
-                                 device_label, device_runtime, normalize_bus_id, plausible_watts)
+from npucheck.power.base import (
+    CounterReset,
+    PowerReadError,
+    PowerSource,
+    PowerSourceError,
+    bus_id_coverage,
+    device_label,
+    device_runtime,
+    normalize_bus_id,
+    plausible_watts,
+)
 
 AMD_UNCERTAINTY = 0.05
 VALIDATE_S = 0.5
@@ -37,13 +46,20 @@ class AmdSmiSource(PowerSource):
     scope = "board"
     uncertainty_rel = AMD_UNCERTAINTY
 
-    def __init__(self, amdsmi: Any | None = None, index: int | None = None, bus_id: str | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        amdsmi: Any | None = None,
+        index: int | None = None,
+        bus_id: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if amdsmi is None:
             try:
                 import amdsmi as amdsmi_module
             except Exception as e:  # noqa: BLE001 - ImportError, or OSError when the ROCm library is missing
-                raise PowerSourceError(f"amdsmi: cannot import ({type(e).__name__}: {e}); pip install 'npucheck[amd]'") from e
+                raise PowerSourceError(
+                    f"amdsmi: cannot import ({type(e).__name__}: {e}); pip install 'npucheck[amd]'"
+                ) from e
             amdsmi = amdsmi_module
         self._amd = amdsmi
         self._lock = threading.Lock()  # amdsmi is not thread-safe before ROCm 7.2
@@ -65,9 +81,11 @@ class AmdSmiSource(PowerSource):
             raise PowerSourceError(f"amdsmi: no usable energy counter ({why}) and no socket power reading")
         self.quality = "Q2" if self._counter else "Q1"
         self.counter_update_s = 0.001 if self._counter else None
-        self.detail = f"GPU at {self.bus_id or 'unknown PCI address'} ({self.found_by}): " + (
-            "validated energy counter" if self._counter else f"energy counter not used: {why}") + (
-            f"; {self._power_key}" if self._power_key else "")
+        self.detail = (
+            f"GPU at {self.bus_id or 'unknown PCI address'} ({self.found_by}): "
+            + ("validated energy counter" if self._counter else f"energy counter not used: {why}")
+            + (f"; {self._power_key}" if self._power_key else "")
+        )
 
     def _bdf(self, handle: Any) -> str | None:
         try:
@@ -89,15 +107,21 @@ class AmdSmiSource(PowerSource):
             if len(matches) == 1:
                 return matches[0], f"PCI bus id {wanted}"
             if not matches:
-                raise PowerSourceError(f"amdsmi: no GPU at PCI bus id {wanted} (found "
-                                       f"{', '.join(str(self._bdf(h)) for h in handles) or 'none'})")
-            raise PowerSourceError(f"amdsmi: {len(matches)} handles share PCI bus id {wanted}: ambiguous; name one "
-                                   "with amdsmi:INDEX")
+                raise PowerSourceError(
+                    f"amdsmi: no GPU at PCI bus id {wanted} (found "
+                    f"{', '.join(str(self._bdf(h)) for h in handles) or 'none'})"
+                )
+            raise PowerSourceError(
+                f"amdsmi: {len(matches)} handles share PCI bus id {wanted}: ambiguous; name one with amdsmi:INDEX"
+            )
         if len(handles) == 1:
             return handles[0], "the only GPU amdsmi sees"
-        raise PowerSourceError(f"amdsmi: {len(handles)} GPUs and no PCI bus id to tell which is the device under "
-                               "test; name one with amdsmi:INDEX (amdsmi's order, not HIP's)" if handles
-                               else "amdsmi: no GPU found")
+        raise PowerSourceError(
+            f"amdsmi: {len(handles)} GPUs and no PCI bus id to tell which is the device under "
+            "test; name one with amdsmi:INDEX (amdsmi's order, not HIP's)"
+            if handles
+            else "amdsmi: no GPU found"
+        )
 
     def check_coverage(self, device: dict[str, Any]) -> tuple[bool | None, str]:
         label = device_label(device)

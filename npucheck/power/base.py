@@ -96,7 +96,9 @@ class PowerSource:
     def read_power_w(self) -> float:
         raise PowerReadError(f"{self.name} has no power reading")
 
-    def log_samples(self, start_unix: float, end_unix: float, wait_s: float = 0.0) -> tuple[list[tuple[float, float]], int]:
+    def log_samples(
+        self, start_unix: float, end_unix: float, wait_s: float = 0.0
+    ) -> tuple[list[tuple[float, float]], int]:
         """(Unix time, watts) samples in [start, end] and the count of malformed lines skipped."""
         raise PowerReadError(f"{self.name} has no log")
 
@@ -104,15 +106,29 @@ class PowerSource:
         return {}
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "scope": self.scope, "quality": self.quality,
-                "quality_name": QUALITY_NAMES[self.quality], "uncertainty_rel": self.uncertainty_rel,
-                "counter": self.has_counter, "counter_update_s": self.counter_update_s,
-                "power_update_s": self.power_update_s, "power_average_s": self.power_average_s,
-                "update_measured_s": self.update_measured_s, "update_note": self.update_note,
-                "covers_device": self.covers_device, "covers_reason": self.coverage, "detail": self.detail}
+        return {
+            "name": self.name,
+            "scope": self.scope,
+            "quality": self.quality,
+            "quality_name": QUALITY_NAMES[self.quality],
+            "uncertainty_rel": self.uncertainty_rel,
+            "counter": self.has_counter,
+            "counter_update_s": self.counter_update_s,
+            "power_update_s": self.power_update_s,
+            "power_average_s": self.power_average_s,
+            "update_measured_s": self.update_measured_s,
+            "update_note": self.update_note,
+            "covers_device": self.covers_device,
+            "covers_reason": self.coverage,
+            "detail": self.detail,
+        }
 
-    def measure_update(self, max_wait_s: float | None = None, clock: Callable[[], float] = time.monotonic,
-                       sleep: Callable[[float], None] = time.sleep) -> None:
+    def measure_update(
+        self,
+        max_wait_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         """Measure the counter's update period (else the power reading's) and keep the larger of measured and
         assumed in ``counter_update_s`` / ``power_update_s``: the window length, quantization and trial offsets
         all rest on it."""
@@ -160,9 +176,13 @@ def normalize_bus_id(text: Any) -> str | None:
     return f"{int(domain or '0', 16):04x}:{int(bus, 16):02x}:{int(dev, 16):02x}.{int(fn)}"
 
 
-def measure_update_period(read: Callable[[], float], assumed_s: float, max_wait_s: float = UPDATE_PROBE_MAX_S,
-                          clock: Callable[[], float] = time.monotonic,
-                          sleep: Callable[[float], None] = time.sleep) -> tuple[float | None, str]:
+def measure_update_period(
+    read: Callable[[], float],
+    assumed_s: float,
+    max_wait_s: float = UPDATE_PROBE_MAX_S,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[float | None, str]:
     """How often ``read()``'s value changes: poll until it has changed twice and return the time between the two
     changes. Waits at most ``max_wait_s`` seconds; a failed read is skipped.
 
@@ -190,8 +210,10 @@ def measure_update_period(read: Callable[[], float], assumed_s: float, max_wait_
     if len(changes) == 2:
         return changes[1] - changes[0], f"measured {changes[1] - changes[0]:.3g} s (assumed {assumed_s:g} s)"
     waited = clock() - (changes[0] if changes else start)
-    note = (f"not measured: the reading changed {len(changes)} time(s) in {clock() - start:.2g} s, so the "
-            f"period is at least {waited:.2g} s (assumed {assumed_s:g} s)")
+    note = (
+        f"not measured: the reading changed {len(changes)} time(s) in {clock() - start:.2g} s, so the "
+        f"period is at least {waited:.2g} s (assumed {assumed_s:g} s)"
+    )
     return (waited if waited > assumed_s else None), note
 
 
@@ -212,4 +234,3 @@ def bus_id_coverage(where: str, ours: str | None, device: dict[str, Any] | None)
     if theirs == ours:
         return True, f"{where} at PCI {ours} matches {label}"
     return False, f"{where} at PCI {ours} is not {label} (PCI {theirs})"
-

@@ -20,9 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from npucheck.model import PARTIAL_SCOPES
-from npucheck.power.base import (CounterReset, PowerReadError, PowerSource, PowerSourceError,
-                                 bus_id_coverage, device_label, device_runtime, normalize_bus_id,
-                                 plausible_watts)
+from npucheck.power.base import (
+    CounterReset,
+    PowerReadError,
+    PowerSource,
+    PowerSourceError,
+    bus_id_coverage,
+    device_label,
+    device_runtime,
+    normalize_bus_id,
+    plausible_watts,
+)
 
 HWMON_UNCERTAINTY = 0.10
 """hwmon drivers state no accuracy; we judge their figures with ±10%."""
@@ -79,7 +87,7 @@ def _rails(path: Path) -> dict[str, str]:
     """INA3221-style rails: label -> channel number, for channels with both voltage and current."""
     rails = {}
     for label_file in _sorted(path.glob("in*_label")):
-        channel = label_file.name[2:-len("_label")]
+        channel = label_file.name[2 : -len("_label")]
         if (path / f"in{channel}_input").exists() and (path / f"curr{channel}_input").exists():
             try:
                 rails[_read(label_file)] = channel
@@ -94,28 +102,34 @@ class HwmonSource(PowerSource):
     name = "hwmon"
     uncertainty_rel = HWMON_UNCERTAINTY
 
-    def __init__(self, root: Path | str = "/sys", driver: str | None = None, label: str | None = None,
-                 bus_id: str | None = None):
+    def __init__(
+        self, root: Path | str = "/sys", driver: str | None = None, label: str | None = None, bus_id: str | None = None
+    ):
         base = Path(root) / "class/hwmon"
         if not base.is_dir():
             raise PowerSourceError(f"hwmon: {base} is not present")
         devices = [d for d in _devices(Path(root)) if driver is None or d[1] == driver]
         if not devices:
-            raise PowerSourceError(f"hwmon: no device named {driver!r} under {base}" if driver
-                                   else f"hwmon: no devices under {base}")
+            raise PowerSourceError(
+                f"hwmon: no device named {driver!r} under {base}" if driver else f"hwmon: no devices under {base}"
+            )
         wanted = normalize_bus_id(bus_id)
         self.found_by = "the first sensor found"
         if wanted:
             matching = [d for d in devices if pci_address(d[0]) == wanted]
             if not matching:
-                raise PowerSourceError(f"hwmon: no {driver or 'hwmon'} device at PCI bus id {wanted} (found "
-                                       f"{', '.join(f'{n} {pci_address(p)}' for p, n in devices)})")
+                raise PowerSourceError(
+                    f"hwmon: no {driver or 'hwmon'} device at PCI bus id {wanted} (found "
+                    f"{', '.join(f'{n} {pci_address(p)}' for p, n in devices)})"
+                )
             devices, self.found_by = matching, f"PCI bus id {wanted}"
         elif driver in GPU_DRIVERS:
             if len(devices) > 1:
-                raise PowerSourceError(f"hwmon: {len(devices)} {driver} devices "
-                                       f"({', '.join(str(pci_address(p)) for p, _ in devices)}) and no PCI bus id "
-                                       "to tell which is the device under test: ambiguous")
+                raise PowerSourceError(
+                    f"hwmon: {len(devices)} {driver} devices "
+                    f"({', '.join(str(pci_address(p)) for p, _ in devices)}) and no PCI bus id "
+                    "to tell which is the device under test: ambiguous"
+                )
             self.found_by = f"the only {driver} device"
         self._energy: Path | None = None
         self._power: Path | None = None
@@ -129,11 +143,15 @@ class HwmonSource(PowerSource):
                 break
         else:
             if self._rails_seen and not label:
-                raise PowerSourceError(f"hwmon: rails {', '.join(self._rails_seen)} but no module input rail "
-                                       f"({' or '.join(INPUT_RAILS)}); choose one with hwmon:DRIVER:LABEL")
-            raise PowerSourceError(f"hwmon: no power, energy or rail sensor{f' labelled {label!r}' if label else ''}"
-                                   f" on {', '.join(n for _, n in devices)}"
-                                   + (f" (rails: {', '.join(self._rails_seen)})" if self._rails_seen else ""))
+                raise PowerSourceError(
+                    f"hwmon: rails {', '.join(self._rails_seen)} but no module input rail "
+                    f"({' or '.join(INPUT_RAILS)}); choose one with hwmon:DRIVER:LABEL"
+                )
+            raise PowerSourceError(
+                f"hwmon: no power, energy or rail sensor{f' labelled {label!r}' if label else ''}"
+                f" on {', '.join(n for _, n in devices)}"
+                + (f" (rails: {', '.join(self._rails_seen)})" if self._rails_seen else "")
+            )
         self.bus_id = pci_address(self.device_path)
         self.scope = DRIVER_SCOPES.get(self.driver, "unknown")  # an unknown driver's scope is not guessed
         if self._rail and self.rail_label not in INPUT_RAILS:
@@ -141,8 +159,13 @@ class HwmonSource(PowerSource):
         self.quality = "Q2" if self._energy else "Q1"
         self.counter_update_s = 0.001 if self._energy else None
         self.power_update_s = None
-        what = (f"energy counter {self._energy.name}" if self._energy else
-                f"power file {self._power.name}" if self._power else f"rail {self.rail_label} (V x I)")
+        what = (
+            f"energy counter {self._energy.name}"
+            if self._energy
+            else f"power file {self._power.name}"
+            if self._power
+            else f"rail {self.rail_label} (V x I)"
+        )
         if self._power is not None and self.power_label:
             what += f" labelled {self.power_label!r}"
         if self._power is not None and self.power_average_s:
@@ -193,7 +216,10 @@ class HwmonSource(PowerSource):
         if self.scope in PARTIAL_SCOPES:
             return False, f"{where}: rail {getattr(self, 'rail_label', '?')} is only part of {label}"
         if self.driver == "ina3221":
-            return True, f"{where}: the module input rail {getattr(self, 'rail_label', '')} covers the whole module, {label} included"
+            return (
+                True,
+                f"{where}: the module input rail {getattr(self, 'rail_label', '')} covers the whole module, {label} included",
+            )
         runtime = GPU_DRIVERS.get(self.driver)
         if runtime is None:
             return None, f"{where}: a {self.driver} sensor; whether it measures {label} is unknown"
@@ -243,6 +269,11 @@ class HwmonSource(PowerSource):
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
-        info.update(driver=self.driver, path=str(self.device_path), pci_bus_id=self.bus_id,
-                    power_label=getattr(self, "power_label", None), found_by=self.found_by)
+        info.update(
+            driver=self.driver,
+            path=str(self.device_path),
+            pci_bus_id=self.bus_id,
+            power_label=getattr(self, "power_label", None),
+            found_by=self.found_by,
+        )
         return info

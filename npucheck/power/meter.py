@@ -65,8 +65,9 @@ def parse_line(line: str, local: bool = False) -> tuple[float, float] | None:
     match = _PTD.match(line)
     if match:
         # PTDaemon writes month first: "Time,11-25-2026 12:00:00.250,Watts,..."
-        stamp = datetime.strptime(match.group(1), "%m-%d-%Y %H:%M:%S.%f" if "." in match.group(1)
-                                  else "%m-%d-%Y %H:%M:%S")
+        stamp = datetime.strptime(
+            match.group(1), "%m-%d-%Y %H:%M:%S.%f" if "." in match.group(1) else "%m-%d-%Y %H:%M:%S"
+        )
         stamp = stamp.astimezone() if local else stamp.replace(tzinfo=timezone.utc)
         watts = float(match.group(2))
         if not math.isfinite(watts):
@@ -89,9 +90,18 @@ class MeterLogSource(PowerSource):
     name = "meter"
     quality = "Q3"
 
-    def __init__(self, path: str | Path, accuracy: float | None = None, sample_type: str = "average",
-                 period_s: float = 1.0, scope: str = "wall", offset_s: float = 0.0, local_time: bool = False,
-                 covers: bool | None = None, sleep: callable = time.sleep):  # type: ignore[valid-type]
+    def __init__(
+        self,
+        path: str | Path,
+        accuracy: float | None = None,
+        sample_type: str = "average",
+        period_s: float = 1.0,
+        scope: str = "wall",
+        offset_s: float = 0.0,
+        local_time: bool = False,
+        covers: bool | None = None,
+        sleep: callable = time.sleep,
+    ):  # type: ignore[valid-type]
         self.path = Path(path)
         if not self.path.exists():
             raise PowerSourceError(f"meter: {self.path}: does not exist (start the meter's logger first)")
@@ -115,9 +125,15 @@ class MeterLogSource(PowerSource):
         self.covers_stated = covers
         self.error_samples = 0
         self._sleep = sleep
-        self.detail = (f"{self.path} ({sample_type} samples every {period_s:g} s, accuracy "
-                       + (f"±{accuracy:.2%} as stated" if accuracy is not None
-                          else f"not stated: ±{DEFAULT_METER_UNCERTAINTY:.0%} assumed") + ")")
+        self.detail = (
+            f"{self.path} ({sample_type} samples every {period_s:g} s, accuracy "
+            + (
+                f"±{accuracy:.2%} as stated"
+                if accuracy is not None
+                else f"not stated: ±{DEFAULT_METER_UNCERTAINTY:.0%} assumed"
+            )
+            + ")"
+        )
 
     @property
     def is_log(self) -> bool:
@@ -153,11 +169,15 @@ class MeterLogSource(PowerSource):
     def check_coverage(self, device: dict) -> tuple[bool | None, str]:
         label = device_label(device)
         if self.covers_stated is None:
-            return None, (f"meter: whether it measures {label} was not stated (add covers=yes to the meter spec "
-                          "to have its TFLOPS/W judged)")
+            return None, (
+                f"meter: whether it measures {label} was not stated (add covers=yes to the meter spec "
+                "to have its TFLOPS/W judged)"
+            )
         return self.covers_stated, f"meter: scope stated by the user (covers={'yes' if self.covers_stated else 'no'})"
 
-    def log_samples(self, start_unix: float, end_unix: float, wait_s: float = 0.0) -> tuple[list[tuple[float, float]], int]:
+    def log_samples(
+        self, start_unix: float, end_unix: float, wait_s: float = 0.0
+    ) -> tuple[list[tuple[float, float]], int]:
         """Samples covering [start, end]; waits up to ``wait_s`` for the logger to write past ``end``."""
         deadline = time.time() + wait_s
         while True:
@@ -171,8 +191,13 @@ class MeterLogSource(PowerSource):
 
     def describe(self) -> dict:
         info = super().describe()
-        info.update(sample_type=self.sample_type, accuracy_stated=self.accuracy_stated, offset_s=self.offset_s,
-                    path=str(self.path), covers_stated=self.covers_stated)
+        info.update(
+            sample_type=self.sample_type,
+            accuracy_stated=self.accuracy_stated,
+            offset_s=self.offset_s,
+            path=str(self.path),
+            covers_stated=self.covers_stated,
+        )
         return info
 
 

@@ -21,8 +21,17 @@ import os
 import threading
 from typing import Any
 
-from npucheck.power.base import (CounterReset, PowerReadError, PowerSource, PowerSourceError, bus_id_coverage,
-                                 device_label, device_runtime, normalize_bus_id, plausible_watts)
+from npucheck.power.base import (
+    CounterReset,
+    PowerReadError,
+    PowerSource,
+    PowerSourceError,
+    bus_id_coverage,
+    device_label,
+    device_runtime,
+    normalize_bus_id,
+    plausible_watts,
+)
 
 NVML_UNCERTAINTY = 0.05
 """Yang et al. (SC'24): NVML's steady-state error is proportional, about ±5%, board to board."""
@@ -30,12 +39,27 @@ COUNTER_UPDATE_S = 0.1
 FIELD_POWER_INSTANT = 186  # NVML_FI_DEV_POWER_INSTANT, when the binding lacks the constant
 GPU_SCOPE, MODULE_SCOPE = 0, 1  # NVML_POWER_SCOPE_GPU / _MODULE: a field value's scopeId
 CLOCK_EVENT_BITS = {
-    0x1: "GpuIdle", 0x2: "ApplicationsClocksSetting", 0x4: "SwPowerCap", 0x8: "HwSlowdown", 0x10: "SyncBoost",
-    0x20: "SwThermalSlowdown", 0x40: "HwThermalSlowdown", 0x80: "HwPowerBrakeSlowdown", 0x100: "DisplayClockSetting",
-    0x200: "BoardLimit", 0x400: "Reliability",  # nvmlClocksThrottleReasonBoardLimit / ...Reliability
+    0x1: "GpuIdle",
+    0x2: "ApplicationsClocksSetting",
+    0x4: "SwPowerCap",
+    0x8: "HwSlowdown",
+    0x10: "SyncBoost",
+    0x20: "SwThermalSlowdown",
+    0x40: "HwThermalSlowdown",
+    0x80: "HwPowerBrakeSlowdown",
+    0x100: "DisplayClockSetting",
+    0x200: "BoardLimit",
+    0x400: "Reliability",  # nvmlClocksThrottleReasonBoardLimit / ...Reliability
 }
-LIMITING = {"SwPowerCap", "HwSlowdown", "SwThermalSlowdown", "HwThermalSlowdown", "HwPowerBrakeSlowdown",
-            "BoardLimit", "Reliability"}
+LIMITING = {
+    "SwPowerCap",
+    "HwSlowdown",
+    "SwThermalSlowdown",
+    "HwThermalSlowdown",
+    "HwPowerBrakeSlowdown",
+    "BoardLimit",
+    "Reliability",
+}
 """Clock-event reasons that mean the GPU ran slower than it could (idle and app-clock settings do not)."""
 
 
@@ -74,8 +98,9 @@ class NvmlSource(PowerSource):
     scope = "board"
     uncertainty_rel = NVML_UNCERTAINTY
 
-    def __init__(self, nvml: Any | None = None, uuid: str | None = None, index: int | None = None,
-                 bus_id: str | None = None):
+    def __init__(
+        self, nvml: Any | None = None, uuid: str | None = None, index: int | None = None, bus_id: str | None = None
+    ):
         self._nvml = nvml if nvml is not None else _import_nvml()
         self._lock = threading.Lock()  # NVML calls from the sampler thread and the runner
         nv = self._nvml
@@ -112,12 +137,17 @@ class NvmlSource(PowerSource):
         self._last_mj: int | None = None
         self._instant = self._try(self._instant_mw) is not None
         self._gpu_only = self.c2c and self._try(lambda: self._field_mw(GPU_SCOPE)) is not None
-        self._average = (not self._instant and not self.c2c
-                         and self._try(lambda: nv.nvmlDeviceGetPowerUsage(self._handle)) is not None)
+        self._average = (
+            not self._instant
+            and not self.c2c
+            and self._try(lambda: nv.nvmlDeviceGetPowerUsage(self._handle)) is not None
+        )
         if not (self._counter or self._instant or self._average):
             self.close()
-            raise PowerSourceError(f"nvml: {self.device_name} answers NotSupported to every energy and power query "
-                                   "(Jetson, vGPU or a pre-Volta board?)")
+            raise PowerSourceError(
+                f"nvml: {self.device_name} answers NotSupported to every energy and power query "
+                "(Jetson, vGPU or a pre-Volta board?)"
+            )
         self.quality = "Q2" if self._counter else "Q1"
         self.counter_update_s = COUNTER_UPDATE_S if self._counter else None
         self.power_update_s = 0.1 if self._instant else 1.0
@@ -126,16 +156,25 @@ class NvmlSource(PowerSource):
         self.mig = bool(self.mig_slice) or bool(mig and mig[0])
         if self.mig:
             self.scope = "shared-board"
-        parts = [self.device_name, "energy counter" if self._counter else "no energy counter (power integrated)",
-                 ("module instant power field" if self.c2c else "instant power field") if self._instant else
-                 "power from nvmlDeviceGetPowerUsage (a 1 s average on Ampere and newer)" if self._average else
-                 "no power reading"]
+        parts = [
+            self.device_name,
+            "energy counter" if self._counter else "no energy counter (power integrated)",
+            ("module instant power field" if self.c2c else "instant power field")
+            if self._instant
+            else "power from nvmlDeviceGetPowerUsage (a 1 s average on Ampere and newer)"
+            if self._average
+            else "no power reading",
+        ]
         if self.c2c:
-            parts.append("C2C module: energy and power cover the whole module (CPU, GPU, memory)"
-                         + ("; GPU-only power kept beside it" if self._gpu_only else ""))
+            parts.append(
+                "C2C module: energy and power cover the whole module (CPU, GPU, memory)"
+                + ("; GPU-only power kept beside it" if self._gpu_only else "")
+            )
         if self.mig:
-            parts.append(f"MIG enabled ({self.mig_slice or 'slices'}): the whole GPU's power, shared with the "
-                         "other slices, never judged")
+            parts.append(
+                f"MIG enabled ({self.mig_slice or 'slices'}): the whole GPU's power, shared with the "
+                "other slices, never judged"
+            )
         self.detail = "; ".join(parts)
 
     def _find(self, uuid: str | None, index: int | None, bus_id: str | None) -> tuple[Any, str]:
@@ -155,8 +194,10 @@ class NvmlSource(PowerSource):
             raise PowerSourceError(f"nvml: no GPU at PCI bus id {bus_id}")
         if count == 1:
             return nv.nvmlDeviceGetHandleByIndex(0), "the only GPU NVML sees"
-        raise PowerSourceError(f"nvml: {count} GPUs and no UUID or PCI bus id to tell which is the device under "
-                               "test; name one with nvml:INDEX (NVML's PCI order, not CUDA's)")
+        raise PowerSourceError(
+            f"nvml: {count} GPUs and no UUID or PCI bus id to tell which is the device under "
+            "test; name one with nvml:INDEX (NVML's PCI order, not CUDA's)"
+        )
 
     def check_coverage(self, device: dict[str, Any]) -> tuple[bool | None, str]:
         label = device_label(device)
@@ -164,14 +205,17 @@ class NvmlSource(PowerSource):
         if device.get("backend") != "cuda" or runtime != "cuda":
             return False, f"NVML measures an NVIDIA GPU, not {label} ({runtime})"
         if self.mig:
-            return False, (f"{label} is {self.mig_slice or 'a MIG slice'}: NVML has power only for the whole GPU "
-                           f"{self.uuid or ''}, shared with the other slices".replace("  ", " "))
+            return False, (
+                f"{label} is {self.mig_slice or 'a MIG slice'}: NVML has power only for the whole GPU "
+                f"{self.uuid or ''}, shared with the other slices".replace("  ", " ")
+            )
         props = device.get("properties") or {}
         theirs = _bare_uuid(props.get("uuid"))
         if theirs and self.uuid:
             if theirs == _bare_uuid(self.uuid):
                 return True, f"NVML UUID {self.uuid} matches {label}" + (
-                    " (module power: GPU, CPU and memory)" if self.c2c else "")
+                    " (module power: GPU, CPU and memory)" if self.c2c else ""
+                )
             return False, f"NVML GPU {self.uuid} is not {label} (GPU-{theirs})"
         by_bus = bus_id_coverage("NVML GPU", self.bus_id, device)
         if by_bus is not None:
@@ -263,10 +307,20 @@ class NvmlSource(PowerSource):
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
-        info.update(device=self.device_name, mig=self.mig, mig_slice=self.mig_slice, uuid=self.uuid,
-                    pci_bus_id=self.bus_id, found_by=self.found_by, c2c=self.c2c,
-                    power_field=("instant_module" if self.c2c else "instant") if self._instant else
-                    "average_1s" if self._average else None)
+        info.update(
+            device=self.device_name,
+            mig=self.mig,
+            mig_slice=self.mig_slice,
+            uuid=self.uuid,
+            pci_bus_id=self.bus_id,
+            found_by=self.found_by,
+            c2c=self.c2c,
+            power_field=("instant_module" if self.c2c else "instant")
+            if self._instant
+            else "average_1s"
+            if self._average
+            else None,
+        )
         return info
 
     def close(self) -> None:
@@ -318,9 +372,14 @@ def gpu_processes(uuid: str, nvml: Any | None = None, own_pid: int | None = None
         except Exception:  # noqa: BLE001
             pass
     me = os.getpid() if own_pid is None else own_pid
-    return [{"pid": int(p.pid),
-             "used_memory_bytes": None if p.usedGpuMemory in (None, NVML_VALUE_NOT_AVAILABLE) else int(p.usedGpuMemory)}
-            for p in procs if p.pid != me]
+    return [
+        {
+            "pid": int(p.pid),
+            "used_memory_bytes": None if p.usedGpuMemory in (None, NVML_VALUE_NOT_AVAILABLE) else int(p.usedGpuMemory),
+        }
+        for p in procs
+        if p.pid != me
+    ]
 
 
 def driver_version(nvml: Any | None = None) -> str | None:
@@ -352,7 +411,7 @@ def _bare_uuid(value: Any) -> str | None:
     text = _text(value).strip().lower()
     for prefix in ("gpu-", "mig-"):
         if text.startswith(prefix):
-            text = text[len(prefix):]
+            text = text[len(prefix) :]
     return text or None
 
 

@@ -105,11 +105,14 @@ class RaplSource(PowerSource):
                 max_uj = _read_int(path / "max_energy_range_uj")
                 first = _read_int(path / "energy_uj")
             except PermissionError as e:
-                raise PowerSourceError(f"rapl: {path / 'energy_uj'}: permission denied (energy_uj is root-only "
-                                       "since Linux 5.10; run as root or grant read access with a udev rule)") from e
+                raise PowerSourceError(
+                    f"rapl: {path / 'energy_uj'}: permission denied (energy_uj is root-only "
+                    "since Linux 5.10; run as root or grant read access with a udev rule)"
+                ) from e
             except FileNotFoundError as e:
-                raise PowerSourceError(f"rapl: {e.filename}: not present; without max_energy_range_uj a wrap "
-                                       "cannot be told from a reset") from e
+                raise PowerSourceError(
+                    f"rapl: {e.filename}: not present; without max_energy_range_uj a wrap cannot be told from a reset"
+                ) from e
             except (OSError, ValueError) as e:
                 raise PowerSourceError(f"rapl: {path}: unreadable: {e}") from e
             if max_uj <= 0:
@@ -172,4 +175,3 @@ class RaplSource(PowerSource):
                 zone.total_uj += delta
                 zone.last_uj = raw
             return sum(z.total_uj for z in self._zones) / 1e6
-

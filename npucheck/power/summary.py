@@ -7,16 +7,27 @@ from typing import Any
 
 def summarize_power(profile: dict[str, Any], peak: dict[str, dict[str, Any]], dtypes: list[str]) -> dict[str, Any]:
     """The summary's power keys: ``tflops_per_watt`` (gross, from each dtype's headline window), its interval
-    widened by the source's uncertainty, quality, scope, net-of-idle figure, ``tflops_per_watt_covers`` (True /
-    False / None: does the power include the device under test?) with ``tflops_per_watt_covers_reason`` (how that was
-    decided), ``tflops_per_watt_not_judged`` (why a figure must not decide a verdict, e.g. the window's sustained
-TFLOPS was more than 15% from the timed median) and ``power_note`` saying why a figure is missing."""
+        widened by the source's uncertainty, quality, scope, net-of-idle figure, ``tflops_per_watt_covers`` (True /
+        False / None: does the power include the device under test?) with ``tflops_per_watt_covers_reason`` (how that was
+        decided), ``tflops_per_watt_not_judged`` (why a figure must not decide a verdict, e.g. the window's sustained
+    TFLOPS was more than 15% from the timed median) and ``power_note`` saying why a figure is missing."""
     power = profile.get("power") or {}
-    headline = {m["dtype"]: m.get("energy") for m in profile.get("measurements", [])
-                if (m.get("energy") or {}).get("kind") == "headline"}
-    out: dict[str, Any] = {"tflops_per_watt": {}, "tflops_per_watt_ci": {}, "tflops_per_watt_quality": {},
-                           "tflops_per_watt_scope": {}, "tflops_per_watt_net": {}, "tflops_per_watt_covers": {},
-                           "tflops_per_watt_covers_reason": {}, "tflops_per_watt_not_judged": {}, "power": {}}
+    headline = {
+        m["dtype"]: m.get("energy")
+        for m in profile.get("measurements", [])
+        if (m.get("energy") or {}).get("kind") == "headline"
+    }
+    out: dict[str, Any] = {
+        "tflops_per_watt": {},
+        "tflops_per_watt_ci": {},
+        "tflops_per_watt_quality": {},
+        "tflops_per_watt_scope": {},
+        "tflops_per_watt_net": {},
+        "tflops_per_watt_covers": {},
+        "tflops_per_watt_covers_reason": {},
+        "tflops_per_watt_not_judged": {},
+        "power": {},
+    }
     missing = []
     for dtype in dtypes:
         energy = headline.get(dtype)
@@ -42,9 +53,13 @@ TFLOPS was more than 15% from the timed median) and ``power_note`` saying why a 
         out["tflops_per_watt_net"][dtype] = energy.get("tflops_per_watt_net")
         if energy.get("judgeable") is False:  # e.g. the window's sustained TFLOPS disagrees with the timed median
             out["tflops_per_watt_not_judged"][dtype] = energy.get("not_judged_reason") or "marked not judgeable"
-        out["power"][dtype] = {"case": energy.get("case"), "avg_watts": energy["avg_watts"],
-                               "tflops": energy["tflops"], "window_s": energy["window_s"],
-                               "source": energy["source"]}
+        out["power"][dtype] = {
+            "case": energy.get("case"),
+            "avg_watts": energy["avg_watts"],
+            "tflops": energy["tflops"],
+            "window_s": energy["window_s"],
+            "source": energy["source"],
+        }
     if power.get("source") is None:
         notes = "; ".join(power.get("notes") or []) or "no power source"
         out["power_note"] = f"no power source was used: {notes}"

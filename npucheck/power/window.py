@@ -58,8 +58,9 @@ def integrate_zoh(samples: Sequence[tuple[float, float]], start: float, end: flo
     return joules, coverage
 
 
-def integrate_interval_averages(samples: Sequence[tuple[float, float]], start: float, end: float,
-                                period_s: float) -> tuple[float, float]:
+def integrate_interval_averages(
+    samples: Sequence[tuple[float, float]], start: float, end: float, period_s: float
+) -> tuple[float, float]:
     """Energy of samples that are averages over the ``period_s`` before their timestamp (meters, averaged
     telemetry). Each sample covers (max(t - period, previous t), t], so samples logged more often than their
     averaging period are not counted twice."""
@@ -88,8 +89,7 @@ class _Trace:
 class PowerSampler:
     """Polls a source in a daemon thread: power (and the counter, which keeps wraparounds tracked)."""
 
-    def __init__(self, source: PowerSource, hz: float = DEFAULT_SAMPLE_HZ,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, source: PowerSource, hz: float = DEFAULT_SAMPLE_HZ, clock: Callable[[], float] = time.monotonic):
         if not hz > 0:
             raise ValueError("sample rate must be positive")
         self.source = source
@@ -108,8 +108,10 @@ class PowerSampler:
     def sample_once(self) -> None:
         """Take one sample of everything the source offers; a failed read is counted and dropped."""
         now = self._clock()
-        for kind, has, read in (("power", self.source.has_power, self.source.read_power_w),
-                                ("energy", self.source.has_counter, self.source.read_energy_j)):
+        for kind, has, read in (
+            ("power", self.source.has_power, self.source.read_power_w),
+            ("energy", self.source.has_counter, self.source.read_energy_j),
+        ):
             if not has:
                 continue
             try:
@@ -169,8 +171,13 @@ class EnergyWindow:
         energy = window.result()  # joules, watts and evidence; npucheck.energy.efficiency adds TFLOPS/W
     """
 
-    def __init__(self, source: PowerSource, hz: float = DEFAULT_SAMPLE_HZ,
-                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        source: PowerSource,
+        hz: float = DEFAULT_SAMPLE_HZ,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ):
         self.source = source
         self._clock = clock
         self._wall = wall_clock
@@ -218,12 +225,26 @@ class EnergyWindow:
         trace = self._sampler.trace
         src = self.source
         out: dict[str, Any] = {
-            "source": src.name, "scope": src.scope, "quality": src.quality, "uncertainty_rel": src.uncertainty_rel,
-            "covers_device": src.covers_device, "covers_reason": src.coverage,
-            "window_s": window_s, "start_unix": self.start_unix, "valid": False, "reason": None,
-            "joules": None, "joules_counter": None, "joules_integrated": None, "counter_vs_integrated": None,
-            "avg_watts": None, "samples": len(trace.power), "dropped_samples": trace.dropped,
-            "coverage": None, "trace": [], "context_before": self.context_before,
+            "source": src.name,
+            "scope": src.scope,
+            "quality": src.quality,
+            "uncertainty_rel": src.uncertainty_rel,
+            "covers_device": src.covers_device,
+            "covers_reason": src.coverage,
+            "window_s": window_s,
+            "start_unix": self.start_unix,
+            "valid": False,
+            "reason": None,
+            "joules": None,
+            "joules_counter": None,
+            "joules_integrated": None,
+            "counter_vs_integrated": None,
+            "avg_watts": None,
+            "samples": len(trace.power),
+            "dropped_samples": trace.dropped,
+            "coverage": None,
+            "trace": [],
+            "context_before": self.context_before,
             "context_after": self.context_after,
             "throttle": _throttle([self.context_before, self.context_after] + [c for _, c in trace.contexts]),
             "context_trace": [[round(t - self.start_s, 3), c] for t, c in trace.contexts][:MAX_TRACE_POINTS],
@@ -238,9 +259,13 @@ class EnergyWindow:
         out["trace_kind"] = "power readings" if src.has_power else None
         if not src.has_power and src.has_counter:
             # no power reading (RAPL): the trace is the counter's slope between polls, shown, not integrated
-            out["trace"] = _thin([[round(t - self.start_s, 4), w]
-                                  for t, w in _counter_slope(trace.energy, self._sampler.period_s)
-                                  if self.start_s <= t <= self.end_s])
+            out["trace"] = _thin(
+                [
+                    [round(t - self.start_s, 4), w]
+                    for t, w in _counter_slope(trace.energy, self._sampler.period_s)
+                    if self.start_s <= t <= self.end_s
+                ]
+            )
             out["trace_kind"] = "energy counter slope between polls"
         reasons = []
         if trace.reset:
@@ -252,8 +277,10 @@ class EnergyWindow:
             e0, e1 = self.edge_energy
             if e0 is not None and e1 is not None:
                 if src.counter_update_s and window_s < src.counter_update_s:
-                    reasons.append(f"window of {window_s:.3g} s is shorter than the counter's update period "
-                                   f"({src.counter_update_s:g} s): its energy cannot be measured")
+                    reasons.append(
+                        f"window of {window_s:.3g} s is shorter than the counter's update period "
+                        f"({src.counter_update_s:g} s): its energy cannot be measured"
+                    )
                 elif e1 - e0 < 0:
                     reasons.append("energy counter went backwards")
                 else:
@@ -268,8 +295,10 @@ class EnergyWindow:
             out["malformed_lines"] = malformed
             out["meter_error_samples"] = getattr(src, "error_samples", 0)
             if out["meter_error_samples"]:
-                out["warnings"].append(f"{out['meter_error_samples']} meter samples were the meter's error value "
-                                       "(negative watts) and were dropped")
+                out["warnings"].append(
+                    f"{out['meter_error_samples']} meter samples were the meter's error value "
+                    "(negative watts) and were dropped"
+                )
             out["samples"] = len(samples)
             out["trace"] = _thin([[round(t - self.start_unix, 4), w] for t, w in samples])
             if samples and not reasons:
@@ -282,8 +311,10 @@ class EnergyWindow:
                 if coverage < 0.95:
                     reasons.append(f"the meter log covers only {coverage:.0%} of the window")
                 if len(samples) < MIN_METER_SAMPLES:
-                    out["warnings"].append(f"only {len(samples)} meter samples in the window (Green500 level 1 "
-                                           f"asks for at least {MIN_METER_SAMPLES})")
+                    out["warnings"].append(
+                        f"only {len(samples)} meter samples in the window (Green500 level 1 "
+                        f"asks for at least {MIN_METER_SAMPLES})"
+                    )
             elif not reasons:
                 reasons.append("the meter log has no sample inside the window")
         elif src.has_power:
@@ -307,8 +338,10 @@ class EnergyWindow:
             else:
                 out["joules"] = out["joules_integrated"]
         elif not reasons:
-            reasons.append(f"{src.name} gave no usable reading during the window"
-                           + (f" ({'; '.join(trace.errors)})" if trace.errors else ""))
+            reasons.append(
+                f"{src.name} gave no usable reading during the window"
+                + (f" ({'; '.join(trace.errors)})" if trace.errors else "")
+            )
         if reasons:
             out["reason"] = "; ".join(reasons)
             out["joules"] = None
@@ -321,7 +354,6 @@ class EnergyWindow:
             return out
         return out
 
-
     def _uncertainty(self, out: dict[str, Any]) -> float:
         """The source's stated uncertainty plus what this window adds: counter quantization (up to one update
         at each edge), the lag of averaged readings, and any disagreement between counter and integrated power
@@ -333,7 +365,8 @@ class EnergyWindow:
             terms["counter quantization"] = 2 * src.counter_update_s / window_s
         elif out["joules_integrated"] is not None:
             averaged_s = src.power_average_s or (
-                src.power_update_s if src.is_log and getattr(src, "sample_type", "") == "average" else None)
+                src.power_update_s if src.is_log and getattr(src, "sample_type", "") == "average" else None
+            )
             if averaged_s:
                 terms["averaging lag"] = averaged_s / window_s
         ratio = out["counter_vs_integrated"]
@@ -354,34 +387,50 @@ def combine_windows(trials: list[dict[str, Any]]) -> dict[str, Any]:
     ``npucheck.energy.combine_trials`` adds the combined work figures and the trials' spread."""
     first = trials[0]
     out = dict(first)
-    out["trials"] = [{key: t.get(key) for key in ("start_unix", "window_s", "valid", "reason", "avg_watts")}
-                     for t in trials]
+    out["trials"] = [
+        {key: t.get(key) for key in ("start_unix", "window_s", "valid", "reason", "avg_watts")} for t in trials
+    ]
     out["warnings"] = sorted({w for t in trials for w in t.get("warnings") or []})
     bad = [(i, t) for i, t in enumerate(trials, 1) if not t.get("valid")]
     if bad:
         index, trial = bad[0]
-        out.update(valid=False, reason=f"trial {index} of {len(trials)}: {trial.get('reason')}", joules=None,
-                   avg_watts=None)
+        out.update(
+            valid=False, reason=f"trial {index} of {len(trials)}: {trial.get('reason')}", joules=None, avg_watts=None
+        )
         return out
     window_s = sum(t["window_s"] for t in trials)
     joules = sum(t["joules"] for t in trials)
-    out.update(window_s=window_s, joules=joules, avg_watts=joules / window_s,
-               samples=sum(t.get("samples") or 0 for t in trials),
-               dropped_samples=sum(t.get("dropped_samples") or 0 for t in trials),
-               coverage=min((t["coverage"] for t in trials if t.get("coverage") is not None), default=None),
-               quality=min((t["quality"] for t in trials), key=QUALITY_ORDER.index),
-               context_after=trials[-1].get("context_after"))
+    out.update(
+        window_s=window_s,
+        joules=joules,
+        avg_watts=joules / window_s,
+        samples=sum(t.get("samples") or 0 for t in trials),
+        dropped_samples=sum(t.get("dropped_samples") or 0 for t in trials),
+        coverage=min((t["coverage"] for t in trials if t.get("coverage") is not None), default=None),
+        quality=min((t["quality"] for t in trials), key=QUALITY_ORDER.index),
+        context_after=trials[-1].get("context_after"),
+    )
     for key in ("joules_counter", "joules_integrated"):
         values = [t.get(key) for t in trials]
         out[key] = sum(values) if all(v is not None for v in values) else None
-    out["counter_vs_integrated"] = (out["joules_counter"] / out["joules_integrated"]
-                                    if out["joules_counter"] and out["joules_integrated"] else None)
-    out["trace"] = _thin([[round(t["start_unix"] - first["start_unix"] + x, 4), w]
-                          for t in trials for x, w in t.get("trace") or []])
-    out["context_trace"] = [[round(t["start_unix"] - first["start_unix"] + x, 3), c]
-                            for t in trials for x, c in t.get("context_trace") or []][:MAX_TRACE_POINTS]
-    out["throttle"] = _throttle([{"throttle_reasons": t["throttle"]["reasons"]} for t in trials
-                                 if (t.get("throttle") or {}).get("reasons") is not None])
+    out["counter_vs_integrated"] = (
+        out["joules_counter"] / out["joules_integrated"] if out["joules_counter"] and out["joules_integrated"] else None
+    )
+    out["trace"] = _thin(
+        [[round(t["start_unix"] - first["start_unix"] + x, 4), w] for t in trials for x, w in t.get("trace") or []]
+    )
+    out["context_trace"] = [
+        [round(t["start_unix"] - first["start_unix"] + x, 3), c]
+        for t in trials
+        for x, c in t.get("context_trace") or []
+    ][:MAX_TRACE_POINTS]
+    out["throttle"] = _throttle(
+        [
+            {"throttle_reasons": t["throttle"]["reasons"]}
+            for t in trials
+            if (t.get("throttle") or {}).get("reasons") is not None
+        ]
+    )
     terms: dict[str, float] = {}
     for t in trials:  # each trial's own terms, at their worst
         for name, value in (t.get("uncertainty_terms") or {}).items():

@@ -55,8 +55,9 @@ def test_report_starts_fast(benchmark, stored, tmp_path):
 def test_start_up_of_the_reading_commands(benchmark, module):
     """Start-up: a fresh interpreter importing everything the command needs (pandas, matplotlib, never torch)."""
     code = f"import sys, {module}; assert 'torch' not in sys.modules"
-    benchmark.pedantic(subprocess.run, args=([sys.executable, "-c", code],), kwargs={"check": True},
-                       rounds=5, iterations=1)
+    benchmark.pedantic(
+        subprocess.run, args=([sys.executable, "-c", code],), kwargs={"check": True}, rounds=5, iterations=1
+    )
 
 
 def test_statistics_of_a_thousand_samples(benchmark):
