@@ -6,8 +6,9 @@ Installed as ``npucheck.kernels``. Importing it imports torch: only the measurin
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 

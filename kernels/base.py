@@ -6,10 +6,31 @@ Installed as ``npucheck.kernels`` (the top-level name ``kernels`` is taken on Py
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
+
+__all__ = [
+    "Case",
+    "Check",
+    "check_against_host_reference",
+    "compare",
+    "generator_for",
+    "host64",
+    "NonFiniteOutput",
+    "randn",
+    "REFERENCE_DEVICE",
+    "REFERENCE_ERRORS",
+    "sample_indices",
+    "tensor_bytes",
+    "to_host",
+    "TOLERANCE",
+    "unchecked",
+    "Workload",
+]
+
 
 TOLERANCE = {"fp16": 5e-3, "bf16": 3e-2, "fp32": 1e-4}
 """Largest accepted ‖out − ref‖ / ‖ref‖ against a float64 reference computed on the host from the *same* (already

@@ -8,7 +8,8 @@ and MobileNet-v1 depthwise layers (groups = channels).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,20 @@ from npucheck.kernels.base import (
     sample_indices,
     tensor_bytes,
 )
+
+__all__ = [
+    "build",
+    "FAMILY",
+    "FLOP_CONVENTION",
+    "flops",
+    "label",
+    "NAME",
+    "output_hw",
+    "SHAPE_SETS",
+    "VERIFY_CHANNELS",
+    "VERSION",
+]
+
 
 NAME = "conv2d"
 FAMILY = "cnn"

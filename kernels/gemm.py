@@ -7,7 +7,8 @@ Shape sets: a square sweep (powers of two and not), and DeepBench's GEMM lists
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -20,6 +21,21 @@ from npucheck.kernels.base import (
     sample_indices,
     tensor_bytes,
 )
+
+__all__ = [
+    "build",
+    "FAMILY",
+    "FLOP_CONVENTION",
+    "flops",
+    "label",
+    "NAME",
+    "SHAPE_SETS",
+    "SQUARE_SIZES",
+    "VERIFY_COLS",
+    "VERIFY_ROWS",
+    "VERSION",
+]
+
 
 NAME = "gemm"
 FAMILY = "gemm"

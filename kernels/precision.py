@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
+
+__all__ = ["fp32_precision_state", "full_fp32_precision", "OVERRIDE_ENV", "RELATED_ENV"]
+
 
 OVERRIDE_ENV = "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"
 """Forces TF32 in cuBLAS fp32 matmuls when set to a true value, overriding every switch."""
@@ -167,7 +171,7 @@ def full_fp32_precision() -> Iterator[dict[str, Any]]:
         _try(lambda: setattr(torch.backends.cuda.matmul, "allow_tf32", False))
         _try(lambda: setattr(torch.backends.cudnn, "allow_tf32", False))
         for backend, op in _NEW_API_PAIRS if new else ():
-            _try(lambda: _new_set(backend, op, "ieee"))
+            _try(lambda: _new_set(backend, op, "ieee"))  # noqa: B023 - called at once, inside this iteration
         yield fp32_precision_state()
     finally:
         # Legacy flags first (those readable on entry, so consistent with the table then), then any entry of the
@@ -182,4 +186,4 @@ def full_fp32_precision() -> Iterator[dict[str, Any]]:
         for key, value in new.items():
             backend, op = key.split(".")
             if value is not None and _new_get(backend, op) != value:
-                _try(lambda: _new_set(backend, op, value))
+                _try(lambda: _new_set(backend, op, value))  # noqa: B023 - called at once, inside this iteration

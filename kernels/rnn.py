@@ -10,7 +10,8 @@ Shape sets follow DeepBench's rnn_problems.h (hidden, batch, timesteps), with in
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -23,6 +24,25 @@ from npucheck.kernels.base import (
     randn,
     tensor_bytes,
 )
+
+__all__ = [
+    "build",
+    "FAMILIES",
+    "FLOP_CONVENTION",
+    "flops",
+    "GATES",
+    "label",
+    "make_module",
+    "REFERENCE_FLOP_BUDGET",
+    "reference_flops",
+    "SHAPE_SETS",
+    "VERIFY_BATCH",
+    "verify_extent",
+    "VERIFY_MIN_STEPS",
+    "VERIFY_STEPS",
+    "VERSION",
+]
+
 
 VERSION = 1
 FLOP_CONVENTION = "layers*dirs*seq_len*2*batch*gates*hidden*(input+hidden)"

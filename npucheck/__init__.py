@@ -4,4 +4,7 @@ Importing this package is cheap: nothing here imports torch. Only the measuring 
 (``npucheck.devices``, ``npucheck.timing``, ``npucheck.runner`` and ``npucheck.kernels``) do.
 """
 
+__all__ = ["__version__"]
+
+
 __version__ = "0.1.0"

@@ -26,6 +26,9 @@ import ctypes.util
 import platform
 from typing import Any
 
+__all__ = ["M_MMAP_THRESHOLD", "M_TRIM_THRESHOLD", "MMAP_THRESHOLD_BYTES", "settle_malloc", "TRIM_THRESHOLD_BYTES"]
+
+
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 32 * 2**20

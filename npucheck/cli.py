@@ -26,6 +26,23 @@ from rich.markup import escape
 from npucheck import __version__
 from npucheck.errors import NpucheckError, UsageError
 
+__all__ = [
+    "check",
+    "cli",
+    "compare_command",
+    "env",
+    "main",
+    "NpucheckGroup",
+    "plot_command",
+    "report_command",
+    "RESULT_SORTS",
+    "results_command",
+    "run",
+    "show",
+    "targets_command",
+]
+
+
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
@@ -205,7 +222,7 @@ def run(
     if output is not None:
         store.output_path_available(output)
     chosen_targets = target_profiles.load_targets(list(targets) or None)
-    from npucheck.runner import RunOptions, Runner  # imports torch: only now that the input is known good
+    from npucheck.runner import Runner, RunOptions  # imports torch: only now that the input is known good
 
     options = RunOptions(
         device=device,
@@ -290,7 +307,7 @@ class _Progress:
         )
         self._task: Any = None
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         self._progress.__enter__()
         self._task = self._progress.add_task("starting", total=None)
         return self

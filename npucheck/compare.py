@@ -18,7 +18,23 @@ import numpy as np
 import pandas as pd
 
 from npucheck.model import Energy, ResultProfile, as_profile
-from npucheck.render import profile_label as label  # noqa: F401 - re-exported for callers of this module
+from npucheck.render import profile_label as label  # re-exported (in __all__) for callers of this module
+
+__all__ = [
+    "cases_frame",
+    "classify",
+    "compare_frames",
+    "CONFIDENCE",
+    "DEFAULT_THRESHOLD",
+    "label",
+    "ProfileLike",
+    "ratio_interval",
+    "RESAMPLES",
+    "results_frame",
+    "summary",
+    "to_markdown",
+]
+
 
 ProfileLike = ResultProfile | Mapping[str, Any]
 """What the functions here accept: a :class:`ResultProfile`, or a loaded schema-v2 dict (converted once with

@@ -36,13 +36,39 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from npucheck.errors import UsageError
+
+__all__ = [
+    "builtin_dir",
+    "CEILING_FACTOR",
+    "ceiling_from_dict",
+    "ceiling_reason",
+    "Datasheet",
+    "DatasheetError",
+    "ENV_VAR",
+    "FIGURE_KEYS",
+    "FORMAT",
+    "load_datasheet",
+    "load_datasheets",
+    "match_datasheet",
+    "MAX_FILE_BYTES",
+    "MEASURED_DTYPES",
+    "MIN_LITERAL_CHARS",
+    "parse_datasheet",
+    "pattern_matches",
+    "peak_from_dict",
+    "percent_of_datasheet",
+    "specificity",
+    "user_dirs",
+]
+
 
 ENV_VAR = "NPUCHECK_DATASHEETS"
 FORMAT = 1

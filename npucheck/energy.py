@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -21,6 +22,27 @@ from npucheck.devices import Device
 from npucheck.kernels import Case, build_workload
 from npucheck.power.base import PowerSource
 from npucheck.power.window import EnergyWindow, combine_windows
+
+__all__ = [
+    "combine_trials",
+    "efficiency",
+    "invalid_energy",
+    "measure_idle",
+    "meter_wait_s",
+    "net_tflops_per_watt",
+    "NET_WARNING",
+    "peak_gemm_cases",
+    "run_window",
+    "SWEEP_DTYPE",
+    "SWEEP_MIN_UPDATES",
+    "SWEEP_MIN_WINDOW_S",
+    "SWEEP_SHAPE_SET",
+    "sweep_window_s",
+    "window_batch",
+    "WINDOW_BATCH_S",
+    "window_plan",
+]
+
 
 SWEEP_MIN_WINDOW_S = 1.0
 SWEEP_MIN_UPDATES = 50

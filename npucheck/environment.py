@@ -13,6 +13,9 @@ import torch
 
 from npucheck.devices import cpu_model
 
+__all__ = ["capture", "cpu_flags", "CPU_FLAGS_OF_INTEREST", "driver_version", "ENV_VARS_OF_INTEREST", "torch_flags"]
+
+
 CPU_FLAGS_OF_INTEREST = (
     "avx2",
     "fma",
@@ -69,7 +72,7 @@ def torch_flags() -> dict[str, Any]:
     }
     matmul = torch.backends.cuda.matmul
     for name in ("allow_tf32", "allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction"):
-        flags[f"cuda_matmul_{name}"] = _read(lambda: getattr(matmul, name))
+        flags[f"cuda_matmul_{name}"] = _read(lambda: getattr(matmul, name))  # noqa: B023 - called at once, inside this iteration
     flags["cudnn_allow_tf32"] = _read(lambda: torch.backends.cudnn.allow_tf32)
     flags["cudnn_benchmark"] = torch.backends.cudnn.benchmark
     flags["cudnn_deterministic"] = torch.backends.cudnn.deterministic

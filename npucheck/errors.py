@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "DeviceUnavailableError",
+    "MeasurementError",
+    "NpucheckError",
+    "ResultFileError",
+    "TargetProfileError",
+    "UsageError",
+]
+
 
 class NpucheckError(Exception):
     """Base of every error npucheck raises on purpose."""

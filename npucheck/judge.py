@@ -29,6 +29,18 @@ from npucheck.model import (
 )
 from npucheck.targets import Criterion, Target
 
+__all__ = [
+    "decide",
+    "exit_code_for",
+    "HOST_CLOCK_TOLERANCE",
+    "INTERRUPTED_NOTE",
+    "judge",
+    "judge_criterion",
+    "MEASURED_QUALITIES",
+    "Outcome",
+]
+
+
 PASS, FAIL, INCONCLUSIVE, ERROR = VERDICT_STATUSES
 MEASURED_QUALITIES = tuple(q for q in QUALITIES if q != "Q0")
 HOST_CLOCK_TOLERANCE = 1.15  # as npucheck.runner.HOST_CLOCK_TOLERANCE (the judge imports no measuring code)

@@ -13,6 +13,16 @@ from typing import Any
 
 import psutil
 
+__all__ = [
+    "BUSY_PROCESS_PERCENT",
+    "busy_processes",
+    "CpuSnapshot",
+    "describe_busy",
+    "FOREIGN_CORES_WARNING",
+    "LoadMonitor",
+]
+
+
 BUSY_PROCESS_PERCENT = 10.0
 """A process using more than this share of one core counts as other load."""
 FOREIGN_CORES_WARNING = 0.2

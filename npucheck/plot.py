@@ -22,9 +22,26 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from npucheck.atomic import write_atomic
 from npucheck.errors import UsageError
 from npucheck.model import Energy, Measurement, ResultProfile, as_profile
-from npucheck.atomic import write_atomic
+
+__all__ = [
+    "build",
+    "COLOURS",
+    "compare",
+    "DTYPE_ORDER",
+    "efficiency",
+    "FORMATS",
+    "KINDS",
+    "NothingToPlot",
+    "ProfileLike",
+    "render",
+    "save",
+    "sweep",
+    "trace",
+]
+
 
 KINDS = ("sweep", "efficiency", "trace", "compare")
 FORMATS = ("png", "svg", "pdf")

@@ -13,12 +13,45 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from npucheck.datasheets import ceiling_reason, percent_of_datasheet
-from npucheck.model import CriterionResult, Measurement, Peak, Record, ResultProfile, Verdict, as_profile, thaw
-
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+from npucheck.datasheets import ceiling_reason, percent_of_datasheet
+from npucheck.model import CriterionResult, Measurement, Peak, Record, ResultProfile, Verdict, as_profile, thaw
+
+__all__ = [
+    "compare_display",
+    "comparison_summary_lines",
+    "datasheet_cells",
+    "datasheet_line",
+    "datasheet_source_lines",
+    "ENERGY_HEADERS",
+    "energy_rows",
+    "energy_table",
+    "fmt_number",
+    "fmt_tflops",
+    "frame_table",
+    "header_lines",
+    "is_missing",
+    "MEASUREMENT_HEADERS",
+    "measurement_rows",
+    "measurements_table",
+    "power_line",
+    "profile_label",
+    "ProfileLike",
+    "STATUS_STYLE",
+    "summary_rows",
+    "summary_table",
+    "support_table",
+    "tflops_or_dash",
+    "to_json",
+    "to_markdown",
+    "value_or",
+    "verdicts_table",
+    "written",
+]
+
 
 ProfileLike = ResultProfile | Mapping[str, Any]
 """What the profile functions accept: a model object, or a schema-v2 dict as ``store.load_result`` returns it."""

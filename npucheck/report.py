@@ -19,6 +19,7 @@ import pandas as pd
 
 from npucheck import compare as comparing
 from npucheck import plot as plotting
+from npucheck.atomic import write_atomic
 from npucheck.model import ResultProfile, as_profile
 from npucheck.render import (
     ENERGY_HEADERS,
@@ -32,8 +33,10 @@ from npucheck.render import (
     summary_rows,
     value_or,
 )
-from npucheck.atomic import write_atomic
 from npucheck.stats import is_unstable
+
+__all__ = ["build", "CSS", "write"]
+
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 6px;
@@ -211,7 +214,8 @@ def _html(
     parts += [f"<li>{e(line)}</li>" for line in header_lines(profile)]
     env = profile.environment or {}
     parts.append(
-        f"<li>CPU: {e(str((env.get('cpu') or {}).get('model')))}, driver: {e(str(env.get('driver') or 'none reported'))}, "
+        f"<li>CPU: {e(str((env.get('cpu') or {}).get('model')))}, "
+        f"driver: {e(str(env.get('driver') or 'none reported'))}, "
         f"npucheck {e(profile.npucheck_version)}</li></ul>"
     )
     parts.append("<h2>Verdicts</h2>")
@@ -228,7 +232,7 @@ def _html(
         "<h2>Measurement quality</h2><ul>" + "".join(f"<li>{e(x)}</li>" for x in _quality_lines(profile)) + "</ul>"
     )
     parts.append("<h2>Curves</h2>")
-    for kind, caption, data in plots:
+    for _kind, caption, data in plots:
         parts.append(
             f"<figure><img alt='{e(caption)}' src='data:image/png;base64,"
             f"{base64.b64encode(data).decode('ascii')}'><figcaption>{e(caption)}</figcaption></figure>"

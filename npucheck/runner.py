@@ -11,13 +11,15 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import torch
 
 from npucheck import __version__, environment
+from npucheck import energy as energy_windows
 from npucheck.allocator import settle_malloc
 from npucheck.datasheets import ceiling_reason, match_datasheet
 from npucheck.devices import Device, resolve_device
@@ -32,7 +34,6 @@ from npucheck.kernels import (
     select_kernels,
 )
 from npucheck.kernels.precision import fp32_precision_state, full_fp32_precision
-from npucheck import energy as energy_windows
 from npucheck.load import FOREIGN_CORES_WARNING, LoadMonitor, busy_processes, describe_busy
 from npucheck.power import PowerSource, open_source
 from npucheck.power.summary import summarize_power
@@ -41,6 +42,33 @@ from npucheck.stats import is_unstable
 from npucheck.suites import Suite, get_suite
 from npucheck.support import check_support
 from npucheck.timing import TimingSettings, time_kernel
+
+__all__ = [
+    "CONFIDENCE",
+    "CONFIRM_SEED_OFFSET",
+    "DEVICE_STATE_KEYS",
+    "EventCallback",
+    "FAULTS_PER_CALL_WARNING",
+    "HOST_CLOCK_MAX_CALLS",
+    "HOST_CLOCK_S",
+    "HOST_CLOCK_TOLERANCE",
+    "HOST_REFERENCE_FLOPS_PER_S",
+    "PILOT_SHARE",
+    "PROBE_MAX_SIZE",
+    "PROBE_MIN_CALL_S",
+    "Runner",
+    "RunOptions",
+    "summarize_profile",
+    "TIMED_SUSTAINED_TOLERANCE",
+    "VERIFY_CALLS",
+    "WARMUP_CLOCK_EVERY_S",
+    "WARMUP_DTYPE",
+    "WARMUP_FRACTION",
+    "WARMUP_MAX_FACTOR",
+    "WARMUP_SETTLED_DROP",
+    "WARMUP_SETTLED_READINGS",
+]
+
 
 CONFIDENCE = 0.95
 PROBE_MIN_CALL_S = 0.02
@@ -98,7 +126,7 @@ class RunOptions:
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _first_line(e: BaseException) -> str:
@@ -146,6 +174,8 @@ class Runner:
             raise UsageError(f"--power-trials must be from 1 to 20, got {self._trials}")
         # An explicitly named source that cannot be used is bad input: refuse it before measuring anything
         # (opened last, so that no other bad option can leave it open).
+        self.power: PowerSource | None
+        self.power_notes: list[str]
         if power_source is not None:
             self.power, self.power_notes = power_source, []
         else:
@@ -304,6 +334,7 @@ class Runner:
         """One energy window; trials after the first start a random fraction of the source's update period
         late, so that duty-cycled telemetry (NVML samples 25 ms of every 100 ms on A100/H100) sees other phases
         of the work."""
+        assert self.power is not None  # energy windows run only when a power source is open
         if index:
             period = self.power.counter_update_s or self.power.power_update_s or 0.1
             time.sleep(self._phase_rng.uniform(0, period))
@@ -670,7 +701,7 @@ class Runner:
         gc.collect()
         try:
             self.device.empty_cache()
-        except Exception:  # noqa: BLE001 - older torch or backends without the memory API
+        except Exception:  # noqa: BLE001, S110 - older torch or backends without the memory API
             pass
 
     def _finish_warnings(self, profile: dict[str, Any]) -> None:

@@ -8,8 +8,20 @@ around the mean would be wrong exactly when it matters.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
+
+__all__ = [
+    "instability_warnings",
+    "is_unstable",
+    "median_ci_ranks",
+    "quantile",
+    "Stats",
+    "summarize",
+    "UNSTABLE_IQR_REL",
+    "VERY_UNSTABLE_IQR_REL",
+]
+
 
 UNSTABLE_IQR_REL = 0.10
 """IQR / median above which a measurement is flagged unstable (torch.utils.benchmark's threshold)."""

@@ -15,7 +15,7 @@ import re
 import stat
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,25 @@ from typing import Any
 from npucheck.atomic import write_new
 from npucheck.errors import ResultFileError, UsageError
 from npucheck.model import ResultProfile
+
+__all__ = [
+    "default_name",
+    "iter_results",
+    "load_result",
+    "load_schema",
+    "MAX_MESSAGE_CHARS",
+    "MAX_RESULT_BYTES",
+    "migrate",
+    "MIGRATIONS",
+    "output_path_available",
+    "save_result",
+    "SCHEMA_FILE",
+    "SCHEMA_VERSION",
+    "slug",
+    "SLUG_MAX_CHARS",
+    "validate",
+]
+
 
 # Format history (bump SCHEMA_VERSION, add a one-step migration to MIGRATIONS and a new schema file):
 #   1 - first format (npucheck 0.1)
@@ -281,7 +300,7 @@ def save_result(doc: dict[str, Any], path: str | Path | None = None, results_dir
 
 def default_name(doc: dict[str, Any]) -> str:
     """``<YYYYmmddTHHMMSSZ>-<device-slug>-<suite-slug>.json`` from the run's start time, device and suite."""
-    started = datetime.fromisoformat(doc["created_utc"]).astimezone(timezone.utc)
+    started = datetime.fromisoformat(doc["created_utc"]).astimezone(UTC)
     return f"{started:%Y%m%dT%H%M%SZ}-{slug(doc['device']['name'])}-{slug(doc['settings']['suite'])}.json"
 
 

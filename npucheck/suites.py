@@ -10,6 +10,9 @@ from typing import Any
 from npucheck.errors import UsageError
 from npucheck.kernels import KERNELS, Case
 
+__all__ = ["get_suite", "load_suites", "Suite"]
+
+
 _SUITE_KEYS = {
     "description",
     "suite_budget_s",

@@ -12,12 +12,16 @@ plugins) cannot be told apart here.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from npucheck.kernels import KERNELS, TORCH_DTYPES, build_workload
 from npucheck.kernels.base import Check, check_against_host_reference, generator_for, host64, randn, to_host
+
+__all__ = ["check_support", "CHECKS", "SUPPORT_DTYPE"]
+
 
 SUPPORT_DTYPE = "fp16"
 

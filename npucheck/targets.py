@@ -27,13 +27,33 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from npucheck.errors import TargetProfileError
+
+__all__ = [
+    "BUILTIN_DIR",
+    "builtin_names",
+    "Criterion",
+    "DTYPES",
+    "FAMILIES",
+    "FORMAT",
+    "load_target",
+    "load_targets",
+    "MAX_FILE_BYTES",
+    "METRICS",
+    "NAME_PATTERN",
+    "OPS",
+    "parse_target",
+    "Target",
+    "UNITS",
+]
+
 
 BUILTIN_DIR: Traversable = files("npucheck.profiles")
 

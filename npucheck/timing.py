@@ -20,12 +20,24 @@ from __future__ import annotations
 import math
 import time
 
+__all__ = [
+    "MAX_CHUNK_CALLS",
+    "minor_faults",
+    "PER_CALL_CHUNK_S",
+    "time_kernel",
+    "Timeable",
+    "TimingResult",
+    "TimingSettings",
+]
+
+
 try:
     import resource
 except ImportError:  # Windows
     resource = None  # type: ignore[assignment]
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 from npucheck.stats import Stats, instability_warnings, summarize
 
@@ -94,7 +106,7 @@ def time_kernel(
         ValueError: a sample came back non-positive or non-finite (a broken timer must not become a figure).
     """
     started = clock()
-    warmup_times = []
+    warmup_times: list[float] = []
     while len(warmup_times) < settings.min_warmup_calls or clock() - started < settings.warmup_s:
         warmup_times.append(device.time_calls(run, 1))
     per_call = max(min(warmup_times), 1e-9)

@@ -60,7 +60,7 @@ class FakeProps:
 
 
 class FakeEvent:
-    def __init__(self, runtime: "FakeRuntime", device_type: str):
+    def __init__(self, runtime: FakeRuntime, device_type: str):
         self._runtime = runtime
         self.device_type = device_type  # the index is dropped, as c10::Event(device->type(), ...) does
         self.stamp_s: float | None = None
@@ -78,7 +78,7 @@ class FakeEvent:
         if self.stream is not None:
             self._runtime.synchronized.append(self.stream.device_index)
 
-    def elapsed_time(self, end: "FakeEvent") -> float:
+    def elapsed_time(self, end: FakeEvent) -> float:
         if self.stamp_s is None or end.stamp_s is None:
             raise RuntimeError("Both events must be recorded before calculating elapsed time.")
         return (end.stamp_s - self.stamp_s) * 1e3

@@ -144,7 +144,7 @@ def test_through_torchs_own_api_cuda_1_is_timed_on_cuda_1(torch_sees_two_gpus):
 
 def _run_on_fake_cuda_1(monkeypatch, **options):
     import npucheck.runner as runner_module
-    from npucheck.runner import RunOptions, Runner
+    from npucheck.runner import Runner, RunOptions
     from tests.test_runner import TINY
 
     monkeypatch.setattr(runner_module, "busy_processes", lambda interval_s=0.5: [])

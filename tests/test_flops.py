@@ -5,8 +5,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from npucheck.kernels import KERNELS, build_workload
-from npucheck.kernels import conv, gemm, rnn
+from npucheck.kernels import KERNELS, build_workload, conv, gemm, rnn
 
 
 def _counted(case):

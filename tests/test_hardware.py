@@ -52,7 +52,7 @@ def test_rapl_package_counter_advances():
 @pytest.mark.gpu
 def test_a_gemm_run_on_the_accelerator_times_with_events_and_measures_power():
     from npucheck.devices import accelerator_type
-    from npucheck.runner import RunOptions, Runner
+    from npucheck.runner import Runner, RunOptions
     from npucheck.suites import get_suite
 
     kind = accelerator_type()

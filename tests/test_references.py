@@ -11,8 +11,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from npucheck import support
-from npucheck.kernels import KERNELS, build_workload, reference_flops
-from npucheck.kernels import base
+from npucheck.kernels import KERNELS, base, build_workload, reference_flops
 from npucheck.kernels.base import TOLERANCE, Check, compare
 from npucheck.kernels.precision import OVERRIDE_ENV, fp32_precision_state, full_fp32_precision
 
@@ -84,7 +83,7 @@ class NoFloat64Device(TorchDispatchMode):
         self._device: dict[int, weakref.ref] = {}  # StorageImpl address -> the storage, weakly
         self._building = 0
 
-    def building(self) -> "_Building":
+    def building(self) -> _Building:
         return _Building(self)
 
     def _key(self, tensor: torch.Tensor) -> int:

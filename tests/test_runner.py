@@ -6,7 +6,7 @@ import torch
 import npucheck.runner as runner_module
 from npucheck.kernels.base import Check, Workload
 from npucheck.power.base import PowerSource
-from npucheck.runner import RunOptions, Runner
+from npucheck.runner import Runner, RunOptions
 from npucheck.suites import Suite
 
 TINY = Suite(

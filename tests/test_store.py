@@ -11,10 +11,10 @@ import sys
 import tempfile
 
 import pytest
+from conftest import make_measurement, make_profile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import make_measurement, make_profile
 from npucheck import store
 from npucheck.errors import ResultFileError, UsageError
 

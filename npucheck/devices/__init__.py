@@ -14,13 +14,34 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from npucheck.devices.runtime import TorchRuntime
 from npucheck.errors import DeviceUnavailableError
+
+__all__ = [
+    "ACCELERATOR_FLUSH_MIN_BYTES",
+    "accelerator_type",
+    "AcceleratorDevice",
+    "available_devices",
+    "cpu_caches",
+    "CPU_FLUSH_MAX_BYTES",
+    "CPU_FLUSH_MIN_BYTES",
+    "cpu_model",
+    "CpuDevice",
+    "Device",
+    "DEVICE_EVENTS",
+    "DTYPES",
+    "HOST_CLOCK",
+    "pci_address",
+    "resolve_device",
+    "VISIBLE_DEVICES_VARS",
+]
+
 
 DTYPES: dict[str, torch.dtype] = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -327,8 +348,8 @@ def accelerator_type() -> str | None:
 
 def available_devices() -> tuple[list[str], list[str]]:
     """Device ids usable here, and notes on accelerators that are not (for ``npucheck env``)."""
-    ids = []
-    notes = []
+    ids: list[str] = []
+    notes: list[str] = []
     kind = accelerator_type()
     if kind is None:
         notes.append(

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+__all__ = ["TorchRuntime"]
+
 
 class TorchRuntime:
     """The real runtime of one accelerator type (``cuda``, ``xpu``, ``npu``, …) through ``torch.accelerator``."""

@@ -24,6 +24,7 @@ Nothing is probed at import time; each source receives what it reads (a sysfs ro
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,7 @@ def open_source(
     if kind == "none":
         return None, ["power measurement turned off (--power none)"]
     if kind == "auto":
-        notes = []
+        notes: list[str] = []
         for candidate in _auto_candidates(device):
             try:
                 return open_source(candidate, device, root, nvml, amdsmi, measure_update)[0], notes
@@ -222,7 +223,7 @@ def _open_meter(arg: str) -> PowerSource:
     if not path:
         raise PowerSourceError("meter: give the log's path, e.g. meter:/var/log/meter.csv")
     kwargs: dict[str, Any] = {}
-    names = {
+    names: dict[str, tuple[str, Callable[[str], Any]]] = {
         "accuracy": ("accuracy", float),
         "sample": ("sample_type", str),
         "period": ("period_s", float),

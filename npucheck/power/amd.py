@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from npucheck.power.base import (
     CounterReset,
@@ -26,6 +27,9 @@ from npucheck.power.base import (
     normalize_bus_id,
     plausible_watts,
 )
+
+__all__ = ["AMD_UNCERTAINTY", "AmdSmiSource", "POWER_KEYS", "VALID_RATIO", "VALIDATE_S"]
+
 
 AMD_UNCERTAINTY = 0.05
 VALIDATE_S = 0.5
@@ -215,5 +219,5 @@ class AmdSmiSource(PowerSource):
     def close(self) -> None:
         try:
             self._amd.amdsmi_shut_down()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S110 - a failed shutdown leaves nothing to undo
             pass

@@ -22,10 +22,27 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from npucheck.errors import UsageError
 from npucheck.model import QUALITY_NAMES
+
+__all__ = [
+    "bus_id_coverage",
+    "CounterReset",
+    "device_label",
+    "device_runtime",
+    "MAX_PLAUSIBLE_WATTS",
+    "measure_update_period",
+    "normalize_bus_id",
+    "plausible_watts",
+    "PowerReadError",
+    "PowerSource",
+    "PowerSourceError",
+    "UPDATE_PROBE_MAX_S",
+]
+
 
 # The vocabularies (scopes, qualities) live in npucheck.model, one place for every module.
 UPDATE_PROBE_MAX_S = 1.0

@@ -32,6 +32,18 @@ from npucheck.power.base import (
     plausible_watts,
 )
 
+__all__ = [
+    "ASSUMED_AVERAGE_S",
+    "AVERAGED_LABELS",
+    "DRIVER_SCOPES",
+    "GPU_DRIVERS",
+    "HWMON_UNCERTAINTY",
+    "HwmonSource",
+    "INPUT_RAILS",
+    "pci_address",
+]
+
+
 HWMON_UNCERTAINTY = 0.10
 """hwmon drivers state no accuracy; we judge their figures with ±10%."""
 INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
@@ -218,7 +230,8 @@ class HwmonSource(PowerSource):
         if self.driver == "ina3221":
             return (
                 True,
-                f"{where}: the module input rail {getattr(self, 'rail_label', '')} covers the whole module, {label} included",
+                f"{where}: the module input rail {getattr(self, 'rail_label', '')} covers the whole module, "
+                f"{label} included",
             )
         runtime = GPU_DRIVERS.get(self.driver)
         if runtime is None:

@@ -26,11 +26,22 @@ from __future__ import annotations
 import math
 import re
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from npucheck.model import SCOPES
 from npucheck.power.base import PowerReadError, PowerSource, PowerSourceError, device_label, plausible_watts
+
+__all__ = [
+    "ConstantSource",
+    "DEFAULT_METER_UNCERTAINTY",
+    "MeterErrorSample",
+    "MeterLogSource",
+    "parse_line",
+    "parse_timestamp",
+]
+
 
 DEFAULT_METER_UNCERTAINTY = 0.05
 _PTD = re.compile(r"^Time,(\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2}(?:\.\d+)?),Watts,([^,]+)")
@@ -53,7 +64,7 @@ def parse_timestamp(text: str, local: bool = False) -> float:
         return value
     stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if stamp.tzinfo is None:
-        stamp = stamp.astimezone() if local else stamp.replace(tzinfo=timezone.utc)
+        stamp = stamp.astimezone() if local else stamp.replace(tzinfo=UTC)
     return stamp.timestamp()
 
 
@@ -68,7 +79,7 @@ def parse_line(line: str, local: bool = False) -> tuple[float, float] | None:
         stamp = datetime.strptime(
             match.group(1), "%m-%d-%Y %H:%M:%S.%f" if "." in match.group(1) else "%m-%d-%Y %H:%M:%S"
         )
-        stamp = stamp.astimezone() if local else stamp.replace(tzinfo=timezone.utc)
+        stamp = stamp.astimezone() if local else stamp.replace(tzinfo=UTC)
         watts = float(match.group(2))
         if not math.isfinite(watts):
             raise ValueError("watts is not finite")
@@ -89,6 +100,7 @@ class MeterLogSource(PowerSource):
 
     name = "meter"
     quality = "Q3"
+    power_update_s: float  # always set, from ``period_s``
 
     def __init__(
         self,
@@ -100,8 +112,8 @@ class MeterLogSource(PowerSource):
         offset_s: float = 0.0,
         local_time: bool = False,
         covers: bool | None = None,
-        sleep: callable = time.sleep,
-    ):  # type: ignore[valid-type]
+        sleep: Callable[[float], object] = time.sleep,
+    ):
         self.path = Path(path)
         if not self.path.exists():
             raise PowerSourceError(f"meter: {self.path}: does not exist (start the meter's logger first)")

@@ -33,6 +33,21 @@ from npucheck.power.base import (
     plausible_watts,
 )
 
+__all__ = [
+    "CLOCK_EVENT_BITS",
+    "COUNTER_UPDATE_S",
+    "decode_clock_events",
+    "driver_version",
+    "FIELD_POWER_INSTANT",
+    "gpu_processes",
+    "handle_by_uuid",
+    "LIMITING",
+    "NVML_UNCERTAINTY",
+    "NVML_VALUE_NOT_AVAILABLE",
+    "NvmlSource",
+]
+
+
 NVML_UNCERTAINTY = 0.05
 """Yang et al. (SC'24): NVML's steady-state error is proportional, about ±5%, board to board."""
 COUNTER_UPDATE_S = 0.1
@@ -188,7 +203,7 @@ class NvmlSource(PowerSource):
             wanted = normalize_bus_id(bus_id)
             for i in range(count):
                 handle = nv.nvmlDeviceGetHandleByIndex(i)
-                pci = self._try(lambda: nv.nvmlDeviceGetPciInfo(handle))
+                pci = self._try(lambda: nv.nvmlDeviceGetPciInfo(handle))  # noqa: B023 - called at once, inside this iteration
                 if wanted and normalize_bus_id(getattr(pci, "busId", None)) == wanted:
                     return handle, f"PCI bus id {wanted}"
             raise PowerSourceError(f"nvml: no GPU at PCI bus id {bus_id}")
@@ -328,7 +343,7 @@ class NvmlSource(PowerSource):
             self._open = False
             try:
                 self._nvml.nvmlShutdown()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001, S110 - a failed shutdown leaves nothing to undo
                 pass
 
 
@@ -369,7 +384,7 @@ def gpu_processes(uuid: str, nvml: Any | None = None, own_pid: int | None = None
     finally:
         try:
             nv.nvmlShutdown()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S110 - a failed shutdown leaves nothing to undo
             pass
     me = os.getpid() if own_pid is None else own_pid
     return [
@@ -396,7 +411,7 @@ def driver_version(nvml: Any | None = None) -> str | None:
     finally:
         try:
             nv.nvmlShutdown()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S110 - a failed shutdown leaves nothing to undo
             pass
 
 

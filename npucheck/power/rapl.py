@@ -26,6 +26,17 @@ from pathlib import Path
 
 from npucheck.power.base import PowerReadError, PowerSource, PowerSourceError, device_label, device_runtime
 
+__all__ = [
+    "COUNTER_UPDATE_S",
+    "discover_zones",
+    "RAPL_UNCERTAINTY",
+    "RaplSource",
+    "select_zones",
+    "ZONE_KINDS",
+    "ZONE_MAX_WATTS",
+]
+
+
 RAPL_UNCERTAINTY = 0.10
 """Neither Intel nor AMD publishes an accuracy for RAPL; Khan et al. (2018) found it highly correlated with plug
 power but it leaves out PSU, fans and board. We judge RAPL figures with ±10% until a meter says otherwise."""

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["summarize_power"]
+
 
 def summarize_power(profile: dict[str, Any], peak: dict[str, dict[str, Any]], dtypes: list[str]) -> dict[str, Any]:
     """The summary's power keys: ``tflops_per_watt`` (gross, from each dtype's headline window), its interval
-        widened by the source's uncertainty, quality, scope, net-of-idle figure, ``tflops_per_watt_covers`` (True /
-        False / None: does the power include the device under test?) with ``tflops_per_watt_covers_reason`` (how that was
-        decided), ``tflops_per_watt_not_judged`` (why a figure must not decide a verdict, e.g. the window's sustained
-    TFLOPS was more than 15% from the timed median) and ``power_note`` saying why a figure is missing."""
+    widened by the source's uncertainty, quality, scope, net-of-idle figure, ``tflops_per_watt_covers`` (True /
+    False / None: does the power include the device under test?) with ``tflops_per_watt_covers_reason`` (how that
+    was decided), ``tflops_per_watt_not_judged`` (why a figure must not decide a verdict, e.g. the window's
+    sustained TFLOPS was more than 15% from the timed median) and ``power_note`` saying why a figure is missing."""
     power = profile.get("power") or {}
-    headline = {
+    headline: dict[str, dict[str, Any]] = {
         m["dtype"]: m.get("energy")
         for m in profile.get("measurements", [])
         if (m.get("energy") or {}).get("kind") == "headline"
@@ -41,6 +43,7 @@ def summarize_power(profile: dict[str, Any], peak: dict[str, dict[str, Any]], dt
             else:
                 missing.append(f"{dtype}: {energy.get('reason')}")
             continue
+        assert energy is not None and value is not None  # a figure comes only from a valid window
         u = float(energy.get("uncertainty_rel") or 0.0)
         if energy["quality"] != "Q0":  # an estimate has no interval to give
             out["tflops_per_watt_ci"][dtype] = [value / (1 + u), value / (1 - u) if u < 1 else value * 1e9]

@@ -13,10 +13,27 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from npucheck.power.base import CounterReset, PowerReadError, PowerSource
+
+__all__ = [
+    "combine_windows",
+    "COUNTER_AGREEMENT",
+    "DEFAULT_SAMPLE_HZ",
+    "EnergyWindow",
+    "integrate_interval_averages",
+    "integrate_zoh",
+    "MAX_TRACE_POINTS",
+    "MIN_COVERAGE",
+    "MIN_METER_SAMPLES",
+    "MIN_POLL_S",
+    "PowerSampler",
+    "QUALITY_ORDER",
+]
+
 
 DEFAULT_SAMPLE_HZ = 10.0
 MAX_TRACE_POINTS = 600
@@ -198,7 +215,7 @@ class EnergyWindow:
         except Exception as e:  # noqa: BLE001 - a source failing must invalidate the window, not crash the run
             self.edge_errors.append(f"{'start' if index == 0 else 'end'} edge: {e}")
 
-    def __enter__(self) -> "EnergyWindow":
+    def __enter__(self) -> EnergyWindow:
         self.context_before = _safe_context(self.source)
         self._sampler.sample_once()  # a power value at the start edge
         self._edge(0)
