@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from npucheck.datasheets import ceiling_reason
 from npucheck.model import (
+    HOST_CLOCK_TOLERANCE,
     PARTIAL_SCOPES,
     QUALITIES,
     SHARED_SCOPES,
@@ -32,7 +33,6 @@ from npucheck.targets import Criterion, Target
 __all__ = [
     "decide",
     "exit_code_for",
-    "HOST_CLOCK_TOLERANCE",
     "INTERRUPTED_NOTE",
     "judge",
     "judge_criterion",
@@ -43,7 +43,6 @@ __all__ = [
 
 PASS, FAIL, INCONCLUSIVE, ERROR = VERDICT_STATUSES
 MEASURED_QUALITIES = tuple(q for q in QUALITIES if q != "Q0")
-HOST_CLOCK_TOLERANCE = 1.15  # as npucheck.runner.HOST_CLOCK_TOLERANCE (the judge imports no measuring code)
 INTERRUPTED_NOTE = " (run was interrupted: judged on the cases measured)"
 
 

@@ -36,6 +36,7 @@ from npucheck.errors import ResultFileError
 
 __all__ = [
     "SCHEMA_VERSION",
+    "HOST_CLOCK_TOLERANCE",
     # vocabularies
     "Status",
     "STATUSES",
@@ -86,7 +87,11 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 2
-"""The format version this module reads and writes (as ``npucheck.store.SCHEMA_VERSION``)."""
+"""The format version this module reads and writes (its history and migrations: ``npucheck.store``)."""
+HOST_CLOCK_TOLERANCE = 1.15
+"""A confirmation's event-timed TFLOPS may exceed the host clock's figure for the same calls by this factor (the
+host clock includes launch gaps and one synchronize, so it can only read low); beyond it the events are not
+trusted: the runner warns and the judge does not pass the peak."""
 
 # ------------------------------------------------------------------------------------------------- vocabularies
 Status = Literal["ok", "error", "skipped"]

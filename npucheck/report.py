@@ -100,29 +100,22 @@ def _load_line(profile: ResultProfile) -> str:
     return f"other load: up to {cores:.2f} CPU cores used by other processes during a case"
 
 
-def _document(profile: ResultProfile) -> dict[str, Any]:
-    """The profile's JSON object, for ``npucheck.plot`` and ``npucheck.compare``, which read dicts until they are
-    converted to the model too (issue 8); they then take the profile itself."""
-    return profile.to_dict()
-
-
 def _plots(
     profile: ResultProfile, base: ResultProfile | None, thresholds: list[tuple[str, float]]
 ) -> tuple[list[tuple[str, str, bytes]], list[str]]:
     """(name, caption, PNG bytes) for each plot that has data, and a line for each that has not."""
     made, missing = [], []
-    doc = _document(profile)
-    wanted: list[tuple[str, str, list[dict[str, Any]], list[str] | None]] = [
-        ("sweep", "GEMM throughput against size", [doc], None),
-        ("efficiency", "Efficiency curves", [doc], None),
-        ("trace", "Power over the run", [doc], None),
+    wanted: list[tuple[str, str, list[ResultProfile], list[str] | None]] = [
+        ("sweep", "GEMM throughput against size", [profile], None),
+        ("efficiency", "Efficiency curves", [profile], None),
+        ("trace", "Power over the run", [profile], None),
     ]
     if base is not None:
         wanted.append(
             (
                 "compare",
                 "Comparison with the base",
-                [_document(base), doc],
+                [base, profile],
                 [comparing.label("", base), comparing.label("", profile)],
             )
         )
@@ -139,10 +132,9 @@ def _plots(
 def _comparison(profile: ResultProfile, base: ResultProfile | None) -> tuple[pd.DataFrame | None, dict[str, Any]]:
     if base is None:
         return None, {}
-    base_doc = _document(base)
-    others = [(comparing.label("", profile), _document(profile))]
-    frame = comparing.compare_frames(base_doc, others)
-    return frame, comparing.summary(frame, base_doc, others)
+    others = [(comparing.label("", profile), profile)]
+    frame = comparing.compare_frames(base, others)
+    return frame, comparing.summary(frame, base, others)
 
 
 def build(

@@ -35,6 +35,7 @@ from npucheck.kernels import (
 )
 from npucheck.kernels.precision import fp32_precision_state, full_fp32_precision
 from npucheck.load import FOREIGN_CORES_WARNING, LoadMonitor, busy_processes, describe_busy
+from npucheck.model import HOST_CLOCK_TOLERANCE
 from npucheck.power import PowerSource, open_source
 from npucheck.power.summary import summarize_power
 from npucheck.power.window import DEFAULT_SAMPLE_HZ
@@ -51,7 +52,6 @@ __all__ = [
     "FAULTS_PER_CALL_WARNING",
     "HOST_CLOCK_MAX_CALLS",
     "HOST_CLOCK_S",
-    "HOST_CLOCK_TOLERANCE",
     "HOST_REFERENCE_FLOPS_PER_S",
     "PILOT_SHARE",
     "PROBE_MAX_SIZE",
@@ -93,9 +93,6 @@ WARMUP_SETTLED_DROP = 0.01
 fraction of the first of them."""
 DEVICE_STATE_KEYS = ("sm_clock_mhz", "throttle_reasons", "clock_event_reasons", "temperature_c", "power_limit_w")
 TIMED_SUSTAINED_TOLERANCE = 0.15
-HOST_CLOCK_TOLERANCE = 1.15
-"""Event-timed TFLOPS of the confirmation may exceed the host clock's figure for the same calls by this factor
-(the host clock includes launch gaps and one synchronize); beyond it the events are not trusted."""
 HOST_CLOCK_S = 0.2
 HOST_CLOCK_MAX_CALLS = 10_000
 CONFIRM_SEED_OFFSET = 7919

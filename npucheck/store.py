@@ -22,7 +22,7 @@ from typing import Any
 
 from npucheck.atomic import write_new
 from npucheck.errors import ResultFileError, UsageError
-from npucheck.model import ResultProfile
+from npucheck.model import SCHEMA_VERSION, ResultProfile
 
 __all__ = [
     "default_name",
@@ -36,7 +36,6 @@ __all__ = [
     "output_path_available",
     "save_result",
     "SCHEMA_FILE",
-    "SCHEMA_VERSION",
     "slug",
     "SLUG_MAX_CHARS",
     "validate",
@@ -46,7 +45,7 @@ __all__ = [
 # Format history (bump SCHEMA_VERSION, add a one-step migration to MIGRATIONS and a new schema file):
 #   1 - first format (npucheck 0.1)
 #   2 - power: top-level `power`, `energy` on every measurement, summary TFLOPS/W with interval, quality, scope
-SCHEMA_VERSION = 2
+# SCHEMA_VERSION itself is defined once, in npucheck.model (imported above).
 
 
 def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:

@@ -30,23 +30,14 @@ from npucheck.model import (
 )
 from npucheck.power.base import PowerSource
 from npucheck.runner import Runner, RunOptions
-from npucheck.suites import Suite
 from npucheck.targets import load_targets
+from tests.test_runner import TINY as RUNNER_TINY
 
-TINY = Suite(
-    name="tiny",
-    description="test",
-    suite_budget_s=20,
-    case_budget_s=0.5,
-    case_target_s=0.03,
-    device_warmup_s=0,
-    accelerator_warmup_s=0,
-    min_samples=6,
-    max_samples=8,
-    min_sample_s=0.0005,
+# the runner tests' tiny suite, GEMM only, with short energy windows
+TINY = replace(
+    RUNNER_TINY,
     power_window_s=0.05,
     idle_s=0.05,
-    power_trials=1,
     entries=({"kernel": "gemm", "shape_set": "square", "where": {"m": [128, 256]}},),
 )
 
