@@ -17,10 +17,13 @@ while the allocator was mapping fresh pages is flagged.
 
 from __future__ import annotations
 
+import functools
 import math
+import mmap
 import time
 
 __all__ = [
+    "faults_are_counted",
     "MAX_CHUNK_CALLS",
     "minor_faults",
     "PER_CALL_CHUNK_S",
@@ -56,9 +59,27 @@ COLD, MIXED, WARM = "cold", "mixed", "warm"
 flush at all."""
 
 
+FAULT_PROBE_PAGES = 64
+
+
+@functools.lru_cache(maxsize=1)
+def faults_are_counted() -> bool:
+    """Whether this OS reports minor page faults: touches ``FAULT_PROBE_PAGES`` fresh anonymous pages once and looks
+    for any rise in ``ru_minflt``. Some sandboxes (gVisor, for one) report 0 forever, and a 0 from them must read
+    "not counted", not "no faults"."""
+    if resource is None:
+        return False
+    page = mmap.PAGESIZE
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    with mmap.mmap(-1, FAULT_PROBE_PAGES * page) as fresh:
+        for offset in range(0, FAULT_PROBE_PAGES * page, page):
+            fresh[offset] = 1
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt > before
+
+
 def minor_faults() -> int | None:
     """Minor page faults of this process so far (all threads), or None where the OS does not count them."""
-    if resource is None:
+    if resource is None or not faults_are_counted():
         return None
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 

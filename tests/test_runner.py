@@ -8,6 +8,7 @@ from npucheck.kernels.base import Check, Workload
 from npucheck.power.base import PowerSource
 from npucheck.runner import Runner, RunOptions
 from npucheck.suites import Suite
+from npucheck.timing import faults_are_counted
 
 TINY = Suite(
     name="tiny",
@@ -321,7 +322,10 @@ def test_a_cpu_run_settles_the_allocator_and_counts_page_faults_per_case():
     profile = _run(kernels=["gemm"])
     assert profile["environment"]["allocator"]["applied"] in (True, False)
     ok = [m for m in profile["measurements"] if m["status"] == "ok"]
-    assert all(m["minor_faults"] is not None and m["minor_faults"] >= 0 for m in ok)
+    if faults_are_counted():
+        assert all(m["minor_faults"] is not None and m["minor_faults"] >= 0 for m in ok)
+    else:  # a sandbox that reports 0 faults forever: unknown, never a reassuring 0
+        assert all(m["minor_faults"] is None and m["minor_faults_per_call"] is None for m in ok)
     assert all(m["cache_state"] == "warm" for m in ok)  # flush=False
 
 

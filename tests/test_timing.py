@@ -90,3 +90,43 @@ def test_a_broken_timer_is_an_error_not_a_figure():
     device = ZeroTimer(call_s=0.01)
     with pytest.raises(ValueError, match="timer returned"):
         time_kernel(lambda: None, device, lambda: None, TimingSettings(budget_s=0.1), clock=device.clock)
+
+
+class _Usage:
+    def __init__(self, faults):
+        self.ru_minflt = faults
+
+
+class _FrozenResource:
+    """getrusage as a sandbox that does not count faults (gVisor) reports it: ru_minflt stays 0 whatever happens."""
+
+    RUSAGE_SELF = 0
+
+    @staticmethod
+    def getrusage(_who):
+        return _Usage(0)
+
+
+def test_faults_from_an_os_that_does_not_count_them_are_unknown_not_zero(monkeypatch):
+    from npucheck import timing
+
+    timing.faults_are_counted.cache_clear()
+    monkeypatch.setattr(timing, "resource", _FrozenResource)
+    try:
+        assert timing.faults_are_counted() is False
+        assert timing.minor_faults() is None
+    finally:
+        timing.faults_are_counted.cache_clear()
+
+
+def test_faults_are_counted_where_the_os_counts_them():
+    from npucheck import timing
+
+    if timing.resource is None:
+        pytest.skip("no resource module on this OS")
+    timing.faults_are_counted.cache_clear()
+    counted = timing.faults_are_counted()
+    faults = timing.minor_faults()
+    assert (faults is not None) == counted
+    if counted:
+        assert faults > 0
