@@ -105,8 +105,8 @@ def cli() -> None:
 @cli.command()
 def env() -> None:
     """Devices and power sources found here, and why others are not."""
-    from npucheck import power
-    from npucheck.devices import available_devices, resolve_device
+    from npucheck.measure import power
+    from npucheck.measure.devices import available_devices, resolve_device
 
     console = _console()
     ids, notes = available_devices()
@@ -215,14 +215,14 @@ def run(
     results_dir: Path,
 ) -> None:
     """Measure the device with a suite, judge it, and save a result profile."""
-    from npucheck import judge as judging
     from npucheck import store
     from npucheck import targets as target_profiles
+    from npucheck.read import judge as judging
 
     if output is not None:
         store.output_path_available(output)
     chosen_targets = target_profiles.load_targets(list(targets) or None)
-    from npucheck.runner import Runner, RunOptions  # imports torch: only now that the input is known good
+    from npucheck.measure.runner import Runner, RunOptions  # imports torch: only now that the input is known good
 
     options = RunOptions(
         device=device,
@@ -339,14 +339,14 @@ class _Progress:
 )
 def check(result: Path, targets: tuple[str, ...]) -> None:
     """Judge a stored result against targets. Exit 0 all PASS, 1 any FAIL, 3 otherwise."""
-    from npucheck import judge as judging
     from npucheck import store
     from npucheck import targets as target_profiles
+    from npucheck.read import judge as judging
 
     profile = store.load_result(result)
     verdicts = judging.judge(profile, target_profiles.load_targets(list(targets) or None))
     console = _console()
-    from npucheck.render import header_lines, verdicts_table
+    from npucheck.read.text import header_lines, verdicts_table
 
     for line in header_lines(profile):
         console.print(line)
@@ -361,7 +361,7 @@ def check(result: Path, targets: tuple[str, ...]) -> None:
 def show(result: Path, fmt: str) -> None:
     """Print a stored result profile."""
     from npucheck import store
-    from npucheck.render import to_json, to_markdown
+    from npucheck.read.text import to_json, to_markdown
 
     profile = store.load_result(result)
     if fmt == "json":
@@ -374,7 +374,7 @@ def show(result: Path, fmt: str) -> None:
 
 def _print_profile(console: Console, document: dict[str, Any]) -> None:
     from npucheck.model import as_profile
-    from npucheck.render import (
+    from npucheck.read.text import (
         energy_table,
         header_lines,
         measurements_table,
@@ -450,8 +450,8 @@ def results_command(directory: Path, sort_by: str, fmt: str) -> None:
     import json
 
     from npucheck import store
-    from npucheck.compare import results_frame
-    from npucheck.render import frame_table
+    from npucheck.read.compare import results_frame
+    from npucheck.read.text import frame_table
 
     entries, unreadable = [], []
     for path, loaded in store.iter_results(directory):
@@ -492,9 +492,9 @@ def compare_command(base: Path, others: tuple[Path, ...], threshold: float, fail
     """Compare OTHER result profiles with BASE, case by case, with statistical significance."""
     import json
 
-    from npucheck import compare as comparing
     from npucheck import store
-    from npucheck.render import compare_display, comparison_summary_lines, frame_table
+    from npucheck.read import compare as comparing
+    from npucheck.read.text import compare_display, comparison_summary_lines, frame_table
 
     base_profile = store.load_result(base)
     loaded = [(comparing.label(path, profile), profile) for path in others for profile in [store.load_result(path)]]
@@ -565,9 +565,9 @@ def _per_watt_thresholds(targets: tuple[str, ...]) -> list[tuple[str, float]]:
 )
 def plot_command(results: tuple[Path, ...], kind: str, output: Path, targets: tuple[str, ...]) -> None:
     """Plot stored results: sweep, efficiency curves, power trace, or several profiles compared."""
-    from npucheck import plot as plotting
     from npucheck import store
-    from npucheck.render import profile_label
+    from npucheck.read import plot as plotting
+    from npucheck.read.text import profile_label
 
     if kind != "compare" and len(results) > 1:
         raise UsageError(f"--kind {kind} plots one result; use --kind compare for several")
@@ -594,8 +594,8 @@ def plot_command(results: tuple[Path, ...], kind: str, output: Path, targets: tu
 @click.option("--target", "targets", multiple=True, help="Targets whose TFLOPS/W thresholds are drawn.")
 def report_command(result: Path, base: Path | None, output: Path, targets: tuple[str, ...]) -> None:
     """A self-contained report of RESULT, compared with BASE when given."""
-    from npucheck import report as reporting
     from npucheck import store
+    from npucheck.read import report as reporting
 
     suffix = output.suffix.lower()
     if suffix not in (".html", ".htm", ".md"):

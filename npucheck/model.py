@@ -124,7 +124,7 @@ Scope = Literal[
     "unknown",
 ]
 SCOPES: tuple[str, ...] = get_args(Scope)
-"""What a power figure covers (every scope a source in ``npucheck.power`` can report)."""
+"""What a power figure covers (every scope a source in ``npucheck.measure.power`` can report)."""
 PARTIAL_SCOPES: tuple[str, ...] = ("soc-rail", "dram")
 """Scopes covering only part of a device: shown, never judged."""
 SHARED_SCOPES: tuple[str, ...] = ("shared-board",)
@@ -685,7 +685,7 @@ class Energy(Record):
 
     @classmethod
     def invalid(cls, reason: str, source: SourceInfo | Mapping[str, Any]) -> Energy:
-        """The energy object of a window that could not run (as ``npucheck.energy.invalid_energy`` writes it):
+        """The energy object of a window that could not run (as ``npucheck.measure.energy.invalid_energy`` writes it):
         ``source`` is the power source's description (``PowerSource.describe()`` or :class:`SourceInfo`)."""
         info = source if isinstance(source, SourceInfo) else SourceInfo.from_dict(source)
         return cls(

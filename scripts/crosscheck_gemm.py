@@ -45,9 +45,9 @@ def independent_tflops(m: int, n: int, k: int, layout: str, dtype: torch.dtype, 
 
 def npucheck_tflops(measurement: dict, profile: dict) -> float:
     """The same case timed now by npucheck's own code, with the settings the result recorded."""
-    from npucheck.devices import CpuDevice
     from npucheck.kernels import KERNELS, build_workload
-    from npucheck.timing import TimingSettings, time_kernel
+    from npucheck.measure.devices import CpuDevice
+    from npucheck.measure.timing import TimingSettings, time_kernel
 
     device = CpuDevice()
     case = KERNELS["gemm"].case(measurement["dtype"], measurement["shape"], measurement["shape_set"])

@@ -1,4 +1,5 @@
-"""A fake accelerator runtime at the device seam (``npucheck.devices.runtime``) that models what torch documents.
+"""A fake accelerator runtime at the device seam (``npucheck.measure.devices.runtime``) that models what torch
+documents.
 
 Semantics modelled, each from torch's source (``torch/csrc/Event.cpp``) or CUDA's documented behaviour:
 

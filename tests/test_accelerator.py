@@ -4,9 +4,9 @@
 import pytest
 import torch
 
-from npucheck.devices import DEVICE_EVENTS, HOST_CLOCK, resolve_device
 from npucheck.errors import DeviceUnavailableError
-from npucheck.timing import COLD, MIXED, TimingSettings, time_kernel
+from npucheck.measure.devices import DEVICE_EVENTS, HOST_CLOCK, resolve_device
+from npucheck.measure.timing import COLD, MIXED, TimingSettings, time_kernel
 from tests.fakes_accelerator import FakeGpu, FakeRuntime, two_h100s
 
 
@@ -143,8 +143,8 @@ def test_through_torchs_own_api_cuda_1_is_timed_on_cuda_1(torch_sees_two_gpus):
 
 
 def _run_on_fake_cuda_1(monkeypatch, **options):
-    import npucheck.runner as runner_module
-    from npucheck.runner import Runner, RunOptions
+    import npucheck.measure.runner as runner_module
+    from npucheck.measure.runner import Runner, RunOptions
     from tests.test_runner import TINY
 
     monkeypatch.setattr(runner_module, "busy_processes", lambda interval_s=0.5: [])
@@ -171,7 +171,7 @@ def test_a_whole_run_on_cuda_1_times_single_cold_calls_on_its_stream_and_confirm
 
 
 def test_a_run_whose_events_time_an_idle_stream_never_produces_a_figure(monkeypatch):
-    from npucheck.devices import AcceleratorDevice
+    from npucheck.measure.devices import AcceleratorDevice
 
     runner, runtime = _run_on_fake_cuda_1(monkeypatch)
     # the old bug: events recorded on the current device's (cuda:0's) stream while the kernels run on cuda:1

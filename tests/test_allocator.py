@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from npucheck.allocator import settle_malloc
-from npucheck.timing import faults_are_counted
+from npucheck.measure.allocator import settle_malloc
+from npucheck.measure.timing import faults_are_counted
 
 CONV = """
 import json, resource, sys, torch
 torch.set_num_threads(1)
 if sys.argv[1] == "settle":
-    from npucheck.allocator import settle_malloc
+    from npucheck.measure.allocator import settle_malloc
     state = settle_malloc()
 else:
     state = None

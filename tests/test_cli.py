@@ -178,17 +178,17 @@ def test_bad_options_are_one_line_and_exit_2(runner, argv):
 
 
 def test_a_run_whose_judging_fails_is_still_saved(runner, tmp_path, monkeypatch):
-    import npucheck.judge
-    import npucheck.runner
+    import npucheck.measure.runner
+    import npucheck.read.judge
     from npucheck.errors import ResultFileError
     from tests.conftest import make_profile
 
-    monkeypatch.setattr(npucheck.runner.Runner, "run", lambda self: make_profile(verdicts=[]))
+    monkeypatch.setattr(npucheck.measure.runner.Runner, "run", lambda self: make_profile(verdicts=[]))
 
     def broken_judge(profile, targets):
         raise ResultFileError("not a valid result profile: a runner bug")
 
-    monkeypatch.setattr(npucheck.judge, "judge", broken_judge)
+    monkeypatch.setattr(npucheck.read.judge, "judge", broken_judge)
     out = tmp_path / "r.json"
     result = runner.invoke(cli, ["run", "--device", "cpu", "--suite", "quick", "--power", "none", "-o", str(out)])
     assert result.exit_code == 0, result.output

@@ -12,10 +12,10 @@ import pytest
 from conftest import make_profile
 from test_compare_plot_report import _case, _energy, _pair, _power_profile
 
-from npucheck import compare as comparing
-from npucheck import plot as plotting
 from npucheck.errors import ResultFileError
 from npucheck.model import ResultProfile, as_profile
+from npucheck.read import compare as comparing
+from npucheck.read import plot as plotting
 
 
 def _svg(fig) -> bytes:

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import GEMM_FLOPS, make_measurement, make_profile
 
-from npucheck import compare as comparing
-from npucheck import plot as plotting
 from npucheck.cli import cli
-from npucheck.render import comparison_summary_lines
+from npucheck.read import compare as comparing
+from npucheck.read import plot as plotting
+from npucheck.read.text import comparison_summary_lines
 from npucheck.stats import summarize
 from npucheck.store import save_result
 
@@ -165,14 +165,14 @@ def test_comparison_summary_lines_in_the_command_and_the_report_wording():
 
 
 def test_every_rendering_of_the_comparison_summary_takes_its_lines_from_one_function(runner, tmp_path, monkeypatch):
-    import npucheck.render
-    import npucheck.report
+    import npucheck.read.report
+    import npucheck.read.text
 
     def marked(summary, style="command", counts=True):
         return [f"SUMMARY-{style}-{counts}"]
 
-    monkeypatch.setattr(npucheck.render, "comparison_summary_lines", marked)
-    monkeypatch.setattr(npucheck.report, "comparison_summary_lines", marked)
+    monkeypatch.setattr(npucheck.read.text, "comparison_summary_lines", marked)
+    monkeypatch.setattr(npucheck.read.report, "comparison_summary_lines", marked)
     base, other = _pair()
     other["verdicts"] = copy.deepcopy(base["verdicts"])
     other["verdicts"][0]["status"] = "INCONCLUSIVE"  # a verdict change, so every kind of line has a source
@@ -396,7 +396,7 @@ def test_show_without_a_datasheet_has_no_datasheet_columns(runner, tmp_path):
 
 
 def test_a_datasheet_missing_keys_still_renders():
-    from npucheck.render import datasheet_line, summary_rows, to_markdown
+    from npucheck.read.text import datasheet_line, summary_rows, to_markdown
 
     profile = _with_datasheet()
     profile["device"]["datasheet"] = {"part": "Homemade"}
@@ -420,7 +420,7 @@ def test_reports_show_the_datasheet_comparison_and_its_sources(runner, tmp_path)
 
 
 def test_the_summary_shows_the_confirmation_and_the_sustained_figure_beside_the_burst_peak():
-    from npucheck.render import summary_rows
+    from npucheck.read.text import summary_rows
     from tests.conftest import make_profile as full_profile
 
     profile = full_profile()
@@ -434,7 +434,7 @@ def test_the_summary_shows_the_confirmation_and_the_sustained_figure_beside_the_
 
 
 def test_an_old_summary_without_confirmation_has_no_confirmation_column():
-    from npucheck.render import summary_rows
+    from npucheck.read.text import summary_rows
     from tests.conftest import make_profile as full_profile
 
     headers, _ = summary_rows(full_profile())

@@ -2,10 +2,10 @@
 
 import pytest
 
-from npucheck.devices import CpuDevice, available_devices, cpu_caches, resolve_device
 from npucheck.errors import DeviceUnavailableError, UsageError
 from npucheck.kernels import select_dtypes, select_kernels
-from npucheck.suites import get_suite, load_suites
+from npucheck.measure.devices import CpuDevice, available_devices, cpu_caches, resolve_device
+from npucheck.measure.suites import get_suite, load_suites
 
 
 def _write(path, text):

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from npucheck.power import sysfs_root
-from npucheck.power.base import PowerSourceError
+from npucheck.measure.power import sysfs_root
+from npucheck.measure.power.base import PowerSourceError
 
 
 def _open_or_skip(opener):
@@ -23,7 +23,7 @@ def _open_or_skip(opener):
 
 @pytest.mark.nvml
 def test_nvml_counter_advances_and_power_is_plausible():
-    from npucheck.power.nvml import NvmlSource
+    from npucheck.measure.power.nvml import NvmlSource
 
     source = _open_or_skip(NvmlSource)
     try:
@@ -41,7 +41,7 @@ def test_nvml_counter_advances_and_power_is_plausible():
 
 @pytest.mark.rapl
 def test_rapl_package_counter_advances():
-    from npucheck.power.rapl import RaplSource
+    from npucheck.measure.power.rapl import RaplSource
 
     source = _open_or_skip(lambda: RaplSource(sysfs_root()))
     first = source.read_energy_j()
@@ -51,9 +51,9 @@ def test_rapl_package_counter_advances():
 
 @pytest.mark.gpu
 def test_a_gemm_run_on_the_accelerator_times_with_events_and_measures_power():
-    from npucheck.devices import accelerator_type
-    from npucheck.runner import Runner, RunOptions
-    from npucheck.suites import get_suite
+    from npucheck.measure.devices import accelerator_type
+    from npucheck.measure.runner import Runner, RunOptions
+    from npucheck.measure.suites import get_suite
 
     kind = accelerator_type()
     if kind is None:

@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from npucheck.errors import ResultFileError
-from npucheck.judge import exit_code_for, judge, judge_criterion
 from npucheck.model import as_profile
+from npucheck.read.judge import exit_code_for, judge, judge_criterion
 from npucheck.targets import Criterion, Target, load_targets
 
 RANK = {"FAIL": 0, "INCONCLUSIVE": 1, "PASS": 2}

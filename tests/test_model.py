@@ -12,9 +12,10 @@ from dataclasses import FrozenInstanceError, replace
 import pytest
 from conftest import make_measurement, make_profile, make_v1_profile
 
-import npucheck.runner as runner_module
+import npucheck.measure.runner as runner_module
 from npucheck import model, store
-from npucheck.judge import judge
+from npucheck.measure.power.base import PowerSource
+from npucheck.measure.runner import Runner, RunOptions
 from npucheck.model import (
     CriterionResult,
     Energy,
@@ -28,8 +29,7 @@ from npucheck.model import (
     SupportFamily,
     Verdict,
 )
-from npucheck.power.base import PowerSource
-from npucheck.runner import Runner, RunOptions
+from npucheck.read.judge import judge
 from npucheck.targets import load_targets
 from tests.test_runner import TINY as RUNNER_TINY
 
@@ -199,7 +199,7 @@ def test_an_object_built_in_code_writes_what_the_runner_writes():
 
 
 def test_energy_invalid_writes_what_invalid_energy_writes():
-    from npucheck.energy import invalid_energy
+    from npucheck.measure.energy import invalid_energy
 
     source = _CounterSource()
     expected = invalid_energy(source, "out of memory: boom")
@@ -270,8 +270,8 @@ def test_a_bad_scope_fails():
 
 
 def test_every_scope_a_power_source_uses_is_in_the_vocabulary_and_nobody_keeps_a_copy():
-    from npucheck import judge
-    from npucheck.power import base, hwmon
+    from npucheck.measure.power import base, hwmon
+    from npucheck.read import judge
 
     assert set(hwmon.DRIVER_SCOPES.values()) <= set(model.SCOPES)
     for scope in ("board", "module", "package", "platform", "dram", "wall", "soc-rail", "shared-board", "unknown"):

@@ -8,15 +8,15 @@ import pytest
 from conftest import make_profile
 from fakes import FakeAmdSmi, FakeNvml, make_hwmon, make_zone
 
-from npucheck import power
-from npucheck.power import rapl as rapl_module
-from npucheck.power.amd import AmdSmiSource
-from npucheck.power.base import CounterReset, PowerReadError, PowerSource, PowerSourceError
-from npucheck.power.hwmon import HwmonSource
-from npucheck.power.meter import ConstantSource, MeterLogSource, parse_line
-from npucheck.power.nvml import NvmlSource, decode_clock_events
-from npucheck.power.rapl import RaplSource
-from npucheck.power.window import EnergyWindow, integrate_interval_averages, integrate_zoh
+from npucheck.measure import power
+from npucheck.measure.power import rapl as rapl_module
+from npucheck.measure.power.amd import AmdSmiSource
+from npucheck.measure.power.base import CounterReset, PowerReadError, PowerSource, PowerSourceError
+from npucheck.measure.power.hwmon import HwmonSource
+from npucheck.measure.power.meter import ConstantSource, MeterLogSource, parse_line
+from npucheck.measure.power.nvml import NvmlSource, decode_clock_events
+from npucheck.measure.power.rapl import RaplSource
+from npucheck.measure.power.window import EnergyWindow, integrate_interval_averages, integrate_zoh
 
 
 # ------------------------------------------------------------------------------------------------------ RAPL
@@ -178,7 +178,7 @@ class RampSource(PowerSource):
 
 def _result(window, flops, idle_watts=None):
     """The runner's energy object of a window: the power seam's result, then the work's figures."""
-    from npucheck.energy import efficiency
+    from npucheck.measure.energy import efficiency
 
     return efficiency(window.result(), flops, idle_watts)
 
@@ -523,7 +523,7 @@ def test_env_probe_exercises_the_real_reads(tmp_path):
 def test_the_window_plan_covers_headline_sweep_and_each_other_kernel():
     from conftest import make_measurement
 
-    from npucheck.energy import window_plan
+    from npucheck.measure.energy import window_plan
 
     def ok(case_id, kernel, dtype, tflops, shape_set="square"):
         return make_measurement(id=case_id, kernel=kernel, dtype=dtype, tflops=tflops, shape_set=shape_set)
@@ -579,7 +579,7 @@ def _trial(start, window_s, joules, flops, quality="Q2", valid=True, reason=None
 
 
 def test_trials_combine_into_totals_with_their_spread_in_the_uncertainty():
-    from npucheck.energy import combine_trials
+    from npucheck.measure.energy import combine_trials
 
     trials = [
         _trial(100.0, 10.0, 1000.0, 1e15),
@@ -598,7 +598,7 @@ def test_trials_combine_into_totals_with_their_spread_in_the_uncertainty():
 
 
 def test_one_invalid_trial_invalidates_the_window_and_says_which():
-    from npucheck.energy import combine_trials
+    from npucheck.measure.energy import combine_trials
 
     energy = combine_trials(
         [
@@ -611,7 +611,7 @@ def test_one_invalid_trial_invalidates_the_window_and_says_which():
 
 
 def test_no_net_figure_when_the_power_above_idle_is_within_the_uncertainty():
-    from npucheck.energy import net_tflops_per_watt
+    from npucheck.measure.energy import net_tflops_per_watt
 
     warnings: list[str] = []
     noise = {"idle_watts": 35.0, "avg_watts": 35.05, "tflops": 0.03, "uncertainty_rel": 0.1}
@@ -624,10 +624,10 @@ def test_no_net_figure_when_the_power_above_idle_is_within_the_uncertainty():
 # Issue #7: which device a source measures, and whether that is the device under test.
 from fakes import FakeGpu  # noqa: E402
 
-from npucheck.judge import judge  # noqa: E402
-from npucheck.power import base as power_base  # noqa: E402
-from npucheck.power.summary import summarize_power  # noqa: E402
-from npucheck.power.window import PowerSampler  # noqa: E402
+from npucheck.measure.power import base as power_base  # noqa: E402
+from npucheck.measure.power.summary import summarize_power  # noqa: E402
+from npucheck.measure.power.window import PowerSampler  # noqa: E402
+from npucheck.read.judge import judge  # noqa: E402
 from npucheck.targets import Criterion, Target  # noqa: E402
 
 
@@ -984,7 +984,7 @@ def test_the_only_i915_sensor_is_never_assumed_to_be_the_xpu_under_test(tmp_path
 
 
 def test_other_processes_on_the_gpu_are_found_by_torchs_uuid_through_the_nvml_module():
-    from npucheck.power.nvml import driver_version, gpu_processes
+    from npucheck.measure.power.nvml import driver_version, gpu_processes
 
     gpu = FakeGpu(uuid="GPU-aaaa", mig_slices=("MIG-bbbb",))
     gpu.processes = [(4242, 2**30), (99, 5)]

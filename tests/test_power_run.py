@@ -125,7 +125,7 @@ def test_an_unusable_named_power_source_is_exit_2_before_measuring(tmp_path, mon
 
 
 def test_energy_windows_batch_short_calls_between_synchronizations():
-    from npucheck.energy import window_batch
+    from npucheck.measure.energy import window_batch
 
     # single-call samples of a 0.1 ms kernel: 100 calls per synchronization, not one
     assert window_batch({"calls_per_sample": 1, "stats": {"median_s": 1e-4}}) == 100

@@ -10,10 +10,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from npucheck import support
 from npucheck.kernels import KERNELS, base, build_workload, reference_flops
 from npucheck.kernels.base import TOLERANCE, Check, compare
 from npucheck.kernels.precision import OVERRIDE_ENV, fp32_precision_state, full_fp32_precision
+from npucheck.measure import family_support
 
 CPU = torch.device("cpu")
 aten = torch.ops.aten
@@ -173,10 +173,10 @@ def test_support_check_never_asks_the_device_for_float64(monkeypatch):
 
         return wrapped
 
-    monkeypatch.setattr(support, "build_workload", building(support.build_workload))
-    monkeypatch.setattr(support, "_build_conv_block", building(support._build_conv_block))
+    monkeypatch.setattr(family_support, "build_workload", building(family_support.build_workload))
+    monkeypatch.setattr(family_support, "_build_conv_block", building(family_support._build_conv_block))
     with mode:
-        result = support.check_support(CPU, seed=0)
+        result = family_support.check_support(CPU, seed=0)
     assert {family: entry["supported"] for family, entry in result.items()} == {
         "cnn": True,
         "rnn": True,
@@ -237,7 +237,7 @@ def test_support_reports_an_unavailable_reference_as_unchecked_and_a_failing_ker
     def broken_kernel(device, seed):
         raise RuntimeError("no fp16 LSTM kernel on this device")
 
-    result = support.check_support(
+    result = family_support.check_support(
         CPU,
         checks={
             "cnn": [("conv2d", ok_check), ("conv_block", unchecked_check)],

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-import npucheck.runner as runner_module
+import npucheck.measure.runner as runner_module
 from npucheck.kernels.base import Check, Workload
-from npucheck.power.base import PowerSource
-from npucheck.runner import Runner, RunOptions
-from npucheck.suites import Suite
-from npucheck.timing import faults_are_counted
+from npucheck.measure.power.base import PowerSource
+from npucheck.measure.runner import Runner, RunOptions
+from npucheck.measure.suites import Suite
+from npucheck.measure.timing import faults_are_counted
 
 TINY = Suite(
     name="tiny",

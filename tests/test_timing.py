@@ -2,7 +2,7 @@
 
 import pytest
 
-from npucheck.timing import TimingSettings, time_kernel
+from npucheck.measure.timing import TimingSettings, time_kernel
 
 
 class FakeDevice:
@@ -108,7 +108,7 @@ class _FrozenResource:
 
 
 def test_faults_from_an_os_that_does_not_count_them_are_unknown_not_zero(monkeypatch):
-    from npucheck import timing
+    from npucheck.measure import timing
 
     timing.faults_are_counted.cache_clear()
     monkeypatch.setattr(timing, "resource", _FrozenResource)
@@ -120,7 +120,7 @@ def test_faults_from_an_os_that_does_not_count_them_are_unknown_not_zero(monkeyp
 
 
 def test_faults_are_counted_where_the_os_counts_them():
-    from npucheck import timing
+    from npucheck.measure import timing
 
     if timing.resource is None:
         pytest.skip("no resource module on this OS")

@@ -51,7 +51,7 @@ def test_report_starts_fast(benchmark, stored, tmp_path):
     benchmark.pedantic(_cli, args=("report", str(stored), "-o", str(tmp_path / "r.html")), rounds=5, iterations=1)
 
 
-@pytest.mark.parametrize("module", ["npucheck.compare", "npucheck.plot", "npucheck.report"])
+@pytest.mark.parametrize("module", ["npucheck.read.compare", "npucheck.read.plot", "npucheck.read.report"])
 def test_start_up_of_the_reading_commands(benchmark, module):
     """Start-up: a fresh interpreter importing everything the command needs (pandas, matplotlib, never torch)."""
     code = f"import sys, {module}; assert 'torch' not in sys.modules"
@@ -70,8 +70,8 @@ def _rapl_sampler(tmp_path):
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1]))
     from fakes import make_zone
 
-    from npucheck.power.rapl import RaplSource
-    from npucheck.power.window import PowerSampler
+    from npucheck.measure.power.rapl import RaplSource
+    from npucheck.measure.power.window import PowerSampler
 
     make_zone(tmp_path, "intel-rapl:0", "package-0", 1000)
     make_zone(tmp_path, "intel-rapl:1", "package-1", 1000)

@@ -19,8 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from npucheck.model import PARTIAL_SCOPES
-from npucheck.power.base import (
+from npucheck.measure.power.base import (
     CounterReset,
     PowerReadError,
     PowerSource,
@@ -31,6 +30,7 @@ from npucheck.power.base import (
     normalize_bus_id,
     plausible_watts,
 )
+from npucheck.model import PARTIAL_SCOPES
 
 __all__ = [
     "ASSUMED_AVERAGE_S",

@@ -82,7 +82,7 @@ class PowerSource:
     covers_device: bool | None = None
     """Whether this source's power includes the device under test: True (found by UUID, PCI bus id, or the CPU
     package for a CPU), False (another device, or only part of it, or shared with others), None (cannot tell:
-    judged INCONCLUSIVE). Set by :func:`npucheck.power.open_source` from the device's ``describe()``."""
+    judged INCONCLUSIVE). Set by :func:`npucheck.measure.power.open_source` from the device's ``describe()``."""
     coverage: str = "not decided: the source was not opened for a device"
     """How ``covers_device`` was decided, in words."""
     max_poll_s: float | None = None

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from npucheck.power.base import CounterReset, PowerReadError, PowerSource
+from npucheck.measure.power.base import CounterReset, PowerReadError, PowerSource
 
 __all__ = [
     "combine_windows",
@@ -185,7 +185,7 @@ class EnergyWindow:
         with EnergyWindow(source) as window:
             ...  # sustained loop
             device.synchronize()
-        energy = window.result()  # joules, watts and evidence; npucheck.energy.efficiency adds TFLOPS/W
+        energy = window.result()  # joules, watts and evidence; npucheck.measure.energy.efficiency adds TFLOPS/W
     """
 
     def __init__(
@@ -235,7 +235,7 @@ class EnergyWindow:
     def result(self, meter_wait_s: float = 0.0) -> dict[str, Any]:
         """The power part of a measurement's ``energy`` object (see docs/result-profile.md): joules, watts,
         the counter and integration evidence, the trace and the context. The work's figures (flops, TFLOPS,
-        TFLOPS/W, net of idle) are added outside the power package, by ``npucheck.energy.efficiency``.
+        TFLOPS/W, net of idle) are added outside the power package, by ``npucheck.measure.energy.efficiency``.
         Never raises for a bad reading: an unusable window comes back with ``valid: false`` and the reason, and
         no power figures."""
         window_s = self.end_s - self.start_s
@@ -401,7 +401,7 @@ def combine_windows(trials: list[dict[str, Any]]) -> dict[str, Any]:
     """The power part of one energy object from several trial windows of the same case: totals over all of
     them, the worst quality, each trial's power figures under ``trials`` and each uncertainty term at its worst.
     Invalid if any trial is. Keys it does not know (the work's figures) are the first trial's:
-    ``npucheck.energy.combine_trials`` adds the combined work figures and the trials' spread."""
+    ``npucheck.measure.energy.combine_trials`` adds the combined work figures and the trials' spread."""
     first = trials[0]
     out = dict(first)
     out["trials"] = [

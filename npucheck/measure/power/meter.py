@@ -30,8 +30,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from npucheck.measure.power.base import PowerReadError, PowerSource, PowerSourceError, device_label, plausible_watts
 from npucheck.model import SCOPES
-from npucheck.power.base import PowerReadError, PowerSource, PowerSourceError, device_label, plausible_watts
 
 __all__ = [
     "ConstantSource",

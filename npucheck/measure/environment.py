@@ -11,7 +11,7 @@ from typing import Any
 import psutil
 import torch
 
-from npucheck.devices import cpu_model
+from npucheck.measure.devices import cpu_model
 
 __all__ = ["capture", "cpu_flags", "CPU_FLAGS_OF_INTEREST", "driver_version", "ENV_VARS_OF_INTEREST", "torch_flags"]
 
@@ -82,7 +82,7 @@ def torch_flags() -> dict[str, Any]:
 def driver_version() -> str | None:
     if not torch.version.cuda or not _read(torch.cuda.is_available):
         return None
-    from npucheck.power.nvml import driver_version as nvml_driver_version  # NVML only through power.nvml
+    from npucheck.measure.power.nvml import driver_version as nvml_driver_version  # NVML only through power.nvml
 
     return nvml_driver_version()
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from npucheck.devices.runtime import TorchRuntime
 from npucheck.errors import DeviceUnavailableError
+from npucheck.measure.devices.runtime import TorchRuntime
 
 __all__ = [
     "ACCELERATOR_FLUSH_MIN_BYTES",
@@ -178,8 +178,8 @@ class AcceleratorDevice(Device):
     """A torch accelerator (cuda, xpu, mps, npu, …), timed with device events when the backend has them.
 
     The device under test is made current when the object is built, and every event is recorded on *its* current
-    stream, explicitly (see :mod:`npucheck.devices.runtime`): without that, ``--device cuda:1`` would time cuda:0's
-    idle stream while the kernels ran on cuda:1.
+    stream, explicitly (see :mod:`npucheck.measure.devices.runtime`): without that, ``--device cuda:1`` would time
+    cuda:0's idle stream while the kernels ran on cuda:1.
     """
 
     def __init__(self, torch_device: torch.device, runtime: Any | None = None):
@@ -310,7 +310,7 @@ class AcceleratorDevice(Device):
         uuid = self._properties().get("uuid")
         if not uuid:
             return None
-        from npucheck.power.nvml import gpu_processes  # NVML is opened only through npucheck.power.nvml
+        from npucheck.measure.power.nvml import gpu_processes  # NVML is opened only through npucheck.measure.power.nvml
 
         # NVML ignores CUDA_VISIBLE_DEVICES; the UUID maps torch's index to the right NVML handle
         return gpu_processes(str(uuid))
@@ -368,7 +368,7 @@ def resolve_device(spec: str = "auto", runtime: Any | None = None) -> Device:
     Args:
         spec: the ``--device`` value.
         runtime: an accelerator runtime to use instead of torch's (tests pass a fake; see
-            :mod:`npucheck.devices.runtime`).
+            :mod:`npucheck.measure.devices.runtime`).
 
     Raises:
         DeviceUnavailableError: the device type or index does not exist here.

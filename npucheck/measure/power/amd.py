@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from npucheck.power.base import (
+from npucheck.measure.power.base import (
     CounterReset,
     PowerReadError,
     PowerSource,

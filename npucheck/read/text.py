@@ -537,7 +537,7 @@ def compare_display(frame: Any, others: int) -> Any:
     """The comparison as a person reads it: one ratio column with its interval, TFLOPS/W only when measured.
 
     Args:
-        frame: The frame of ``npucheck.compare.compare_frames``.
+        frame: The frame of ``npucheck.read.compare.compare_frames``.
         others: How many profiles were compared with the base; above one, an "other" column names each.
 
     Returns:
@@ -579,7 +579,7 @@ def comparison_summary_lines(
     They are not escaped: the caller escapes them for its medium (rich markup, HTML).
 
     Args:
-        summary: What ``npucheck.compare.summary`` returns.
+        summary: What ``npucheck.read.compare.summary`` returns.
         style: "command" (``npucheck compare``, which may compare several profiles): each line begins with the
             other profile's label, and one line holds every family's ratio. "report" (a report compares one
             profile): no label, one line per family.

@@ -1,4 +1,4 @@
-"""render and report read ResultProfiles: a model object and the loaded dict it came from render the same."""
+"""text and report read ResultProfiles: a model object and the loaded dict it came from render the same."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import json
 from conftest import make_profile
 from rich.console import Console
 
-from npucheck import model, render, report
+from npucheck import model
+from npucheck.read import report, text
 from npucheck.store import load_result, save_result
 
 
@@ -33,14 +34,14 @@ def test_a_profile_object_and_its_dict_render_the_same(tmp_path):
         "header_lines",
         "to_markdown",
     ):
-        assert getattr(render, name)(profile) == getattr(render, name)(loaded), name
-    assert list(render.measurement_rows(profile)) == list(render.measurement_rows(loaded))
-    assert list(render.energy_rows(profile)) == list(render.energy_rows(loaded))
-    assert render.profile_label("", profile) == render.profile_label("", loaded)
+        assert getattr(text, name)(profile) == getattr(text, name)(loaded), name
+    assert list(text.measurement_rows(profile)) == list(text.measurement_rows(loaded))
+    assert list(text.energy_rows(profile)) == list(text.energy_rows(loaded))
+    assert text.profile_label("", profile) == text.profile_label("", loaded)
     for name in ("measurements_table", "summary_table", "support_table"):
-        assert _text(getattr(render, name)(profile)) == _text(getattr(render, name)(loaded)), name
-    assert _text(render.verdicts_table(profile.verdicts)) == _text(render.verdicts_table(loaded["verdicts"]))
-    assert json.loads(render.to_json(profile)) == loaded
+        assert _text(getattr(text, name)(profile)) == _text(getattr(text, name)(loaded)), name
+    assert _text(text.verdicts_table(profile.verdicts)) == _text(text.verdicts_table(loaded["verdicts"]))
+    assert json.loads(text.to_json(profile)) == loaded
 
 
 def test_a_report_of_profile_objects_is_the_report_of_their_dicts(tmp_path):
@@ -56,9 +57,9 @@ def test_an_absent_key_and_a_null_one_still_read_as_before(tmp_path):
     profile = make_profile()
     profile["device"].pop("datasheet", None)
     profile["device"].pop("datasheet_reason", None)
-    assert render.datasheet_line(_loaded(tmp_path, profile)) is None  # a file from before datasheets
+    assert text.datasheet_line(_loaded(tmp_path, profile)) is None  # a file from before datasheets
     profile["device"]["datasheet"] = None  # an unmatched device
-    assert render.datasheet_line(profile).startswith("datasheet: none")
+    assert text.datasheet_line(profile).startswith("datasheet: none")
     device = model.as_profile(profile).device
-    assert render.written(device, "datasheet") and not render.written(device, "datasheet_reason")
-    assert render.value_or(device, "datasheet_reason", "absent") == "absent"
+    assert text.written(device, "datasheet") and not text.written(device, "datasheet_reason")
+    assert text.value_or(device, "datasheet_reason", "absent") == "absent"

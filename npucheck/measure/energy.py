@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 
-from npucheck.devices import Device
 from npucheck.kernels import Case, build_workload
-from npucheck.power.base import PowerSource
-from npucheck.power.window import EnergyWindow, combine_windows
+from npucheck.measure.devices import Device
+from npucheck.measure.power.base import PowerSource
+from npucheck.measure.power.window import EnergyWindow, combine_windows
 
 __all__ = [
     "combine_trials",

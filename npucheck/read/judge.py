@@ -284,7 +284,7 @@ def _tflops_per_watt(profile: ResultProfile, criterion: Criterion) -> Outcome:
             upper,
             f"power of scope {scope!r} is shared with other devices (MIG slices), so it cannot judge this one",
         )
-    # does the power include the device under test? (summary written by npucheck.power.summary)
+    # does the power include the device under test? (summary written by npucheck.measure.power.summary)
     if _has(summary, "tflops_per_watt_covers"):
         covers = _entry(summary.tflops_per_watt_covers, dtype)
         how = _entry(summary.tflops_per_watt_covers_reason, dtype) or "coverage not recorded"

@@ -10,7 +10,7 @@
 ``rapl[:package|psys|dram]``  Linux powercap RAPL zones, chosen by name
 ``hwmon[:DRIVER[:LABEL]]``   a hwmon sensor (amdgpu, ina3221 rails, ...)
 ``amdsmi[:INDEX]``         AMD GPU energy counter / socket power (default: found by PCI bus id)
-``meter:PATH[,k=v...]``    an external meter's log (see npucheck.power.meter); ``covers=yes`` to be judged
+``meter:PATH[,k=v...]``    an external meter's log (see npucheck.measure.power.meter); ``covers=yes`` to be judged
 ``constant:WATTS``         a figure you state (quality Q0: reported, never decides a verdict)
 =========================  ==========================================================================
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from npucheck.power.base import PowerSource, PowerSourceError, device_runtime
+from npucheck.measure.power.base import PowerSource, PowerSourceError, device_runtime
 
 __all__ = ["PowerSource", "PowerSourceError", "SourceStatus", "open_source", "probe_all", "sysfs_root"]
 
@@ -64,25 +64,25 @@ def _status(name: str, opener: Any) -> SourceStatus:
 
 
 def probe_nvml(nvml: Any | None = None) -> SourceStatus:
-    from npucheck.power.nvml import NvmlSource
+    from npucheck.measure.power.nvml import NvmlSource
 
     return _status("nvml", lambda: NvmlSource(nvml, index=0))  # is NVML usable at all: its first GPU answers
 
 
 def probe_rapl(root: Path | None = None) -> SourceStatus:
-    from npucheck.power.rapl import RaplSource
+    from npucheck.measure.power.rapl import RaplSource
 
     return _status("rapl", lambda: RaplSource(root or sysfs_root()))
 
 
 def probe_hwmon(root: Path | None = None) -> SourceStatus:
-    from npucheck.power.hwmon import HwmonSource
+    from npucheck.measure.power.hwmon import HwmonSource
 
     return _status("hwmon", lambda: HwmonSource(root or sysfs_root()))
 
 
 def probe_amdsmi(amdsmi: Any | None = None) -> SourceStatus:
-    from npucheck.power.amd import AmdSmiSource
+    from npucheck.measure.power.amd import AmdSmiSource
 
     # the real half-second validation: with no wait a healthy counter would look frozen
     return _status("amdsmi", lambda: AmdSmiSource(amdsmi, index=0))
@@ -147,11 +147,11 @@ def _open(spec: str, device: dict[str, Any], root: Path, nvml: Any | None, amdsm
     props = device.get("properties") or {}
     on_gpu = device.get("backend") == "cuda"
     if kind == "rapl":
-        from npucheck.power.rapl import RaplSource
+        from npucheck.measure.power.rapl import RaplSource
 
         return RaplSource(root, arg or "package")
     if kind == "hwmon":
-        from npucheck.power.hwmon import GPU_DRIVERS, HwmonSource
+        from npucheck.measure.power.hwmon import GPU_DRIVERS, HwmonSource
 
         driver, _, label = arg.partition(":")
         bus = (
@@ -159,7 +159,7 @@ def _open(spec: str, device: dict[str, Any], root: Path, nvml: Any | None, amdsm
         )
         return HwmonSource(root, driver or None, label or None, bus_id=bus)
     if kind == "nvml":
-        from npucheck.power.nvml import NvmlSource
+        from npucheck.measure.power.nvml import NvmlSource
 
         if arg:
             return NvmlSource(nvml, index=_index(arg, "nvml"))
@@ -167,7 +167,7 @@ def _open(spec: str, device: dict[str, Any], root: Path, nvml: Any | None, amdsm
             return NvmlSource(nvml, uuid=props.get("uuid") or None, bus_id=props.get("pci_bus_id") or None)
         return NvmlSource(nvml)  # another device: the only GPU, or refused as ambiguous; never covers it
     if kind == "amdsmi":
-        from npucheck.power.amd import AmdSmiSource
+        from npucheck.measure.power.amd import AmdSmiSource
 
         if arg:
             return AmdSmiSource(amdsmi, index=_index(arg, "amdsmi"))
@@ -176,7 +176,7 @@ def _open(spec: str, device: dict[str, Any], root: Path, nvml: Any | None, amdsm
     if kind == "meter":
         return _open_meter(arg)
     if kind == "constant":
-        from npucheck.power.meter import ConstantSource
+        from npucheck.measure.power.meter import ConstantSource
 
         try:
             watts = float(arg)
@@ -217,7 +217,7 @@ def _yes_no(value: str) -> bool:
 
 
 def _open_meter(arg: str) -> PowerSource:
-    from npucheck.power.meter import MeterLogSource
+    from npucheck.measure.power.meter import MeterLogSource
 
     path, *options = arg.split(",")
     if not path:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from npucheck.model import Energy, ResultProfile, as_profile
-from npucheck.render import profile_label as label  # re-exported (in __all__) for callers of this module
+from npucheck.read.text import profile_label as label  # re-exported (in __all__) for callers of this module
 
 __all__ = [
     "cases_frame",

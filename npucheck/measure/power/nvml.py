@@ -21,7 +21,7 @@ import os
 import threading
 from typing import Any
 
-from npucheck.power.base import (
+from npucheck.measure.power.base import (
     CounterReset,
     PowerReadError,
     PowerSource,

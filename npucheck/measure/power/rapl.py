@@ -24,7 +24,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from npucheck.power.base import PowerReadError, PowerSource, PowerSourceError, device_label, device_runtime
+from npucheck.measure.power.base import PowerReadError, PowerSource, PowerSourceError, device_label, device_runtime
 
 __all__ = [
     "COUNTER_UPDATE_S",

@@ -18,11 +18,8 @@ from typing import Any
 
 import torch
 
-from npucheck import __version__, environment
-from npucheck import energy as energy_windows
-from npucheck.allocator import settle_malloc
+from npucheck import __version__
 from npucheck.datasheets import ceiling_reason, match_datasheet
-from npucheck.devices import Device, resolve_device
 from npucheck.errors import UsageError
 from npucheck.kernels import (
     KERNELS,
@@ -34,15 +31,19 @@ from npucheck.kernels import (
     select_kernels,
 )
 from npucheck.kernels.precision import fp32_precision_state, full_fp32_precision
-from npucheck.load import FOREIGN_CORES_WARNING, LoadMonitor, busy_processes, describe_busy
+from npucheck.measure import energy as energy_windows
+from npucheck.measure import environment
+from npucheck.measure.allocator import settle_malloc
+from npucheck.measure.devices import Device, resolve_device
+from npucheck.measure.family_support import check_support
+from npucheck.measure.host_load import FOREIGN_CORES_WARNING, LoadMonitor, busy_processes, describe_busy
+from npucheck.measure.power import PowerSource, open_source
+from npucheck.measure.power.summary import summarize_power
+from npucheck.measure.power.window import DEFAULT_SAMPLE_HZ
+from npucheck.measure.suites import Suite, get_suite
+from npucheck.measure.timing import TimingSettings, time_kernel
 from npucheck.model import HOST_CLOCK_TOLERANCE
-from npucheck.power import PowerSource, open_source
-from npucheck.power.summary import summarize_power
-from npucheck.power.window import DEFAULT_SAMPLE_HZ
 from npucheck.stats import is_unstable
-from npucheck.suites import Suite, get_suite
-from npucheck.support import check_support
-from npucheck.timing import TimingSettings, time_kernel
 
 __all__ = [
     "CONFIDENCE",
@@ -99,7 +100,7 @@ CONFIRM_SEED_OFFSET = 7919
 """The confirmation of each dtype's peak builds fresh inputs from the run's seed plus this."""
 FAULTS_PER_CALL_WARNING = 1.0
 """A timed case averaging at least this many minor page faults per call was measured while the allocator mapped
-fresh memory (see npucheck.allocator); it is flagged."""
+fresh memory (see npucheck.measure.allocator); it is flagged."""
 
 EventCallback = Callable[[str, dict[str, Any]], None]
 
@@ -292,7 +293,7 @@ class Runner:
             profile["warnings"].append(f"idle power not measured: {idle['reason']}; no net TFLOPS/W")
 
     def _energy_phase(self, profile: dict[str, Any]) -> None:
-        """Energy windows for the headline and sweep cases (see npucheck.energy)."""
+        """Energy windows for the headline and sweep cases (see npucheck.measure.energy)."""
         if self.power is None:
             return
         sweep_s, why = energy_windows.sweep_window_s(self.power, self._window_s)

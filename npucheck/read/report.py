@@ -17,11 +17,11 @@ from typing import Any
 
 import pandas as pd
 
-from npucheck import compare as comparing
-from npucheck import plot as plotting
 from npucheck.atomic import write_atomic
 from npucheck.model import ResultProfile, as_profile
-from npucheck.render import (
+from npucheck.read import compare as comparing
+from npucheck.read import plot as plotting
+from npucheck.read.text import (
     ENERGY_HEADERS,
     MEASUREMENT_HEADERS,
     ProfileLike,
