@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from rich.markup import escape
 
 from npucheck import __version__
 from npucheck.errors import NpucheckError, UsageError
+from npucheck.model import ResultProfile, Verdict
 
 __all__ = [
     "check",
@@ -261,18 +263,19 @@ def run(
     with progress_display:
         profile = runner.run()
     try:
-        profile["verdicts"] = judging.judge(profile, chosen_targets)
+        verdicts = tuple(Verdict.from_dict(v) for v in judging.judge(profile, chosen_targets))
+        profile = replace(profile, verdicts=verdicts)
     except NpucheckError as e:  # judging must never lose what was measured: save first, say why unjudged
-        profile["warnings"].append(f"not judged: {e}")
+        profile = replace(profile, warnings=(*profile.warnings, f"not judged: {e}"))
     path = _save(profile, output, results_dir, console)
     _print_profile(console, profile)
     console.print(f"\nresult saved to [bold]{path}[/bold]")
-    if profile["interrupted"]:
+    if profile.interrupted:
         click.echo("npucheck: interrupted; partial result saved", err=True)
         sys.exit(EXIT_INTERRUPTED)
 
 
-def _save(profile: dict[str, Any], output: Path | None, results_dir: Path, console: Console) -> Path:
+def _save(profile: ResultProfile, output: Path | None, results_dir: Path, console: Console) -> Path:
     """Save; if the chosen place fails, save to a temporary directory rather than lose the measurements."""
     import tempfile
 
@@ -372,7 +375,7 @@ def show(result: Path, fmt: str) -> None:
         _print_profile(_console(), profile)
 
 
-def _print_profile(console: Console, document: dict[str, Any]) -> None:
+def _print_profile(console: Console, document: ResultProfile | dict[str, Any]) -> None:
     from npucheck.model import as_profile
     from npucheck.read.text import (
         energy_table,

@@ -259,11 +259,13 @@ def _json_type(value: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- save
-def save_result(doc: dict[str, Any], path: str | Path | None = None, results_dir: str | Path = "results") -> Path:
+def save_result(
+    doc: ResultProfile | dict[str, Any], path: str | Path | None = None, results_dir: str | Path = "results"
+) -> Path:
     """Validate ``doc`` and write it atomically, never overwriting a file.
 
     Args:
-        doc: a complete result profile at the current schema version.
+        doc: a complete result profile at the current schema version (a model object, or its dict).
         path: the file to write (an explicit ``-o``); None for ``results_dir/<created>-<device>-<suite>.json``,
             where a numbered suffix (``-1``, ``-2``, …) is added while the name is taken.
         results_dir: directory for the default name; created if missing.
@@ -278,6 +280,8 @@ def save_result(doc: dict[str, Any], path: str | Path | None = None, results_dir
         UsageError: an explicit ``path`` already exists.
         OSError: the directory or file could not be written.
     """
+    if isinstance(doc, ResultProfile):
+        doc = doc.to_dict()
     where = _find_non_finite(doc)
     if where is not None:
         raise ValueError(f"result not saved: {where} is not a finite number")

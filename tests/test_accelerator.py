@@ -159,7 +159,7 @@ def _run_on_fake_cuda_1(monkeypatch, **options):
 
 def test_a_whole_run_on_cuda_1_times_single_cold_calls_on_its_stream_and_confirms_with_the_host_clock(monkeypatch):
     runner, runtime = _run_on_fake_cuda_1(monkeypatch)
-    profile = runner.run()
+    profile = runner.run().to_dict()
     assert profile["device"]["id"] == "cuda:1" and profile["device"]["timing_method"] == DEVICE_EVENTS
     ok = [m for m in profile["measurements"] if m["status"] == "ok"]
     assert ok and all(m["calls_per_sample"] == 1 and m["cache_state"] == COLD for m in ok)
@@ -176,7 +176,7 @@ def test_a_run_whose_events_time_an_idle_stream_never_produces_a_figure(monkeypa
     runner, runtime = _run_on_fake_cuda_1(monkeypatch)
     # the old bug: events recorded on the current device's (cuda:0's) stream while the kernels run on cuda:1
     monkeypatch.setattr(AcceleratorDevice, "_stream", lambda self: runtime.streams[0])
-    profile = runner.run()  # before the probe's guard, a zero reading crashed the run (ZeroDivisionError)
+    profile = runner.run().to_dict()  # before the probe's guard, a zero reading crashed the run (ZeroDivisionError)
     cases = profile["measurements"]
     assert cases and all(m["status"] != "ok" and "timer returned 0.0" in (m["reason"] or m["error"]) for m in cases)
     assert profile["summary"]["peak_tflops"] == {} and profile["confirmations"] == []

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from npucheck.cli import cli
+from npucheck.model import ResultProfile
 from npucheck.store import save_result
 
 
@@ -183,7 +184,9 @@ def test_a_run_whose_judging_fails_is_still_saved(runner, tmp_path, monkeypatch)
     from npucheck.errors import ResultFileError
     from tests.conftest import make_profile
 
-    monkeypatch.setattr(npucheck.measure.runner.Runner, "run", lambda self: make_profile(verdicts=[]))
+    monkeypatch.setattr(
+        npucheck.measure.runner.Runner, "run", lambda self: ResultProfile.from_dict(make_profile(verdicts=[]))
+    )
 
     def broken_judge(profile, targets):
         raise ResultFileError("not a valid result profile: a runner bug")

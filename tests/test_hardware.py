@@ -66,7 +66,7 @@ def test_a_gemm_run_on_the_accelerator_times_with_events_and_measures_power():
         # an NVIDIA GPU with a working NVML must get NVML power from --power auto: a missing source here is the
         # bug that made every TFLOPS/W INCONCLUSIVE on H100s, and must fail, not skip
         assert runner.power is not None and runner.power.name == "nvml", runner.power_notes
-    profile = runner.run()
+    profile = runner.run().to_dict()
     ok = [m for m in profile["measurements"] if m["status"] == "ok"]
     assert ok and all(m["correct"] for m in ok)
     assert profile["device"]["timing_method"] == "device_events"

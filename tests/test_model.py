@@ -79,7 +79,7 @@ def _run(**options) -> dict:
             power_source=source,
             on_event=on_event,
         )
-        profile = runner.run()
+        profile = runner.run().to_dict()
     profile["verdicts"] = judge(profile, load_targets(None))  # as `npucheck run` does
     return json.loads(json.dumps(profile))  # what the file holds (no tuples, plain JSON)
 
@@ -198,14 +198,23 @@ def test_an_object_built_in_code_writes_what_the_runner_writes():
     assert m.case.id == m.id and m.case.flops == 1024
 
 
-def test_energy_invalid_writes_what_invalid_energy_writes():
+def test_an_invalid_energy_says_why_and_carries_what_the_source_says_of_itself():
     from npucheck.measure.energy import invalid_energy
 
     source = _CounterSource()
-    expected = invalid_energy(source, "out of memory: boom")
-    assert Energy.invalid("out of memory: boom", source.describe()).to_dict() == expected
-    assert Energy.invalid("out of memory: boom", SourceInfo.from_dict(source.describe())).to_dict() == expected
-    assert Energy.from_dict(expected).to_dict() == expected
+    energy = invalid_energy(source, "out of memory: boom")
+    described = source.describe()
+    assert energy.valid is False and energy.reason == "out of memory: boom"
+    assert (energy.source, energy.scope, energy.quality) == (
+        described["name"],
+        described["scope"],
+        described["quality"],
+    )
+    written = energy.to_dict()
+    assert written["joules"] is None and written["tflops_per_watt"] is None and written["warnings"] == []
+    assert Energy.from_dict(written).to_dict() == written
+    with pytest.raises(ValueError, match="needs its reason"):
+        Energy.invalid("", described)
 
 
 def test_objects_are_frozen_and_their_json_parts_read_only():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import make_profile
+from conftest import make_measurement, make_profile
 from fakes import FakeAmdSmi, FakeNvml, make_hwmon, make_zone
 
 from npucheck.measure import power
@@ -521,12 +521,14 @@ def test_env_probe_exercises_the_real_reads(tmp_path):
 
 
 def test_the_window_plan_covers_headline_sweep_and_each_other_kernel():
-    from conftest import make_measurement
-
     from npucheck.measure.energy import window_plan
 
     def ok(case_id, kernel, dtype, tflops, shape_set="square"):
-        return make_measurement(id=case_id, kernel=kernel, dtype=dtype, tflops=tflops, shape_set=shape_set)
+        return Measurement.from_dict(
+            make_measurement(
+                id=f"{kernel}/{dtype}/{case_id}", kernel=kernel, dtype=dtype, tflops=tflops, shape_set=shape_set
+            )
+        )
 
     measurements = [
         ok("g1", "gemm", "fp16", 1.0),
@@ -538,7 +540,7 @@ def test_the_window_plan_covers_headline_sweep_and_each_other_kernel():
         ok("l1", "lstm", "fp16", 0.3, "small"),
         ok("l2", "lstm", "bf16", 3.0, "small"),
     ]
-    plan = {(m["id"], kind) for m, _, kind in window_plan(measurements, sweep_s=1.0, headline_s=30.0)}
+    plan = {(m.id.split("/")[-1], kind) for m, _, kind in window_plan(measurements, sweep_s=1.0, headline_s=30.0)}
     assert plan == {
         ("g4", "headline"),
         ("g3", "headline"),
@@ -547,7 +549,8 @@ def test_the_window_plan_covers_headline_sweep_and_each_other_kernel():
         ("c2", "kernel"),
         ("l1", "kernel"),
     }
-    assert {m["id"] for m, _, _ in window_plan(measurements, sweep_s=None, headline_s=30.0)} == {"g4", "g3"}
+    headline_only = window_plan(measurements, sweep_s=None, headline_s=30.0)
+    assert {m.id.split("/")[-1] for m, _, _ in headline_only} == {"g4", "g3"}
 
 
 def _trial(start, window_s, joules, flops, quality="Q2", valid=True, reason=None, terms=None):
@@ -625,8 +628,9 @@ def test_no_net_figure_when_the_power_above_idle_is_within_the_uncertainty():
 from fakes import FakeGpu  # noqa: E402
 
 from npucheck.measure.power import base as power_base  # noqa: E402
-from npucheck.measure.power.summary import summarize_power  # noqa: E402
 from npucheck.measure.power.window import PowerSampler  # noqa: E402
+from npucheck.measure.summary import summarize_power  # noqa: E402
+from npucheck.model import Measurement, PowerInfo, SourceInfo  # noqa: E402
 from npucheck.read.judge import judge  # noqa: E402
 from npucheck.targets import Criterion, Target  # noqa: E402
 
@@ -667,11 +671,14 @@ def _per_watt_verdict(energy, profile_extra=None):
         "avg_watts": 300.0,
         "tflops": 600.0,
         "window_s": 30.0,
+        "joules": 9000.0,
         "source": "nvml",
         **energy,
     }
-    profile = {"power": {"source": {"name": energy["source"]}}, "measurements": [{"dtype": "fp16", "energy": energy}]}
-    profile["summary"] = summarize_power(profile, {"fp16": {}}, ["fp16"])
+    measured = Measurement.from_dict(make_measurement(energy=energy))
+    info = SourceInfo(name=energy["source"], scope=energy["scope"], quality=energy["quality"])
+    power_info = PowerInfo(spec="auto", source=info, notes=())
+    profile = {"summary": summarize_power([measured], power_info, {"fp16"}, ["fp16"])}
     profile.update(profile_extra or {})
     criterion = Criterion("tflops_per_watt", ">", 1.0, dtype="fp16")
     target = Target(name="t", title="t", source="", description="", criteria=(criterion,), path="")

@@ -6,12 +6,15 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
+from conftest import make_measurement
 from fakes import make_zone
 
 from npucheck.cli import cli
+from npucheck.model import Measurement
 
 RAPL_WRITER = """
 import os, sys, time
@@ -128,7 +131,13 @@ def test_energy_windows_batch_short_calls_between_synchronizations():
     from npucheck.measure.energy import window_batch
 
     # single-call samples of a 0.1 ms kernel: 100 calls per synchronization, not one
-    assert window_batch({"calls_per_sample": 1, "stats": {"median_s": 1e-4}}) == 100
-    assert window_batch({"calls_per_sample": 1, "stats": {"median_s": 0.05}}) == 1
-    assert window_batch({"calls_per_sample": 40, "stats": {"median_s": 1e-3}}) == 40
-    assert window_batch({"calls_per_sample": None, "stats": None}) == 1
+    measured = Measurement.from_dict(make_measurement())
+
+    def timed(calls_per_sample, median_s):
+        stats = replace(measured.stats, median_s=median_s) if median_s is not None else None
+        return replace(measured, calls_per_sample=calls_per_sample, stats=stats)
+
+    assert window_batch(timed(1, 1e-4)) == 100
+    assert window_batch(timed(1, 0.05)) == 1
+    assert window_batch(timed(40, 1e-3)) == 40
+    assert window_batch(timed(None, None)) == 1

@@ -1,7 +1,10 @@
 """The runner on the real CPU with a tiny suite: faults are recorded and the run goes on; Ctrl-C keeps data."""
 
+from dataclasses import replace
+
 import pytest
 import torch
+from conftest import make_measurement
 
 import npucheck.measure.runner as runner_module
 from npucheck.kernels.base import Check, Workload
@@ -9,6 +12,7 @@ from npucheck.measure.power.base import PowerSource
 from npucheck.measure.runner import Runner, RunOptions
 from npucheck.measure.suites import Suite
 from npucheck.measure.timing import faults_are_counted
+from npucheck.model import Measurement
 
 TINY = Suite(
     name="tiny",
@@ -37,7 +41,7 @@ def _run(monkeypatch=None, on_event=None, **options):
         on_event=on_event,
         suite=TINY,
     )
-    return runner.run()
+    return runner.run().to_dict()
 
 
 @pytest.fixture(autouse=True)
@@ -129,7 +133,7 @@ def test_ctrl_c_keeps_what_was_measured_and_marks_the_run_interrupted():
 
 def test_a_case_predicted_over_budget_is_skipped_with_the_reason():
     big = Suite(**{**TINY.__dict__, "entries": ({"kernel": "gemm", "shape_set": "square", "where": {"m": [16384]}},)})
-    profile = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False), suite=big).run()
+    profile = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False), suite=big).run().to_dict()
     (m,) = profile["measurements"]
     assert m["status"] == "skipped"
     assert "exceeds the case budget" in m["reason"]
@@ -203,7 +207,7 @@ def test_a_power_source_failing_mid_run_loses_only_its_windows():
         power_source=source,
         on_event=break_at_the_energy_windows,
     )
-    profile = runner.run()
+    profile = runner.run().to_dict()
     assert profile["power"]["idle"]["valid"] is True
     headline = [m for m in profile["measurements"] if m.get("energy")]
     assert headline and all(not m["energy"]["valid"] and "device vanished" in m["energy"]["reason"] for m in headline)
@@ -222,11 +226,11 @@ def test_an_out_of_memory_at_a_larger_probe_size_keeps_the_last_size_that_worked
 
     monkeypatch.setattr(runner_module, "build_workload", build)
     runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False, power="none"), suite=TINY)
-    profile = runner._skeleton()
-    unsupported = runner._probe(profile)
+    draft = runner._start()
+    unsupported = runner._probe(draft)
     assert unsupported == {}
-    assert profile["settings"]["probe_tflops"]["fp32"] > 0
-    assert "probe stopped at 128^3" in profile["settings"]["probe_notes"]["fp32"]
+    assert draft.settings.probe_tflops["fp32"] > 0
+    assert "probe stopped at 128^3" in draft.settings.probe_notes["fp32"]
 
 
 def test_a_dtype_whose_smallest_probe_fails_is_unsupported(monkeypatch):
@@ -235,7 +239,7 @@ def test_a_dtype_whose_smallest_probe_fails_is_unsupported(monkeypatch):
 
     monkeypatch.setattr(runner_module, "build_workload", build)
     runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False, power="none"), suite=TINY)
-    unsupported = runner._probe(runner._skeleton())
+    unsupported = runner._probe(runner._start())
     assert "probe failed" in unsupported["fp32"]
 
 
@@ -279,10 +283,10 @@ def test_warm_up_goes_on_until_the_clock_stops_falling():
         power_source=source,
         clock=_StepClock(),
     )
-    profile = runner._skeleton()
-    runner._probe(profile)
-    runner._warm_up_device(profile)
-    warmup = profile["settings"]["device_warmup"]
+    draft = runner._start()
+    runner._probe(draft)
+    runner._warm_up_device(draft)
+    warmup = draft.settings.device_warmup
     assert warmup["clock_settled"] is True
     assert warmup["clock_mhz_first"] == 1980 and warmup["clock_mhz_last"] == 1650
     assert warmup["seconds"] > 3.0  # longer than the configured time: the clock was still falling then
@@ -296,11 +300,11 @@ def test_warm_up_stops_at_its_limit_and_says_the_clock_was_still_falling():
         power_source=source,
         clock=_StepClock(),
     )
-    profile = runner._skeleton()
-    runner._probe(profile)
-    runner._warm_up_device(profile)
-    assert profile["settings"]["device_warmup"]["clock_settled"] is False
-    assert any("still falling" in w for w in profile["warnings"])
+    draft = runner._start()
+    runner._probe(draft)
+    runner._warm_up_device(draft)
+    assert draft.settings.device_warmup["clock_settled"] is False
+    assert any("still falling" in w for w in draft.warnings)
 
 
 def test_a_case_measured_while_throttled_is_flagged_with_the_reasons():
@@ -311,7 +315,7 @@ def test_a_case_measured_while_throttled_is_flagged_with_the_reasons():
         suite=TINY,
         power_source=source,
     )
-    profile = runner.run()
+    profile = runner.run().to_dict()
     ok = [m for m in profile["measurements"] if m["status"] == "ok"]
     assert ok and all(m["throttled"] is True for m in ok)
     assert all(m["device_state"]["after"]["sm_clock_mhz"] == 1700 for m in ok)
@@ -359,9 +363,8 @@ def test_the_cublas_tf32_override_is_recorded_and_warned_about(monkeypatch):
 
 @pytest.mark.parametrize("sustained, judgeable", [(100.0, None), (86.0, None), (84.0, False), (120.0, False)])
 def test_a_window_whose_sustained_tflops_is_over_15_percent_from_the_timed_median_is_not_judged(sustained, judgeable):
-    measurement = {"tflops": 100.0}
     energy = {"valid": True, "tflops": sustained, "warnings": []}
-    runner_module._compare_timed_and_sustained(measurement, energy)
+    runner_module._compare_timed_and_sustained(100.0, energy)
     assert energy["sustained_vs_timed"] == pytest.approx(sustained / 100.0)
     assert energy.get("judgeable") is judgeable
     assert bool(energy["warnings"]) is (judgeable is False)
@@ -370,10 +373,12 @@ def test_a_window_whose_sustained_tflops_is_over_15_percent_from_the_timed_media
 def test_the_host_clock_check_flags_event_figures_the_host_clock_cannot_reproduce():
     runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False, power="none"), suite=TINY)
     case = runner_module.KERNELS["gemm"].case("fp32", {"m": 128, "n": 128, "k": 128, "layout": "NN"}, "square")
-    absurd = {"tflops": 1e6, "stats": {"median_s": case.flops / 1e18}, "warnings": []}  # events read ~0 s
-    runner._host_clock_check(case, absurd)
-    assert absurd["events_vs_host_clock"] > 1000
-    assert any("event timing is suspect" in w for w in absurd["warnings"])
+    measured = Measurement.from_dict(make_measurement())
+    events_read_0_s = replace(measured.stats, median_s=case.flops / 1e18)
+    absurd = replace(measured, tflops=1e6, stats=events_read_0_s, warnings=())
+    checked = runner._host_clock_check(case, absurd)
+    assert checked.events_vs_host_clock > 1000
+    assert any("event timing is suspect" in w for w in checked.warnings)
 
 
 def test_a_case_above_the_datasheet_ceiling_is_an_error_not_a_result():
@@ -384,7 +389,24 @@ def test_a_case_above_the_datasheet_ceiling_is_an_error_not_a_result():
         "ceiling_tflops": {"fp32": 1.05e-6},
         "ceiling_factor": 1.05,
     }
-    profile = runner.run()
+    profile = runner.run().to_dict()
     timed = [m for m in profile["measurements"] if m["samples_s"]]
     assert timed and all(m["status"] == "error" and "Tiny Test Part" in m["error"] for m in timed)
     assert profile["summary"]["peak_tflops"] == {}
+
+
+def test_a_measurement_the_model_refuses_is_an_error_at_its_case_and_the_run_goes_on(monkeypatch):
+    """Each case becomes a model object when it ends: a runner bug that writes a bad value (here a cache state
+    outside the vocabulary) fails at that case, with the reason, instead of losing the whole run at save time."""
+    real = runner_module._flag_faults_and_throttling
+
+    def buggy(found, faults, calls):
+        real(found, faults, calls)
+        found["cache_state"] = "lukewarm"
+
+    monkeypatch.setattr(runner_module, "_flag_faults_and_throttling", buggy)
+    profile = _run(kernels=["gemm"])
+    timed = profile["measurements"]
+    assert timed and all(m["status"] == "error" and "did not fit the result model" in m["error"] for m in timed)
+    assert all("lukewarm" in m["error"] for m in timed)
+    assert profile["summary"]["counts"]["error"] == len(timed)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -22,6 +22,8 @@ from npucheck.kernels import Case, build_workload
 from npucheck.measure.devices import Device
 from npucheck.measure.power.base import PowerSource
 from npucheck.measure.power.window import EnergyWindow, combine_windows
+from npucheck.measure.summary import peak_gemm_cases
+from npucheck.model import Energy, EnergyKind, Measurement
 
 __all__ = [
     "combine_trials",
@@ -31,7 +33,6 @@ __all__ = [
     "meter_wait_s",
     "net_tflops_per_watt",
     "NET_WARNING",
-    "peak_gemm_cases",
     "run_window",
     "SWEEP_DTYPE",
     "SWEEP_MIN_UPDATES",
@@ -67,40 +68,25 @@ def meter_wait_s(source: PowerSource) -> float:
     return 2 * (source.power_update_s or 1.0) + 1.0 if source.is_log else 0.0
 
 
-def peak_gemm_cases(measurements: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per dtype, the correct GEMM case with the best finite median TFLOPS (the summary's peak, and the case
-    whose energy window the targets judge)."""
-    peaks: dict[str, dict[str, Any]] = {}
-    for m in measurements:
-        if m["kernel"] != "gemm" or m["status"] != "ok" or m["correct"] is False or m["tflops"] is None:
-            continue
-        if math.isfinite(m["tflops"]) and m["tflops"] > peaks.get(m["dtype"], {}).get("tflops", -1.0):
-            peaks[m["dtype"]] = m
-    return peaks
-
-
 def window_plan(
-    measurements: list[dict[str, Any]], sweep_s: float | None, headline_s: float
-) -> list[tuple[dict[str, Any], float, str]]:
+    measurements: Sequence[Measurement], sweep_s: float | None, headline_s: float
+) -> list[tuple[Measurement, float, EnergyKind]]:
     """(measurement, window seconds, kind) for each case that gets an energy window, headline windows first."""
     peaks = peak_gemm_cases(measurements)
-    plan = [(m, headline_s, "headline") for m in peaks.values()]
+    plan: list[tuple[Measurement, float, EnergyKind]] = [(m, headline_s, "headline") for m in peaks.values()]
     if sweep_s is not None:
-        chosen = {id(m) for m in peaks.values()}
-        ok = [m for m in measurements if m["status"] == "ok" and m["correct"] is not False and m["tflops"]]
+        chosen = {m.id for m in peaks.values()}
+        ok = [m for m in measurements if m.status == "ok" and m.correct is not False and m.tflops]
         plan += [
             (m, sweep_s, "sweep")
             for m in ok
-            if m["kernel"] == "gemm"
-            and m["dtype"] == SWEEP_DTYPE
-            and m["shape_set"] == SWEEP_SHAPE_SET
-            and id(m) not in chosen
+            if m.kernel == "gemm" and m.dtype == SWEEP_DTYPE and m.shape_set == SWEEP_SHAPE_SET and m.id not in chosen
         ]
-        fastest: dict[str, dict[str, Any]] = {}
+        fastest: dict[str, Measurement] = {}
         for m in ok:
-            if m["kernel"] != "gemm" and m["dtype"] == SWEEP_DTYPE:
-                if m["tflops"] > fastest.get(m["kernel"], {}).get("tflops", -1.0):
-                    fastest[m["kernel"]] = m
+            best = fastest.get(m.kernel)
+            if m.kernel != "gemm" and m.dtype == SWEEP_DTYPE and (best is None or (m.tflops or 0) > (best.tflops or 0)):
+                fastest[m.kernel] = m
         plan += [(m, sweep_s, "kernel") for m in fastest.values()]
     return plan
 
@@ -110,32 +96,16 @@ WINDOW_BATCH_S = 0.01
 samples (device events) would otherwise synchronize after every call and starve the device on short kernels."""
 
 
-def window_batch(measurement: dict[str, Any]) -> int:
+def window_batch(measurement: Measurement) -> int:
     """Calls per synchronization in the measurement's energy window."""
-    median_s = ((measurement.get("stats") or {}).get("median_s")) or 0.0
+    median_s = measurement.stats.median_s if measurement.stats is not None else 0.0
     by_time = math.ceil(WINDOW_BATCH_S / median_s) if median_s > 0 else 1
-    return max(1, int(measurement.get("calls_per_sample") or 1), by_time)
+    return max(1, measurement.calls_per_sample or 1, by_time)
 
 
-def invalid_energy(source: PowerSource, reason: str) -> dict[str, Any]:
-    """The ``energy`` object of a window that could not run."""
-    return {
-        "source": source.name,
-        "scope": source.scope,
-        "quality": source.quality,
-        "uncertainty_rel": source.uncertainty_rel,
-        "window_s": 0.0,
-        "valid": False,
-        "reason": reason,
-        "joules": None,
-        "avg_watts": None,
-        "tflops": None,
-        "tflops_per_watt": None,
-        "tflops_per_watt_net": None,
-        "covers_device": getattr(source, "covers_device", None),
-        "covers_reason": getattr(source, "coverage", None),
-        "warnings": [],
-    }
+def invalid_energy(source: PowerSource, reason: str) -> Energy:
+    """The ``energy`` object of a window that could not run, with what the source says of itself."""
+    return Energy.invalid(reason, source.describe())
 
 
 def measure_idle(

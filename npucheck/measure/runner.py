@@ -1,7 +1,11 @@
-"""Walk a suite on a device and build the result profile. Never prints: progress goes to a callback.
+"""Walk a suite on a device and build the result profile (a :class:`npucheck.model.ResultProfile`). Never prints:
+progress goes to a callback.
 
-A case that raises, runs out of memory, returns NaN/Inf or a wrong answer is recorded as ``error`` with the
-reason and the run goes on. Ctrl-C stops the run; what was measured is returned, marked interrupted.
+Each case becomes a :class:`~npucheck.model.Measurement` when it finishes, so a bad value fails at that case and
+not when the file is saved. A case that raises, runs out of memory, returns NaN/Inf or a wrong answer is recorded
+as ``error`` with the reason and the run goes on. Ctrl-C stops the run; what was measured is returned, marked
+interrupted. What each case may cost (rate prediction, budgets, pilot calls) is decided by
+:mod:`npucheck.measure.planning`; the summary is computed by :mod:`npucheck.measure.summary`.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,15 +25,7 @@ import torch
 from npucheck import __version__
 from npucheck.datasheets import ceiling_reason, match_datasheet
 from npucheck.errors import UsageError
-from npucheck.kernels import (
-    KERNELS,
-    Case,
-    NonFiniteOutput,
-    build_workload,
-    reference_flops,
-    select_dtypes,
-    select_kernels,
-)
+from npucheck.kernels import KERNELS, Case, NonFiniteOutput, build_workload, select_dtypes, select_kernels
 from npucheck.kernels.precision import fp32_precision_state, full_fp32_precision
 from npucheck.measure import energy as energy_windows
 from npucheck.measure import environment
@@ -37,12 +33,28 @@ from npucheck.measure.allocator import settle_malloc
 from npucheck.measure.devices import Device, resolve_device
 from npucheck.measure.family_support import check_support
 from npucheck.measure.host_load import FOREIGN_CORES_WARNING, LoadMonitor, busy_processes, describe_busy
+from npucheck.measure.planning import CasePlanner
 from npucheck.measure.power import PowerSource, open_source
-from npucheck.measure.power.summary import summarize_power
 from npucheck.measure.power.window import DEFAULT_SAMPLE_HZ
 from npucheck.measure.suites import Suite, get_suite
+from npucheck.measure.summary import peak_gemm_cases, summarize
 from npucheck.measure.timing import TimingSettings, time_kernel
-from npucheck.model import HOST_CLOCK_TOLERANCE
+from npucheck.model import (
+    HOST_CLOCK_TOLERANCE,
+    SCHEMA_VERSION,
+    Check,
+    DeviceInfo,
+    Energy,
+    EnergyKind,
+    Load,
+    Measurement,
+    PowerInfo,
+    ResultProfile,
+    Settings,
+    SourceInfo,
+    Stats,
+    SupportFamily,
+)
 from npucheck.stats import is_unstable
 
 __all__ = [
@@ -53,15 +65,11 @@ __all__ = [
     "FAULTS_PER_CALL_WARNING",
     "HOST_CLOCK_MAX_CALLS",
     "HOST_CLOCK_S",
-    "HOST_REFERENCE_FLOPS_PER_S",
-    "PILOT_SHARE",
     "PROBE_MAX_SIZE",
     "PROBE_MIN_CALL_S",
     "Runner",
     "RunOptions",
-    "summarize_profile",
     "TIMED_SUSTAINED_TOLERANCE",
-    "VERIFY_CALLS",
     "WARMUP_CLOCK_EVERY_S",
     "WARMUP_DTYPE",
     "WARMUP_FRACTION",
@@ -74,14 +82,6 @@ __all__ = [
 CONFIDENCE = 0.95
 PROBE_MIN_CALL_S = 0.02
 PROBE_MAX_SIZE = 16384
-VERIFY_CALLS = 1
-"""Verification runs the kernel once on the device; its reference runs on the host (below)."""
-HOST_REFERENCE_FLOPS_PER_S = {"gemm": 10e9, "cnn": 5e9, "rnn": 2e9, "lstm": 2e9, "gru": 2e9}
-"""Rough float64 rate of the host references (CI machine, 2 cores): predicts the check's cost from
-``kernels.reference_flops``."""
-PILOT_SHARE = 0.25
-"""A kernel's first case gets a pilot call when the probe predicts one call takes at most this share of the case
-budget."""
 WARMUP_FRACTION = 0.2
 """Share of a case's target time spent warming it up (at least two calls)."""
 WARMUP_DTYPE = "fp16"
@@ -123,6 +123,47 @@ class RunOptions:
     power_trials: int | None = None
 
 
+@dataclass
+class _Draft:
+    """The profile while the run goes on: model objects for the parts that are done, lists the runner appends to.
+    ``build`` makes the :class:`ResultProfile` (verdicts are added by the caller)."""
+
+    created_utc: str
+    device: DeviceInfo
+    environment: dict[str, Any]
+    settings: Settings
+    power: PowerInfo
+    load_before: dict[str, Any] | None = None
+    measurements: list[Measurement] = field(default_factory=list)
+    confirmations: list[Measurement] = field(default_factory=list)
+    support: dict[str, SupportFamily] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    def build(self, wall_s: float) -> ResultProfile:
+        foreign = [m.foreign_cpu_cores for m in self.measurements if m.foreign_cpu_cores is not None]
+        return ResultProfile(
+            schema_version=SCHEMA_VERSION,
+            npucheck_version=__version__,
+            created_utc=self.created_utc,
+            finished_utc=_utc_now(),
+            interrupted=self.interrupted,
+            command=tuple(sys.argv),
+            device=self.device,
+            environment=self.environment,
+            settings=self.settings,
+            power=self.power,
+            load=Load(before=self.load_before, during_max_foreign_cpu_cores=max(foreign) if foreign else None),
+            measurements=tuple(self.measurements),
+            confirmations=tuple(self.confirmations),
+            support=self.support,
+            summary=summarize(self.measurements, self.confirmations, self.settings.dtypes, self.power),
+            verdicts=(),
+            warnings=tuple(self.warnings),
+            wall_s=wall_s,
+        )
+
+
 def _utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -133,7 +174,8 @@ def _first_line(e: BaseException) -> str:
 
 
 class Runner:
-    """Runs one suite on one device. ``run()`` returns the profile dict (verdicts are added by the caller)."""
+    """Runs one suite on one device. ``run()`` returns the :class:`ResultProfile` (verdicts are added by the
+    caller)."""
 
     def __init__(
         self,
@@ -159,7 +201,8 @@ class Runner:
         sheet, self._datasheet_reason = match_datasheet(self.device.name)
         self._datasheet: dict[str, Any] | None = sheet.to_dict() if sheet is not None else None
         self.cases: list[Case] = self.suite.cases(self.kernels, self.dtypes)
-        self._rates: dict[tuple[str, str], list[tuple[int, float]]] = {}  # (kernel, dtype) -> [(flops, TFLOPS)]
+        self.planner = CasePlanner(self.suite)
+        self._probe_notes: dict[str, str] = {}
         self._monitor = LoadMonitor()
         for name in ("power_window_s", "idle_s"):
             value = getattr(options, name)
@@ -181,59 +224,47 @@ class Runner:
         self._window_s = self.suite.power_window_s if options.power_window_s is None else options.power_window_s
         self._idle_s = self.suite.idle_s if options.idle_s is None else options.idle_s
         self._idle_watts: float | None = None
+        self._allocator: dict[str, Any] | None = None
         self._phase_rng = random.Random(options.seed)
 
     # ----------------------------------------------------------------------------------------------- profile
-    def _skeleton(self) -> dict[str, Any]:
+    def _start(self) -> _Draft:
+        """The draft profile before anything is measured: the device, the environment, the settings, the power
+        source."""
         on_accelerator = self.device.backend != "cpu"
         warmup = self.options.warmup_s
         if warmup is None:
             warmup = self.suite.accelerator_warmup_s if on_accelerator else self.suite.device_warmup_s
         self._device_warmup_s = warmup
-        return {
-            "schema_version": 2,
-            "npucheck_version": __version__,
-            "created_utc": _utc_now(),
-            "finished_utc": None,
-            "interrupted": False,
-            "command": list(sys.argv),
-            "device": {
-                **self.device.describe(),
-                "datasheet": self._datasheet,
-                "datasheet_reason": self._datasheet_reason,
-            },
-            "environment": {**environment.capture(), "allocator": getattr(self, "_allocator", None)},
-            "settings": {
-                "suite": self.suite.name,
-                "seed": self.options.seed,
-                "kernels": self.kernels,
-                "dtypes": self.dtypes,
-                **self.suite.settings(),
-                "device_warmup_s": warmup,
-                "cache_flush_bytes": self.device.cache_flush_bytes() if self.options.flush else 0,
-                "confidence": CONFIDENCE,
-                "targets": list(self.options.target_names),
-            },
-            "power": {
-                "spec": self.options.power,
-                "source": self.power.describe() if self.power else None,
-                "notes": list(self.power_notes),
-                "window_s": self._window_s if self.power else None,
-                "sweep_window_s": None,
-                "sample_hz": self.options.power_hz if self.power else None,
-                "trials": self._trials if self.power else None,
-                "idle": None,
-            },
-            "load": {"before": None, "during_max_foreign_cpu_cores": None},
-            "measurements": [],
-            "confirmations": [],
-            "support": {},
-            "summary": {},
-            "verdicts": [],
-            "warnings": [],
-        }
+        described = self.device.describe()  # the device seam's description: a JSON object, checked here
+        source = self.power.describe() if self.power else None
+        return _Draft(
+            created_utc=_utc_now(),
+            device=DeviceInfo.from_dict(
+                {**described, "datasheet": self._datasheet, "datasheet_reason": self._datasheet_reason}
+            ),
+            environment={**environment.capture(), "allocator": self._allocator},
+            settings=Settings(
+                suite=self.suite.name,
+                seed=self.options.seed,
+                kernels=self.kernels,
+                dtypes=self.dtypes,
+                **{**self.suite.settings(), "device_warmup_s": warmup},
+                cache_flush_bytes=self.device.cache_flush_bytes() if self.options.flush else 0,
+                confidence=CONFIDENCE,
+                targets=tuple(self.options.target_names),
+            ),
+            power=PowerInfo(
+                spec=self.options.power,
+                source=SourceInfo.from_dict(source) if source is not None else None,
+                notes=tuple(self.power_notes),
+                window_s=self._window_s if self.power else None,
+                sample_hz=self.options.power_hz if self.power else None,
+                trials=self._trials if self.power else None,
+            ),
+        )
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> ResultProfile:
         if self.device.backend == "cpu":
             self._allocator = settle_malloc()  # before any kernel: CPU figures must not depend on malloc's history
         try:
@@ -243,90 +274,95 @@ class Runner:
             if self.power is not None:
                 self.power.close()  # an NVML session must not outlive the run, whatever ended it
 
-    def _run(self) -> dict[str, Any]:
-        profile = self._skeleton()
+    def _run(self) -> ResultProfile:
+        draft = self._start()
         precision = fp32_precision_state()
-        profile["environment"]["fp32_precision"] = precision
+        draft.environment["fp32_precision"] = precision
         if "fp32" in self.dtypes and precision.get("reason"):
-            profile["warnings"].append(f"fp32 cases may not be true fp32: {precision['reason']}")
+            draft.warnings.append(f"fp32 cases may not be true fp32: {precision['reason']}")
         started = self._clock()
         try:
             self._emit("phase", {"name": "checking for other load"})
-            self._check_load_before(profile)
-            self._measure_idle(profile)
+            self._check_load_before(draft)
+            self._measure_idle(draft)
             self._emit("phase", {"name": "probing dtypes"})
-            unsupported = self._probe(profile)
+            unsupported = self._probe(draft)
             self._emit("phase", {"name": f"warming up the device ({self._device_warmup_s:g} s)"})
-            self._warm_up_device(profile)
+            self._warm_up_device(draft)
             flush = self.device.make_flush() if self.options.flush else (lambda: None)
             flush_s = self._time_flush(flush)
             self._emit("phase", {"name": "checking CNN/RNN/LSTM support in fp16"})
-            profile["support"] = check_support(self.device.torch_device, self.options.seed)
-            self._run_cases(profile, unsupported, flush, flush_s)
-            self._confirm_peaks(profile, flush, flush_s)
-            self._energy_phase(profile)
+            support = check_support(self.device.torch_device, self.options.seed)
+            draft.support = {family: SupportFamily.from_dict(entry) for family, entry in support.items()}
+            self._run_cases(draft, unsupported, flush, flush_s)
+            self._confirm_peaks(draft, flush, flush_s)
+            self._energy_phase(draft)
         except KeyboardInterrupt:
-            profile["interrupted"] = True
-            profile["warnings"].append(
+            draft.interrupted = True
+            draft.warnings.append(
                 "interrupted: the run was stopped before the suite finished; the cases not measured are missing"
             )
-        profile["wall_s"] = self._clock() - started
-        profile["finished_utc"] = _utc_now()
-        profile["summary"] = summarize_profile(profile)
-        self._finish_warnings(profile)
-        return profile
+        self._finish_warnings(draft)
+        return draft.build(wall_s=self._clock() - started)
 
     # ----------------------------------------------------------------------------------------------- power
-    def _measure_idle(self, profile: dict[str, Any]) -> None:
+    def _measure_idle(self, draft: _Draft) -> None:
         if self.power is None or self._idle_s <= 0 or self.power.quality == "Q0":
             return  # a stated figure has no idle to measure
         self._emit("phase", {"name": f"measuring idle power ({self._idle_s:g} s)"})
         try:
-            idle = energy_windows.measure_idle(self.power, self._idle_s, self.device, self.options.power_hz)
+            window = energy_windows.measure_idle(self.power, self._idle_s, self.device, self.options.power_hz)
+            idle = Energy.from_dict({**window, "kind": "idle"})
         except Exception as e:  # noqa: BLE001 - nothing a power source does may end the run
-            idle = energy_windows.invalid_energy(self.power, _first_line(e))
-        idle["kind"] = "idle"
-        profile["power"]["idle"] = idle
-        if idle["valid"]:
-            self._idle_watts = idle["avg_watts"]
+            idle = replace(energy_windows.invalid_energy(self.power, _first_line(e)), kind="idle")
+        draft.power = replace(draft.power, idle=idle)
+        if idle.valid:
+            self._idle_watts = idle.avg_watts
         else:
-            profile["warnings"].append(f"idle power not measured: {idle['reason']}; no net TFLOPS/W")
+            draft.warnings.append(f"idle power not measured: {idle.reason}; no net TFLOPS/W")
 
-    def _energy_phase(self, profile: dict[str, Any]) -> None:
+    def _energy_phase(self, draft: _Draft) -> None:
         """Energy windows for the headline and sweep cases (see npucheck.measure.energy)."""
         if self.power is None:
             return
         sweep_s, why = energy_windows.sweep_window_s(self.power, self._window_s)
-        profile["power"]["sweep_window_s"] = sweep_s
+        draft.power = replace(draft.power, sweep_window_s=sweep_s)
         if why:
-            profile["warnings"].append(why)
-        plan = energy_windows.window_plan(profile["measurements"], sweep_s, self._window_s)
+            draft.warnings.append(why)
+        plan = energy_windows.window_plan(draft.measurements, sweep_s, self._window_s)
+        position = {id(m): index for index, m in enumerate(draft.measurements)}
         self._emit("start", {"total": len(plan)})
         for index, (measurement, window_s, kind) in enumerate(plan):
-            self._emit(
-                "phase", {"name": f"energy window {index + 1}/{len(plan)}: {measurement['id']} ({window_s:g} s)"}
+            self._emit("phase", {"name": f"energy window {index + 1}/{len(plan)}: {measurement.id} ({window_s:g} s)"})
+            energy = self._energy_window(measurement, window_s, kind)
+            measurement = replace(
+                measurement,
+                energy=energy,
+                warnings=measurement.warnings + tuple(f"energy window: {w}" for w in energy.warnings),
             )
-            try:
-                trials = self._trials if kind == "headline" else 1
-                case = KERNELS[measurement["kernel"]].case(
-                    measurement["dtype"], measurement["shape"], measurement["shape_set"]
-                )
-                batch = energy_windows.window_batch(measurement)
-                energy = energy_windows.combine_trials(
-                    [self._trial(case, batch, window_s / trials, trial) for trial in range(trials)]
-                )
-            except torch.OutOfMemoryError as e:
-                energy = energy_windows.invalid_energy(self.power, f"out of memory: {_first_line(e)}")
-            except Exception as e:  # noqa: BLE001 - a kernel or power source failing loses this window only
-                energy = energy_windows.invalid_energy(self.power, _first_line(e))
-            finally:
-                self._release_memory()
-            energy.update(kind=kind, case=measurement["id"])
-            _compare_timed_and_sustained(measurement, energy)
-            measurement["energy"] = energy
-            for warning in energy.get("warnings", []):
-                measurement["warnings"].append(f"energy window: {warning}")
+            draft.measurements[position[id(plan[index][0])]] = measurement
             self._emit("case_done", {"index": index, "case": None, "measurement": measurement})
+
+    def _energy_window(self, measurement: Measurement, window_s: float, kind: EnergyKind) -> Energy:
+        """The energy of ``measurement``'s case run back to back for ``window_s`` (in the source's trials); an
+        invalid energy object, with the reason, when the window could not run."""
+        assert self.power is not None  # energy windows run only when a power source is open
+        try:
+            trials = self._trials if kind == "headline" else 1
+            case = KERNELS[measurement.kernel].case(measurement.dtype, measurement.shape, measurement.shape_set)
+            batch = energy_windows.window_batch(measurement)
+            energy = energy_windows.combine_trials(
+                [self._trial(case, batch, window_s / trials, trial) for trial in range(trials)]
+            )
+            _compare_timed_and_sustained(measurement.tflops, energy)
+            return Energy.from_dict({**energy, "kind": kind, "case": measurement.id})
+        except torch.OutOfMemoryError as e:
+            invalid = energy_windows.invalid_energy(self.power, f"out of memory: {_first_line(e)}")
+        except Exception as e:  # noqa: BLE001 - a kernel or power source failing loses this window only
+            invalid = energy_windows.invalid_energy(self.power, _first_line(e))
+        finally:
+            self._release_memory()
+        return replace(invalid, kind=kind, case=measurement.id)
 
     def _trial(self, case: Case, batch: int, window_s: float, index: int) -> dict[str, Any]:
         """One energy window; trials after the first start a random fraction of the source's update period
@@ -349,24 +385,22 @@ class Runner:
         )
 
     # ----------------------------------------------------------------------------------------------- phases
-    def _check_load_before(self, profile: dict[str, Any]) -> None:
+    def _check_load_before(self, draft: _Draft) -> None:
         busy = busy_processes(0.5)
         gpu = self.device.foreign_processes()
-        profile["load"]["before"] = {"busy_processes": busy, "device_processes": gpu}
+        draft.load_before = {"busy_processes": busy, "device_processes": gpu}
         if busy:
-            profile["warnings"].append(
+            draft.warnings.append(
                 f"other load before the run: {describe_busy(busy)}; figures will be lower than the device can do"
             )
         if gpu:
-            profile["warnings"].append(
+            draft.warnings.append(
                 f"{len(gpu)} other process(es) use {self.device.id}: " + ", ".join(str(p["pid"]) for p in gpu)
             )
 
-    def _probe(self, profile: dict[str, Any]) -> dict[str, str]:
+    def _probe(self, draft: _Draft) -> dict[str, str]:
         """Estimate each dtype's GEMM rate (to size cases) and find the dtypes the device cannot run."""
         unsupported: dict[str, str] = {}
-        self._probe_rates: dict[str, float] = {}
-        self._probe_notes: dict[str, str] = {}
         for dtype in self.dtypes:
             reason = self.device.dtype_support(dtype)
             if reason:
@@ -378,9 +412,11 @@ class Runner:
                 unsupported[dtype] = f"the {dtype} GEMM probe failed: {_first_line(e)}"
             finally:
                 self._release_memory()
-        profile["settings"]["probe_tflops"] = dict(self._probe_rates)
-        if self._probe_notes:
-            profile["settings"]["probe_notes"] = dict(self._probe_notes)
+        draft.settings = replace(
+            draft.settings,
+            probe_tflops=dict(self.planner.probe_tflops),
+            probe_notes=dict(self._probe_notes) if self._probe_notes else None,
+        )
         return unsupported
 
     def _probe_dtype(self, dtype: str) -> None:
@@ -399,14 +435,13 @@ class Runner:
                     if not (math.isfinite(call_s) and call_s > 0):  # a broken timer must not become a rate
                         raise ValueError(f"timer returned {call_s!r} s for one call")
                 except (RuntimeError, ValueError, TypeError, NotImplementedError) as e:
-                    if dtype not in self._probe_rates:
+                    if dtype not in self.planner.probe_tflops:
                         raise
                     self._probe_notes[dtype] = (
                         f"probe stopped at {size}^3 ({_first_line(e)}); rate of {size // 2}^3 kept"
                     )
                     return
-                self._probe_rates[dtype] = case.flops / call_s / 1e12
-                self._rates.setdefault(("gemm", dtype), []).append((case.flops, self._probe_rates[dtype]))
+                self.planner.record_probe(case, case.flops / call_s / 1e12)
                 if not hasattr(self, "_probe_case") or dtype in (
                     WARMUP_DTYPE,
                     getattr(self, "_probe_case_dtype", None),
@@ -418,7 +453,7 @@ class Runner:
                     return
                 size *= 2
 
-    def _warm_up_device(self, profile: dict[str, Any]) -> None:
+    def _warm_up_device(self, draft: _Draft) -> None:
         """Run the fp16 probe GEMM for the suite's warm-up time and, where the power source reports the clock,
         on until the clock stops falling (a cold GPU boosts higher on its first shapes), at most
         WARMUP_MAX_FACTOR times as long. What happened is recorded in ``settings.device_warmup``."""
@@ -441,16 +476,19 @@ class Runner:
                 settled = _clock_settled(clocks)
                 if now >= limit or (now >= end and (settled or not clocks)):
                     break
-        profile["settings"]["device_warmup"] = {
-            "seconds": self._clock() - started,
-            "dtype": getattr(self, "_probe_case_dtype", None),
-            "clock_mhz_first": clocks[0][1] if clocks else None,
-            "clock_mhz_last": clocks[-1][1] if clocks else None,
-            "clock_settled": settled if clocks else None,
-            "note": None if clocks else "no clock reading from the power source: warmed up for the time only",
-        }
+        draft.settings = replace(
+            draft.settings,
+            device_warmup={
+                "seconds": self._clock() - started,
+                "dtype": getattr(self, "_probe_case_dtype", None),
+                "clock_mhz_first": clocks[0][1] if clocks else None,
+                "clock_mhz_last": clocks[-1][1] if clocks else None,
+                "clock_settled": settled if clocks else None,
+                "note": None if clocks else "no clock reading from the power source: warmed up for the time only",
+            },
+        )
         if clocks and not settled:
-            profile["warnings"].append(
+            draft.warnings.append(
                 f"the device clock was still falling after {self._clock() - started:.0f} s "
                 "of warm-up: early cases may be faster than sustained work"
             )
@@ -475,69 +513,20 @@ class Runner:
         return self._clock() - start
 
     # ----------------------------------------------------------------------------------------------- cases
-    def _run_cases(
-        self, profile: dict[str, Any], unsupported: dict[str, str], flush: Callable[[], None], flush_s: float
-    ) -> None:
+    def _run_cases(self, draft: _Draft, unsupported: dict[str, str], flush: Callable[[], None], flush_s: float) -> None:
         deadline = self._clock() + self.suite.suite_budget_s
         self._emit("start", {"total": len(self.cases)})
         for index, case in enumerate(self.cases):
             self._emit("case_start", {"index": index, "case": case})
-            if case.dtype in unsupported:
-                measurement = _skipped(case, unsupported[case.dtype])
-            elif self._needs_pilot(case):
-                measurement = self._measure(case, flush, flush_s, deadline)
+            reason = unsupported.get(case.dtype)
+            if reason is None and not self.planner.needs_pilot(case):
+                reason = self.planner.skip_reason(case, flush_s, deadline - self._clock())
+            if reason is not None:
+                measurement = _measurement(case, status="skipped", reason=reason, wall_s=0.0)
             else:
-                reason = self._skip_reason(case, flush_s, deadline)
-                measurement = _skipped(case, reason) if reason else self._measure(case, flush, flush_s, deadline)
-            profile["measurements"].append(measurement)
+                measurement = self._measure(case, flush, flush_s, deadline)
+            draft.measurements.append(measurement)
             self._emit("case_done", {"index": index, "case": case, "measurement": measurement})
-
-    def _needs_pilot(self, case: Case) -> bool:
-        """True when no case of this kernel and dtype has been measured yet, and one call predicted from the GEMM
-        probe fits the case budget: the probe's rate can be 15x off for convolutions and recurrent layers (fp16
-        LSTM runs at ~45 GFLOPS on our CPU, fp16 GEMM at ~3), so one timed call decides instead."""
-        if (case.kernel, case.dtype) in self._rates:
-            return False
-        return case.flops / (self._rate(case) * 1e12) <= self.suite.case_budget_s * PILOT_SHARE
-
-    def _skip_reason(self, case: Case, flush_s: float, deadline: float) -> str | None:
-        """Why the case must be skipped given its predicted time and the budgets, or None to measure it."""
-        predicted = self._predict_s(case, flush_s)
-        left = deadline - self._clock()
-        if predicted > self.suite.case_budget_s:
-            return (
-                f"predicted {predicted:.3g} s for warm-up, check and {self.suite.min_samples} samples at "
-                f"~{self._rate(case):.3g} TFLOPS exceeds the case budget of {self.suite.case_budget_s:g} s"
-            )
-        if predicted > left:
-            return (
-                f"suite budget: predicted {predicted:.3g} s but only {max(left, 0):.3g} s of the "
-                f"{self.suite.suite_budget_s:g} s budget left"
-            )
-        return None
-
-    def _rate(self, case: Case) -> float:
-        """Predicted TFLOPS: the rate of the measured case closest in FLOPs (rates vary by orders of magnitude
-        between a GEMV and a large GEMM) of the same kernel and dtype, else of a kernel of the same kind (RNN,
-        LSTM and GRU run alike), else the dtype's GEMM probe."""
-        seen = self._rates.get((case.kernel, case.dtype))
-        if not seen:
-            kind = _rate_kind(case.kernel)
-            seen = [
-                point
-                for (kernel, dtype), points in self._rates.items()
-                for point in points
-                if dtype == case.dtype and kernel != "gemm" and _rate_kind(kernel) == kind
-            ]
-        if not seen:
-            return self._probe_rates[case.dtype]
-        return min(seen, key=lambda point: abs(math.log(point[0] / case.flops)))[1]
-
-    def _predict_s(self, case: Case, flush_s: float) -> float:
-        call_s = case.flops / (self._rate(case) * 1e12)
-        sample_s = max(call_s, self.suite.min_sample_s) + flush_s
-        fixed = (VERIFY_CALLS + 2) * call_s + reference_flops(case) / HOST_REFERENCE_FLOPS_PER_S[case.family]
-        return fixed + self.suite.min_samples * sample_s
 
     def _pilot(self, case: Case, workload: Any) -> None:
         """Time one call (after an untimed first call, which pays for lazy initialisation) to seed the rate of
@@ -545,30 +534,34 @@ class Runner:
         workload.run()
         call_s = self.device.time_calls(workload.run, 1)
         if math.isfinite(call_s) and call_s > 0:
-            self._rates.setdefault((case.kernel, case.dtype), []).append((case.flops, case.flops / call_s / 1e12))
+            self.planner.record(case, case.flops / call_s / 1e12)
 
     def _measure(
         self, case: Case, flush: Callable[[], None], flush_s: float, deadline: float, seed: int | None = None
-    ) -> dict[str, Any]:
-        measurement = _base_measurement(case)
-        measurement["cache_flush_bytes"] = self.device.cache_flush_bytes() if self.options.flush else 0
+    ) -> Measurement:
+        """Check and time one case. What it found becomes one Measurement when the case ends; a value the model
+        refuses (a runner bug) makes this case an error with the reason, never the loss of the run."""
+        found: dict[str, Any] = {
+            "status": "error",
+            "cache_flush_bytes": self.device.cache_flush_bytes() if self.options.flush else 0,
+            "warnings": [],
+        }
         started = self._clock()
         before = self._monitor.snapshot()
         workload = None
         try:
             with torch.inference_mode():
                 workload = build_workload(case, self.device.torch_device, self.options.seed if seed is None else seed)
-                if (case.kernel, case.dtype) not in self._rates:
+                if not self.planner.has_rate(case):
                     self._pilot(case, workload)
-                    reason = self._skip_reason(case, flush_s, deadline)
+                    reason = self.planner.skip_reason(case, flush_s, deadline - self._clock())
                     if reason:
                         raise _Skip(f"{reason} (rate from one timed call)")
-                measurement["predicted_s"] = self._predict_s(case, flush_s)
+                found["predicted_s"] = self.planner.predict_s(case, flush_s)
                 check = workload.verify()
-                measurement["check"] = check.to_dict()
-                measurement["correct"] = check.ok
+                found.update(check=Check.from_dict(check.to_dict()), correct=check.ok)
                 if check.ok is None:  # the host reference could not be computed: unchecked, never wrong
-                    measurement["warnings"].append(f"unchecked: {check.reason}")
+                    found["warnings"].append(f"unchecked: {check.reason}")
                 elif not check.ok:
                     raise _Mismatch(
                         f"result differs from the {check.reference_dtype} reference: relative error "
@@ -588,112 +581,104 @@ class Runner:
                 timing = time_kernel(workload.run, self.device, flush, settings, clock=self._clock)
                 state_after = self._device_state()
         except _Skip as e:
-            measurement.update(status="skipped", reason=str(e))
+            found.update(status="skipped", reason=str(e))
         except _Mismatch as e:
-            measurement.update(status="error", error=str(e))
+            found.update(status="error", error=str(e))
         except NonFiniteOutput as e:
-            measurement.update(status="error", correct=False, error=f"non-finite output: {e}")
+            found.update(status="error", correct=False, error=f"non-finite output: {e}")
         except torch.OutOfMemoryError as e:
-            measurement.update(status="error", error=f"out of memory: {_first_line(e)}")
+            found.update(status="error", error=f"out of memory: {_first_line(e)}")
         except (RuntimeError, ValueError, TypeError, NotImplementedError, AssertionError) as e:
-            measurement.update(status="error", error=_first_line(e))
+            found.update(status="error", error=_first_line(e))
         else:
             stats = timing.stats
-            measurement.update(
+            found.update(
                 status="ok",
                 samples_s=timing.samples_s,
                 calls_per_sample=timing.calls_per_sample,
                 warmup_calls=timing.warmup_calls,
                 timing_method=timing.timing_method,
-                stats=stats.to_dict(),
+                stats=Stats.from_dict(stats.to_dict()),
                 tflops=case.flops / stats.median_s / 1e12,
-                tflops_ci=[case.flops / stats.ci_high_s / 1e12, case.flops / stats.ci_low_s / 1e12],
-                warnings=list(timing.warnings),
+                tflops_ci=(case.flops / stats.ci_high_s / 1e12, case.flops / stats.ci_low_s / 1e12),
+                warnings=found["warnings"] + list(timing.warnings),
                 cache_state=timing.cache_state(self.options.flush),
                 timed_calls=timing.timed_calls,
                 minor_faults=timing.minor_faults,
                 device_state={"before": state_before, "after": state_after} if state_before or state_after else None,
             )
-            self._flag_faults_and_throttling(measurement, timing.minor_faults, timing.timed_calls)
-            self._apply_ceiling(measurement)
-            if measurement["status"] == "ok":
-                self._rates.setdefault((case.kernel, case.dtype), []).append((case.flops, measurement["tflops"]))
+            _flag_faults_and_throttling(found, timing.minor_faults, timing.timed_calls)
+            reason = ceiling_reason(self._datasheet, case.dtype, found["tflops"])
+            if reason:  # above the datasheet's ceiling: a timing or counting bug, never a result
+                found.update(status="error", error=reason)
+            else:
+                self.planner.record(case, found["tflops"])
         finally:
             del workload
             self._release_memory()
         foreign = LoadMonitor.foreign_cores(before, self._monitor.snapshot())
-        measurement["foreign_cpu_cores"] = foreign
+        found["foreign_cpu_cores"] = foreign
         if foreign is not None and foreign > FOREIGN_CORES_WARNING:
-            measurement["warnings"].append(f"other processes used {foreign:.2f} CPU cores during this case")
-        measurement["wall_s"] = self._clock() - started
-        return measurement
+            found["warnings"].append(f"other processes used {foreign:.2f} CPU cores during this case")
+        found["wall_s"] = self._clock() - started
+        try:
+            return _measurement(case, **found)
+        except (ValueError, TypeError) as e:
+            return _measurement(
+                case,
+                status="error",
+                error=f"npucheck bug: the measurement did not fit the result model ({_first_line(e)})",
+                wall_s=found["wall_s"],
+            )
 
-    def _flag_faults_and_throttling(self, measurement: dict[str, Any], faults: int | None, calls: int) -> None:
-        if faults is not None and calls:
-            measurement["minor_faults_per_call"] = faults / calls
-            if faults / calls >= FAULTS_PER_CALL_WARNING:
-                measurement["warnings"].append(
-                    f"page faults: {faults / calls:.3g} minor faults per timed call (the allocator mapped fresh "
-                    "memory while timing; the figure may be low)"
-                )
-        state = measurement.get("device_state") or {}
-        reasons = sorted({r for edge in state.values() for r in (edge or {}).get("throttle_reasons") or []})
-        measurement["throttled"] = bool(reasons) if state else None
-        if reasons:
-            measurement["warnings"].append(f"throttled: measured while the device reported {', '.join(reasons)}")
-
-    def _apply_ceiling(self, measurement: dict[str, Any]) -> None:
-        """A figure above CEILING_FACTOR x the datasheet peak of its dtype is a timing or counting bug, never a
-        result: the case becomes an error with the reason."""
-        reason = ceiling_reason(self._datasheet, measurement["dtype"], measurement["tflops"])
-        if reason:
-            measurement.update(status="error", error=reason)
-
-    def _confirm_peaks(self, profile: dict[str, Any], flush: Callable[[], None], flush_s: float) -> None:
+    def _confirm_peaks(self, draft: _Draft, flush: Callable[[], None], flush_s: float) -> None:
         """Re-measure each dtype's best GEMM case from fresh inputs: the best of many cases is biased upward (the
         largest of ~30 intervals), so the targets judge this independent confirmation instead."""
-        peaks = energy_windows.peak_gemm_cases(profile["measurements"])
+        peaks = peak_gemm_cases(draft.measurements)
         if peaks:
             self._emit("phase", {"name": f"confirming the peak of {', '.join(peaks)}"})
         for dtype, best in peaks.items():
-            case = KERNELS["gemm"].case(dtype, best["shape"], best["shape_set"])
-            confirmation = self._measure(case, flush, flush_s, math.inf, seed=self.options.seed + CONFIRM_SEED_OFFSET)
-            confirmation.update(role="confirmation", confirms=best["id"])
-            if confirmation["status"] == "ok" and self.device.per_call_events:
-                self._host_clock_check(case, confirmation)
-            if confirmation["status"] == "ok" and confirmation["tflops_ci"][1] < best["tflops_ci"][0]:
-                confirmation["warnings"].append(
-                    f"the confirmation ({confirmation['tflops']:.4g} TFLOPS) is below the interval of the selected "
-                    f"case ({best['tflops_ci'][0]:.4g}-{best['tflops_ci'][1]:.4g}): the peak did not reproduce"
+            case = KERNELS["gemm"].case(dtype, best.shape, best.shape_set)
+            measured = self._measure(case, flush, flush_s, math.inf, seed=self.options.seed + CONFIRM_SEED_OFFSET)
+            confirmation = replace(measured, role="confirmation", confirms=best.id)
+            if confirmation.status == "ok" and self.device.per_call_events:
+                confirmation = self._host_clock_check(case, confirmation)
+            assert best.tflops_ci is not None  # a peak is an ok measurement, with its interval
+            if confirmation.status == "ok" and confirmation.tflops_ci and confirmation.tflops_ci[1] < best.tflops_ci[0]:
+                confirmation = _warn(
+                    confirmation,
+                    f"the confirmation ({confirmation.tflops:.4g} TFLOPS) is below the interval of the selected "
+                    f"case ({best.tflops_ci[0]:.4g}-{best.tflops_ci[1]:.4g}): the peak did not reproduce",
                 )
-            profile["confirmations"].append(confirmation)
+            draft.confirmations.append(confirmation)
 
-    def _host_clock_check(self, case: Case, confirmation: dict[str, Any]) -> None:
+    def _host_clock_check(self, case: Case, confirmation: Measurement) -> Measurement:
         """Time the confirmed case once more with the host clock (synchronize, back-to-back calls, synchronize).
         That figure includes launch gaps, so it can only read low: device events reading more than
         HOST_CLOCK_TOLERANCE faster than it is a timer bug (events on the wrong stream, a clock error), and the
         judge will not pass the peak on it. The one check that needs no datasheet and no power source."""
+        assert confirmation.stats is not None and confirmation.tflops is not None  # an ok measurement
         try:
             with torch.inference_mode():
                 workload = build_workload(case, self.device.torch_device, self.options.seed + CONFIRM_SEED_OFFSET)
                 workload.run()
-                calls = max(1, min(HOST_CLOCK_MAX_CALLS, math.ceil(HOST_CLOCK_S / confirmation["stats"]["median_s"])))
+                calls = max(1, min(HOST_CLOCK_MAX_CALLS, math.ceil(HOST_CLOCK_S / confirmation.stats.median_s)))
                 seconds = Device.time_calls(self.device, workload.run, calls)  # the host-clock path, not events
                 del workload
         except (RuntimeError, ValueError, TypeError, NotImplementedError) as e:
-            confirmation["warnings"].append(f"host-clock check failed: {_first_line(e)}")
-            return
+            return _warn(confirmation, f"host-clock check failed: {_first_line(e)}")
         finally:
             self._release_memory()
         host_tflops = case.flops * calls / seconds / 1e12 if seconds > 0 else None
-        confirmation["host_clock_tflops"] = host_tflops
-        ratio = confirmation["tflops"] / host_tflops if host_tflops else None
-        confirmation["events_vs_host_clock"] = ratio
-        if ratio is not None and ratio > HOST_CLOCK_TOLERANCE:
-            confirmation["warnings"].append(
+        ratio = confirmation.tflops / host_tflops if host_tflops else None
+        checked = replace(confirmation, host_clock_tflops=host_tflops, events_vs_host_clock=ratio)
+        if ratio is not None and host_tflops is not None and ratio > HOST_CLOCK_TOLERANCE:
+            checked = _warn(
+                checked,
                 f"device events read {ratio:.2f}x the host clock's {host_tflops:.4g} TFLOPS for the same calls "
-                "(the host clock can only read low): the event timing is suspect and the peak is not judged"
+                "(the host clock can only read low): the event timing is suspect and the peak is not judged",
             )
+        return checked
 
     def _release_memory(self) -> None:
         gc.collect()
@@ -702,34 +687,68 @@ class Runner:
         except Exception:  # noqa: BLE001, S110 - older torch or backends without the memory API
             pass
 
-    def _finish_warnings(self, profile: dict[str, Any]) -> None:
-        measured = profile["measurements"]
-        loaded = [m for m in measured if (m.get("foreign_cpu_cores") or 0) > FOREIGN_CORES_WARNING]
-        foreign = [m["foreign_cpu_cores"] for m in measured if m.get("foreign_cpu_cores") is not None]
-        profile["load"]["during_max_foreign_cpu_cores"] = max(foreign) if foreign else None
+    def _finish_warnings(self, draft: _Draft) -> None:
+        measured = draft.measurements
+        loaded = [m for m in measured if (m.foreign_cpu_cores or 0) > FOREIGN_CORES_WARNING]
+        foreign = [m.foreign_cpu_cores for m in measured if m.foreign_cpu_cores is not None]
         if loaded:
-            profile["warnings"].append(
+            draft.warnings.append(
                 f"other load during {len(loaded)} of {len(measured)} cases "
                 f"(up to {max(foreign):.2f} CPU cores used by other processes)"
             )
-        unstable = [m for m in measured if is_unstable((m["stats"] or {}).get("iqr_rel"))]
+        unstable = [m for m in measured if m.stats is not None and is_unstable(m.stats.iqr_rel)]
         if unstable:
-            profile["warnings"].append(f"{len(unstable)} cases were unstable (IQR > 10% of the median)")
-        skipped = [m for m in measured if m["status"] == "skipped"]
+            draft.warnings.append(f"{len(unstable)} cases were unstable (IQR > 10% of the median)")
+        skipped = [m for m in measured if m.status == "skipped"]
         if skipped:
-            profile["warnings"].append(f"{len(skipped)} of {len(measured)} cases were skipped (see each reason)")
+            draft.warnings.append(f"{len(skipped)} of {len(measured)} cases were skipped (see each reason)")
         if self.device.backend != "cpu":
-            profile["warnings"].append(
+            draft.warnings.append(
                 "the accelerator code path has not yet been validated on real hardware by "
                 "the npucheck project; treat its figures with care"
             )
 
 
-def _compare_timed_and_sustained(measurement: dict[str, Any], energy: dict[str, Any]) -> None:
+def _measurement(case: Case, **found: Any) -> Measurement:
+    """The Measurement of ``case`` with what was found (status, figures, evidence)."""
+    return Measurement(
+        id=case.id,
+        kernel=case.kernel,
+        family=case.family,
+        kernel_version=case.kernel_version,
+        shape_set=case.shape_set,
+        dtype=case.dtype,
+        shape=dict(case.shape),
+        flops=case.flops,
+        flop_convention=case.flop_convention,
+        **found,
+    )
+
+
+def _warn(measurement: Measurement, warning: str) -> Measurement:
+    return replace(measurement, warnings=(*measurement.warnings, warning))
+
+
+def _flag_faults_and_throttling(found: dict[str, Any], faults: int | None, calls: int) -> None:
+    if faults is not None and calls:
+        found["minor_faults_per_call"] = faults / calls
+        if faults / calls >= FAULTS_PER_CALL_WARNING:
+            found["warnings"].append(
+                f"page faults: {faults / calls:.3g} minor faults per timed call (the allocator mapped fresh "
+                "memory while timing; the figure may be low)"
+            )
+    state = found.get("device_state") or {}
+    reasons = sorted({r for edge in state.values() for r in (edge or {}).get("throttle_reasons") or []})
+    found["throttled"] = bool(reasons) if state else None
+    if reasons:
+        found["warnings"].append(f"throttled: measured while the device reported {', '.join(reasons)}")
+
+
+def _compare_timed_and_sustained(timed: float | None, energy: dict[str, Any]) -> None:
     """The energy window runs the timed case again, back to back: when its sustained TFLOPS and the timed median
     differ by more than TIMED_SUSTAINED_TOLERANCE, one of the two did not measure what it claims (throttling, a
     timing error, other load), so the window's TFLOPS/W must not decide a verdict."""
-    sustained, timed = energy.get("tflops"), measurement.get("tflops")
+    sustained = energy.get("tflops")
     if not energy.get("valid") or not sustained or not timed:
         return
     ratio = sustained / timed
@@ -752,86 +771,9 @@ def _clock_settled(clocks: list[tuple[float, float]]) -> bool:
     return min(recent) >= recent[0] * (1 - WARMUP_SETTLED_DROP)
 
 
-def _rate_kind(kernel: str) -> str:
-    return "recurrent" if kernel in ("rnn_tanh", "rnn_relu", "lstm", "gru") else kernel
-
-
 class _Mismatch(Exception):
     pass
 
 
 class _Skip(Exception):
     pass
-
-
-def _base_measurement(case: Case) -> dict[str, Any]:
-    return {
-        "id": case.id,
-        "kernel": case.kernel,
-        "family": case.family,
-        "kernel_version": case.kernel_version,
-        "shape_set": case.shape_set,
-        "dtype": case.dtype,
-        "shape": dict(case.shape),
-        "flops": case.flops,
-        "flop_convention": case.flop_convention,
-        "status": "error",
-        "reason": None,
-        "correct": None,
-        "error": None,
-        "check": None,
-        "samples_s": [],
-        "calls_per_sample": None,
-        "warmup_calls": None,
-        "timing_method": None,
-        "cache_flush_bytes": None,
-        "stats": None,
-        "tflops": None,
-        "tflops_ci": None,
-        "foreign_cpu_cores": None,
-        "wall_s": 0.0,
-        "warnings": [],
-        "energy": None,
-        "cache_state": None,
-        "timed_calls": None,
-        "minor_faults": None,
-        "minor_faults_per_call": None,
-        "device_state": None,
-        "throttled": None,
-    }
-
-
-def _skipped(case: Case, reason: str) -> dict[str, Any]:
-    measurement = _base_measurement(case)
-    measurement.update(status="skipped", reason=reason)
-    return measurement
-
-
-def summarize_profile(profile: dict[str, Any]) -> dict[str, Any]:
-    """Peak GEMM TFLOPS per dtype (best median over correct cases, its independent confirmation, and the sustained
-    figure of its energy window), TFLOPS/W per dtype, case counts."""
-    best = energy_windows.peak_gemm_cases(profile["measurements"])
-    peak_tflops = {dtype: m["tflops"] for dtype, m in best.items()}
-    confirmations = {c.get("confirms"): c for c in profile.get("confirmations") or []}
-    peak = {}
-    for dtype, m in best.items():
-        confirmation = confirmations.get(m["id"])
-        energy = m.get("energy") or {}
-        peak[dtype] = {
-            "case": m["id"],
-            "tflops": m["tflops"],
-            "ci_low": m["tflops_ci"][0],
-            "ci_high": m["tflops_ci"][1],
-            "confirmed_tflops": confirmation["tflops"] if confirmation and confirmation["status"] == "ok" else None,
-            "confirmed_ci": confirmation["tflops_ci"] if confirmation and confirmation["status"] == "ok" else None,
-            "confirmation_status": confirmation["status"] if confirmation else None,
-            "sustained_tflops": energy.get("tflops")
-            if energy.get("kind") == "headline" and energy.get("valid")
-            else None,
-        }
-    dtypes = profile["settings"].get("dtypes") or sorted(peak_tflops)
-    counts = {
-        status: sum(1 for m in profile["measurements"] if m["status"] == status)
-        for status in ("ok", "error", "skipped")
-    }
-    return {"peak_tflops": peak_tflops, "peak": peak, **summarize_power(profile, peak, dtypes), "counts": counts}
