@@ -36,7 +36,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from npucheck.errors import UsageError
+from npucheck.model import StoredDatasheet
 
 __all__ = [
     "builtin_dir",
@@ -66,6 +67,8 @@ __all__ = [
     "peak_from_dict",
     "percent_of_datasheet",
     "specificity",
+    "stored",
+    "StoredSheet",
     "user_dirs",
 ]
 
@@ -231,23 +234,30 @@ def _max_or_none(*values: float | None) -> float | None:
 # ---------------------------------------------------------------- reading stored dicts (profile files)
 
 
-def peak_from_dict(datasheet: dict[str, Any] | None, dtype: str) -> float | None:
+StoredSheet = StoredDatasheet | Mapping[str, Any] | None
+"""A stored ``device.datasheet``: the model object, its JSON object, or None (no datasheet)."""
+
+
+def stored(datasheet: StoredSheet) -> StoredDatasheet | None:
+    """The stored datasheet as a model object (None when there is none)."""
+    if datasheet is None or isinstance(datasheet, StoredDatasheet):
+        return datasheet
+    return StoredDatasheet.from_dict(datasheet) if isinstance(datasheet, Mapping) else None
+
+
+def peak_from_dict(datasheet: StoredSheet, dtype: str) -> float | None:
     """The datasheet peak (TFLOPS per device) for a dtype from a stored ``device.datasheet``; None if absent."""
-    if not isinstance(datasheet, dict):
-        return None
-    value = (datasheet.get("peak_tflops") or {}).get(dtype)
-    return value if isinstance(value, (int, float)) and value > 0 else None
+    sheet = stored(datasheet)
+    return sheet.peak(dtype) if sheet is not None else None
 
 
-def ceiling_from_dict(datasheet: dict[str, Any] | None, dtype: str) -> float | None:
+def ceiling_from_dict(datasheet: StoredSheet, dtype: str) -> float | None:
     """The stored ceiling (TFLOPS per device) for a dtype; None if absent."""
-    if not isinstance(datasheet, dict):
-        return None
-    value = (datasheet.get("ceiling_tflops") or {}).get(dtype)
-    return value if isinstance(value, (int, float)) and value > 0 else None
+    sheet = stored(datasheet)
+    return sheet.ceiling(dtype) if sheet is not None else None
 
 
-def percent_of_datasheet(datasheet: dict[str, Any] | None, dtype: str, tflops: float | None) -> float | None:
+def percent_of_datasheet(datasheet: StoredSheet, dtype: str, tflops: float | None) -> float | None:
     """Achieved TFLOPS as a fraction of the datasheet peak (1.0 = 100%), or None when either is missing."""
     peak = peak_from_dict(datasheet, dtype)
     if peak is None or tflops is None:
@@ -255,20 +265,20 @@ def percent_of_datasheet(datasheet: dict[str, Any] | None, dtype: str, tflops: f
     return tflops / peak
 
 
-def ceiling_reason(datasheet: dict[str, Any] | None, dtype: str, tflops: float | None) -> str | None:
+def ceiling_reason(datasheet: StoredSheet, dtype: str, tflops: float | None) -> str | None:
     """Why ``tflops`` cannot be right (it exceeds CEILING_FACTOR x the datasheet peak), or None if it can be.
 
-    Works on the stored dict, so the judge can check stored results without loading any file.
+    Works on what the profile stores, so the judge can check stored results without loading any file.
     """
-    ceiling = ceiling_from_dict(datasheet, dtype)
-    if ceiling is None or tflops is None or tflops <= ceiling:
+    sheet = stored(datasheet)
+    ceiling = sheet.ceiling(dtype) if sheet is not None else None
+    if sheet is None or ceiling is None or tflops is None or tflops <= ceiling:
         return None
-    assert isinstance(datasheet, dict)
-    peak = peak_from_dict(datasheet, dtype)
-    factor = datasheet.get("ceiling_factor", CEILING_FACTOR)
+    peak = sheet.peak(dtype)
+    factor = sheet.ceiling_factor if sheet.ceiling_factor is not None else CEILING_FACTOR
     peak_text = f"the datasheet peak {peak:.4g} TFLOPS" if peak is not None else "the datasheet's fastest path"
     return (
-        f"{tflops:.4g} TFLOPS {dtype} exceeds {factor:g} x {peak_text} of {datasheet.get('part')} "
+        f"{tflops:.4g} TFLOPS {dtype} exceeds {factor:g} x {peak_text} of {sheet.part} "
         f"(ceiling {ceiling:.4g} TFLOPS per device): a timing or FLOP-count error, not a result"
     )
 

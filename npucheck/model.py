@@ -74,6 +74,7 @@ __all__ = [
     "SupportCheck",
     "SupportFamily",
     "DeviceInfo",
+    "StoredDatasheet",
     "Settings",
     "Load",
     "Peak",
@@ -878,6 +879,59 @@ class SupportFamily(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class StoredDatasheet(Record):
+    """The datasheet matched to the device (``device.datasheet``), as ``npucheck.datasheets.Datasheet.to_dict``
+    stores it: figures per torch device (``tflops``, ``peak_tflops``, ``ceiling_tflops``, ``power_w``) and per
+    part (``*_per_part``), with the source of each figure."""
+
+    part: str | None = _value(None)
+    vendor: str | None = _value(None)
+    file: str | None = _value(None)
+    builtin: bool | None = _value(None)
+    devices_per_part: int | None = _value(None)
+    tflops: Mapping[str, float] = _blob_map()
+    peak_tflops: Mapping[str, float] = _blob_map()
+    ceiling_tflops: Mapping[str, float] = _blob_map()
+    ceiling_factor: float | None = _value(None)
+    tflops_per_part: Mapping[str, float] = _blob_map()
+    tflops_per_watt: Mapping[str, float] = _blob_map()
+    power_w: float | None = _value(None)
+    power_w_per_part: float | None = _value(None)
+    power_kind: str | None = _value(None)
+    power_covers: str | None = _value(None)
+    memory_bandwidth_gbps: float | None = _value(None)
+    memory_bandwidth_gbps_per_part: float | None = _value(None)
+    sources: Mapping[str, str] = _blob_map()
+    notes: Mapping[str, str] = _blob_map()
+    note: str | None = _value(None)
+    match_caveat: str | None = _value(None)
+    matched_pattern: str | None = _value(None)
+    match_reason: str | None = _value(None)
+
+    def peak(self, dtype: str) -> float | None:
+        """The datasheet peak of a measured dtype, TFLOPS per device; None when the sheet has none."""
+        return _positive(self.peak_tflops.get(dtype) if self.peak_tflops else None)
+
+    def ceiling(self, dtype: str) -> float | None:
+        """The highest TFLOPS a correct measurement of ``dtype`` can reach on this device; None when unknown."""
+        return _positive(self.ceiling_tflops.get(dtype) if self.ceiling_tflops else None)
+
+    def _check(self) -> None:
+        _texts(self, "part vendor file power_kind power_covers note match_caveat matched_pattern match_reason")
+        _flag(self, "builtin")
+        _count(self, "devices_per_part")
+        _numbers(
+            self,
+            "ceiling_factor power_w power_w_per_part memory_bandwidth_gbps memory_bandwidth_gbps_per_part",
+            minimum=0.0,
+        )
+
+
+def _positive(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+
+
+@dataclass(frozen=True, kw_only=True)
 class DeviceInfo(Record):
     """The device under test (``device``)."""
 
@@ -892,7 +946,7 @@ class DeviceInfo(Record):
     validated: bool | None = _value(None)
     properties: Mapping[str, Any] | None = _json()
     visible_devices: Mapping[str, Any] | None = _json()
-    datasheet: Mapping[str, Any] | None = _json()
+    datasheet: StoredDatasheet | None = _one("StoredDatasheet")
     datasheet_reason: str | None = _value(None)
 
     def _check(self) -> None:

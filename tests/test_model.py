@@ -355,3 +355,18 @@ def test_other_bad_values_fail():
 def test_importing_the_model_loads_no_torch():
     code = "import sys, npucheck.model\nassert 'torch' not in sys.modules, 'torch was imported'\n"
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_every_builtin_datasheet_is_stored_and_read_back_exactly():
+    from npucheck.datasheets import MEASURED_DTYPES, load_datasheets
+    from npucheck.model import StoredDatasheet
+
+    sheets = load_datasheets()
+    assert len(sheets) >= 19
+    for sheet in sheets:
+        written = sheet.to_dict()
+        stored = StoredDatasheet.from_dict(written)
+        assert stored.to_dict() == written, sheet.part
+        for dtype in MEASURED_DTYPES:
+            assert stored.peak(dtype) == sheet.peak_tflops(dtype), (sheet.part, dtype)
+            assert stored.ceiling(dtype) == sheet.ceiling_tflops(dtype), (sheet.part, dtype)

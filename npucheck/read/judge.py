@@ -26,7 +26,6 @@ from npucheck.model import (
     Record,
     ResultProfile,
     as_profile,
-    thaw,
 )
 from npucheck.targets import Criterion, Target
 
@@ -154,7 +153,7 @@ def _peak_tflops(profile: ResultProfile, criterion: Criterion) -> Outcome:
     cases = _gemm_cases(profile, dtype)
     if not cases:
         return INCONCLUSIVE, None, None, None, f"not measured: the run has no {dtype} GEMM case"
-    datasheet = thaw(profile.device.datasheet)  # npucheck.datasheets reads the stored dict
+    datasheet = profile.device.datasheet
     # the model has checked every figure: a TFLOPS is a finite number or None
     good = [m for m in cases if m.status == "ok" and m.correct is not False and m.tflops is not None]
     above = [m for m in good if ceiling_reason(datasheet, dtype, _tflops(m))]

@@ -18,7 +18,16 @@ from rich.table import Table
 from rich.text import Text
 
 from npucheck.datasheets import ceiling_reason, percent_of_datasheet
-from npucheck.model import CriterionResult, Measurement, Peak, Record, ResultProfile, Verdict, as_profile, thaw
+from npucheck.model import (
+    CriterionResult,
+    Measurement,
+    Peak,
+    Record,
+    ResultProfile,
+    StoredDatasheet,
+    Verdict,
+    as_profile,
+)
 
 __all__ = [
     "compare_display",
@@ -140,11 +149,9 @@ def measurements_table(profile: ProfileLike, title: str = "Measurements") -> Tab
     return table
 
 
-def _datasheet(profile: ResultProfile) -> dict[str, Any] | None:
-    """The stored datasheet of the device as the plain dict ``npucheck.datasheets`` reads, or None (old files have
-    no key; unmatched devices store null)."""
-    sheet = profile.device.datasheet
-    return thaw(sheet) if isinstance(sheet, Mapping) else None
+def _datasheet(profile: ResultProfile) -> StoredDatasheet | None:
+    """The stored datasheet of the device, or None (old files have no key; unmatched devices store null)."""
+    return profile.device.datasheet
 
 
 def _percent_text(fraction: float | None) -> str:
@@ -156,7 +163,7 @@ def datasheet_cells(profile: ProfileLike, dtype: str, tflops: float | None) -> t
     sheet = _datasheet(as_profile(profile))
     if sheet is None:
         return "—", "—"
-    per_watt = (sheet.get("tflops_per_watt") or {}).get(dtype)
+    per_watt = (sheet.tflops_per_watt or {}).get(dtype)
     percent = _percent_text(percent_of_datasheet(sheet, dtype, tflops))
     if ceiling_reason(sheet, dtype, tflops):
         percent += " (above the ceiling: not a valid result)"
@@ -235,19 +242,20 @@ def datasheet_source_lines(profile: ProfileLike) -> list[str]:
     sheet = _datasheet(as_profile(profile))
     if sheet is None:
         return []
-    lines = [f"{sheet.get('part')}: {sheet.get('match_reason') or 'matched by device name'}"]
-    per_part = sheet.get("tflops_per_part") or {}
-    sources = sheet.get("sources") or {}
-    notes = sheet.get("notes") or {}
-    for key, value in per_part.items():
+    lines = [f"{sheet.part}: {sheet.match_reason or 'matched by device name'}"]
+    sources = sheet.sources or {}
+    notes = sheet.notes or {}
+    for key, value in (sheet.tflops_per_part or {}).items():
         note = f" ({notes[key]})" if notes.get(key) else ""
         lines.append(f"{key}: {fmt_number(value)} TFLOPS per part — {sources.get(key, 'no source')}{note}")
-    for key, unit in (("power_w", "W"), ("memory_bandwidth_gbps", "GB/s")):
-        value = sheet.get(f"{key}_per_part")
-        if value is not None:
-            lines.append(f"{key}: {fmt_number(value)} {unit} per part — {sources.get(key, 'no source')}")
-    if sheet.get("note"):
-        lines.append(f"note: {sheet['note']}")
+    for key, unit, per_part in (
+        ("power_w", "W", sheet.power_w_per_part),
+        ("memory_bandwidth_gbps", "GB/s", sheet.memory_bandwidth_gbps_per_part),
+    ):
+        if per_part is not None:
+            lines.append(f"{key}: {fmt_number(per_part)} {unit} per part — {sources.get(key, 'no source')}")
+    if sheet.note:
+        lines.append(f"note: {sheet.note}")
     return lines
 
 
@@ -272,19 +280,19 @@ def datasheet_line(profile: ProfileLike) -> str | None:
     sheet = _datasheet(profile)
     if sheet is None:
         return "datasheet: none" + (f" ({device.datasheet_reason})" if device.datasheet_reason else "")
-    peaks = sheet.get("peak_tflops") or {}
+    peaks = sheet.peak_tflops or {}
     figures = ", ".join(f"{dtype} {fmt_tflops(peaks[dtype])}" for dtype in sorted(peaks, key=_dtype_order))
-    per_device = sheet.get("devices_per_part") or 1
-    text = f"datasheet: {sheet.get('part')} — peak TFLOPS per device: {figures or 'none given'}"
+    per_device = sheet.devices_per_part or 1
+    text = f"datasheet: {sheet.part} — peak TFLOPS per device: {figures or 'none given'}"
     if per_device > 1:
         text += f" (the part is {per_device} devices; figures are per device)"
-    if sheet.get("power_w_per_part"):
+    if sheet.power_w_per_part:
         text += (
-            f"; {fmt_number(sheet['power_w_per_part'])} W {sheet.get('power_kind') or ''} "
-            f"({sheet.get('power_covers') or 'coverage not stated'})"
+            f"; {fmt_number(sheet.power_w_per_part)} W {sheet.power_kind or ''} "
+            f"({sheet.power_covers or 'coverage not stated'})"
         ).replace("  ", " ")
-    if sheet.get("match_caveat"):
-        text += f"; caveat: {sheet['match_caveat']}"
+    if sheet.match_caveat:
+        text += f"; caveat: {sheet.match_caveat}"
     return text
 
 
