@@ -19,6 +19,9 @@ File format 1::
     op = ">="                       # >= | > | <= | <
     threshold = 128.0               # finite, >= 0; for supported_families an integer 0..len(families)
     note = "..."                    # optional
+
+The full reference, with worked examples, is docs/targets.md; ``npucheck targets --template`` prints
+:data:`TEMPLATE`, a commented starting file.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ __all__ = [
     "OPS",
     "parse_target",
     "Target",
+    "TEMPLATE",
     "UNITS",
 ]
 
@@ -70,6 +74,73 @@ _TOP_REQUIRED = ("format", "name", "title", "criteria")
 _TOP_OPTIONAL = ("source", "description")
 _CRITERION_REQUIRED = ("metric", "op", "threshold")
 _CRITERION_OPTIONAL = ("dtype", "families", "note")
+# What a missing key should look like, for the one-line error that reports it.
+_EXPECTED = {
+    "format": f"format = {FORMAT}",
+    "name": "name = \"my-target\" (lower-case letters, digits, '.', '_', '-')",
+    "title": 'title = "a one-line title"',
+    "criteria": "at least one [[criteria]] table with metric, op and threshold",
+    "metric": "metric = one of " + ", ".join(f'"{m}"' for m in METRICS),
+    "op": "op = one of " + ", ".join(f'"{o}"' for o in OPS),
+    "threshold": "threshold = a number >= 0 in the metric's unit (TFLOPS, TFLOPS/W or a count of families)",
+}
+
+
+TEMPLATE = f"""\
+# An npucheck target: criteria a result is judged against. Save this as e.g. my-target.toml, edit it, then
+#   npucheck targets my-target.toml                          (check that it loads and see its criteria)
+#   npucheck check results/RESULT.json --target my-target.toml
+# A file is read as a path when it ends in .toml or contains a '/'; any other word is a built-in target's name.
+# Reference: docs/targets.md. Every key below is required unless it says "optional".
+
+# format: the version of this file format; this npucheck reads format {FORMAT} only.
+format = {FORMAT}
+# name: the short name shown in verdicts: lower-case letters, digits, '.', '_' and '-', starting with a letter or digit.
+# Targets judged together must have different names.
+name = "my-target"
+# title: a one-line title shown beside the name.
+title = "My target: FP16 throughput, efficiency and model families"
+# source (optional): where the numbers come from (a document, a contract, a purchase rule).
+source = "written from npucheck targets --template; replace with your source"
+# description (optional): how the criteria read the source, shown by `npucheck targets my-target.toml`.
+description = "A device meets the target only if every criterion below is PASS."
+
+# criteria: one [[criteria]] table per criterion, at least one; a device meets the target only if it meets
+# every criterion. Keys of a criterion:
+#   metric     (required) {" | ".join(METRICS)}
+#                peak_tflops: best GEMM throughput of the dtype, judged on an independent re-measure (TFLOPS)
+#                tflops_per_watt: the dtype's GEMM throughput / average power over the same window (TFLOPS/W)
+#                supported_families: how many of `families` run on the device in fp16 and match a reference
+#   dtype      (peak_tflops and tflops_per_watt only, required there) {" | ".join(DTYPES)}
+#   families   (supported_families only, required there) a non-empty list of {" | ".join(FAMILIES)}, no repeats
+#   op         (required) {" | ".join(OPS)}   measured value OP threshold
+#   threshold  (required) a number >= 0 in the metric's unit; for supported_families an integer from 0 to
+#              the number of families listed
+#   note       (optional) free text shown beside the criterion
+# PASS needs the whole confidence interval on the right side of the threshold, FAIL the whole interval on the
+# wrong side; anything else, or a figure that was not measured, is INCONCLUSIVE.
+
+[[criteria]]
+metric = "peak_tflops"
+dtype = "fp16"
+op = ">="
+threshold = 1.0
+note = "at least 1 TFLOPS of FP16 GEMM"
+
+[[criteria]]
+metric = "tflops_per_watt"
+dtype = "fp16"
+op = ">"
+threshold = 0.1
+note = "more than 0.1 TFLOPS/W in FP16 (needs a power source that covers the device)"
+
+[[criteria]]
+metric = "supported_families"
+families = ["cnn", "rnn", "lstm"]
+op = ">="
+threshold = 1
+note = "at least one of CNN, RNN and LSTM runs on the device in FP16"
+"""
 
 
 @dataclass(frozen=True)
@@ -190,9 +261,12 @@ def parse_target(text: str, origin: str) -> Target:
     _check_keys(data, _TOP_REQUIRED, _TOP_OPTIONAL, origin)
     fmt = data["format"]
     if type(fmt) is not int:
-        raise _error(origin, f"'format' must be an integer, not {_type_name(fmt)}")
+        raise _error(origin, f"'format' must be an integer, not {_type_name(fmt)}: expected {_EXPECTED['format']}")
     if fmt != FORMAT:
-        raise _error(origin, f"format {fmt} is not supported (this npucheck reads format {FORMAT})")
+        raise _error(
+            origin,
+            f"format {fmt} is not supported (this npucheck reads format {FORMAT}): expected {_EXPECTED['format']}",
+        )
     name = _string(data, "name", origin)
     if not NAME_PATTERN.fullmatch(name):
         raise _error(
@@ -234,7 +308,10 @@ def _criterion(raw: Any, where: str) -> Criterion:
         if "dtype" in raw:
             raise _error(where, "'dtype' does not apply to supported_families (support is checked in fp16)")
         if "families" not in raw:
-            raise _error(where, 'supported_families needs \'families\', e.g. ["cnn", "rnn", "lstm"]')
+            raise _error(
+                where,
+                f'supported_families needs \'families\', e.g. ["cnn", "rnn", "lstm"] (known: {", ".join(FAMILIES)})',
+            )
         families = _families(raw["families"], where)
         if type(threshold) is not int or not 0 <= threshold <= len(families):
             raise _error(
@@ -274,7 +351,7 @@ def _check_keys(table: dict[str, Any], required: tuple[str, ...], optional: tupl
         )
     missing = [key for key in required if key not in table]
     if missing:
-        raise _error(where, f"missing required keys {', '.join(repr(k) for k in missing)}")
+        raise _error(where, "; ".join(f"missing key {k!r}: expected {_EXPECTED[k]}" for k in missing))
 
 
 def _string(table: dict[str, Any], key: str, where: str) -> str:
@@ -285,7 +362,9 @@ def _string(table: dict[str, Any], key: str, where: str) -> str:
 
 
 def _choice(table: dict[str, Any], key: str, allowed: tuple[str, ...], where: str) -> str:
-    value = _string(table, key, where)
+    value = table[key]
+    if not isinstance(value, str):
+        raise _error(where, f"{key!r} must be a string, not {_type_name(value)} (known: {', '.join(allowed)})")
     if value not in allowed:
         raise _error(where, f"unknown {key} {_show(value)} (known: {', '.join(allowed)})")
     return value

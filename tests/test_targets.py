@@ -209,21 +209,41 @@ def test_unknown_criterion_key_is_refused():
     assert "criteria[0]" in message and "unknown keys 'unit'" in message
 
 
-@pytest.mark.parametrize("key", ["format", "name", "title"])
-def test_missing_top_level_key_is_refused(key):
-    assert f"missing required keys '{key}'" in refused(target_text(**{key: ""}))
+@pytest.mark.parametrize(
+    "key,expected",
+    [
+        ("format", "expected format = 1"),
+        ("name", 'expected name = "my-target" (lower-case letters, digits'),
+        ("title", 'expected title = "a one-line title"'),
+    ],
+)
+def test_missing_top_level_key_is_refused_with_the_expected_form(key, expected):
+    assert f"missing key '{key}': {expected}" in refused(target_text(**{key: ""}))
 
 
 def test_missing_criteria_key_is_refused():
-    assert "missing required keys 'criteria'" in refused(target_text([]))
+    assert "missing key 'criteria': expected at least one [[criteria]] table" in refused(target_text([]))
 
 
-@pytest.mark.parametrize("key", ["metric", "op", "threshold"])
-def test_missing_criterion_key_is_refused(key):
+@pytest.mark.parametrize(
+    "key,expected",
+    [
+        ("metric", 'expected metric = one of "peak_tflops", "tflops_per_watt", "supported_families"'),
+        ("op", 'expected op = one of ">=", ">", "<=", "<"'),
+        ("threshold", "expected threshold = a number >= 0 in the metric's unit"),
+    ],
+)
+def test_missing_criterion_key_is_refused_with_the_expected_form(key, expected):
     body = {"metric": '"peak_tflops"', "op": '">="', "threshold": "1.0", "dtype": '"fp16"'}
     del body[key]
     text = target_text(["".join(f"{k} = {v}\n" for k, v in body.items())])
-    assert f"missing required keys '{key}'" in refused(text)
+    assert f"criteria[0]: missing key '{key}': {expected}" in refused(text)
+
+
+def test_every_missing_key_is_named_on_one_line():
+    message = refused('[[criteria]]\nmetric = "peak_tflops"\ndtype = "fp16"\nop = ">="\nthreshold = 1.0\n')
+    for key in ("format", "name", "title"):
+        assert f"missing key '{key}': expected" in message
 
 
 def test_zero_criteria_is_refused():
@@ -240,11 +260,12 @@ def test_criterion_that_is_not_a_table_is_refused():
 
 @pytest.mark.parametrize("value", ["2", "0"])
 def test_format_other_than_1_is_refused(value):
-    assert f"format {value} is not supported" in refused(target_text(format=value))
+    message = refused(target_text(format=value))
+    assert f"format {value} is not supported" in message and "expected format = 1" in message
 
 
 def test_format_as_a_string_is_refused():
-    assert "'format' must be an integer, not a string" in refused(target_text(format='"1"'))
+    assert "'format' must be an integer, not a string: expected format = 1" in refused(target_text(format='"1"'))
 
 
 @pytest.mark.parametrize("name", ['"My Target"', '"-lead"', '""', '"a/b"', '"ümlaut"'])
@@ -315,7 +336,8 @@ def test_dtype_is_forbidden_for_supported_families():
 
 
 def test_families_are_required_for_supported_families():
-    assert "supported_families needs 'families'" in refused(target_text([FAMILIES + "threshold = 1\n"]))
+    message = refused(target_text([FAMILIES + "threshold = 1\n"]))
+    assert "supported_families needs 'families'" in message and "(known: cnn, rnn, lstm, gru)" in message
 
 
 def test_empty_families_are_refused():
@@ -364,3 +386,27 @@ def test_any_valid_throughput_criterion_round_trips(metric, dtype, op, threshold
     criterion = parse_target(text, "t.toml").criteria[0]
     assert criterion == Criterion(metric, op, threshold, dtype, None, None)
     assert criterion.label == f"{metric}.{dtype}"
+
+
+@pytest.mark.parametrize(
+    "key,value,known",
+    [
+        ("metric", "7", "known: peak_tflops, tflops_per_watt, supported_families"),
+        ("op", "1", "known: >=, >, <=, <"),
+        ("dtype", "16", "known: fp16, bf16, fp32"),
+    ],
+)
+def test_choice_that_is_not_a_string_lists_the_known_values(key, value, known):
+    body = {"metric": '"peak_tflops"', "op": '">="', "threshold": "1.0", "dtype": '"fp16"'} | {key: value}
+    message = refused(target_text(["".join(f"{k} = {v}\n" for k, v in body.items())]))
+    assert f"'{key}' must be a string, not an integer ({known})" in message
+
+
+def test_missing_dtype_lists_the_known_dtypes():
+    message = refused(target_text(['metric = "tflops_per_watt"\nop = ">"\nthreshold = 1.0\n']))
+    assert "tflops_per_watt needs 'dtype' (one of fp16, bf16, fp32)" in message
+
+
+def test_empty_families_list_the_known_families():
+    message = refused(target_text([FAMILIES + "families = []\nthreshold = 0\n"]))
+    assert "list at least one of cnn, rnn, lstm, gru" in message
