@@ -480,7 +480,8 @@ def test_a_log_that_does_not_cover_the_window_makes_it_invalid(tmp_path):
 
 def test_meter_options_are_parsed_and_checked(tmp_path):
     log = tmp_path / "m.csv"
-    log.write_text("")
+    # a live log: opening refuses an empty or stale one and waits for three samples (tests/test_meter.py)
+    log.write_text("".join(f"{time.time() - 0.5 * i:.3f},100\n" for i in (2, 1, 0)))
     source, _ = power.open_source(f"meter:{log},accuracy=0.005,sample=instant,period=0.5,scope=wall")
     assert source.uncertainty_rel == 0.005 and source.sample_type == "instant" and source.quality == "Q3"
     with pytest.raises(PowerSourceError, match="unknown option 'acc'"):
@@ -778,7 +779,8 @@ def test_an_unknown_hwmon_driver_has_unknown_scope_and_coverage(tmp_path):
 
 def test_a_meter_covers_the_device_only_when_the_user_says_so(tmp_path):
     log = tmp_path / "m.csv"
-    log.write_text("")
+    # a live log: opening refuses an empty or stale one and waits for three samples (tests/test_meter.py)
+    log.write_text("".join(f"{time.time() - 0.5 * i:.3f},100\n" for i in (2, 1, 0)))
     assert power.open_source(f"meter:{log}", CPU)[0].covers_device is None
     stated = power.open_source(f"meter:{log},covers=yes", CPU)[0]
     assert stated.covers_device is True and "covers=yes" in stated.coverage
