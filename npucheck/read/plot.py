@@ -1,12 +1,16 @@
 """Plots of stored result profiles, built with matplotlib's object API on the Agg canvas (no pyplot state,
 no display needed). Reads JSON only: no torch.
 
-Kinds:
-* ``sweep``: GEMM TFLOPS against FLOPs per call, one series per dtype, the median's 95% interval as error bars;
-* ``efficiency``: TFLOPS/W against FLOPs per call and against TFLOPS (the efficiency curves), with the targets'
-  TFLOPS/W thresholds drawn and labelled;
-* ``trace``: power over the run with each energy window shaded, SM clock and temperature where recorded;
-* ``compare``: several profiles' GEMM sweeps on the same axes, a legend naming device and date.
+Kinds, and how many profiles each takes (:data:`PROFILE_COUNTS`, checked by :func:`check_count`):
+* ``sweep`` (exactly one): GEMM TFLOPS against the matrix size M·N·K, colour per dtype, marker per shape set
+  (square, deepbench-*, matrix-vector shapes apart), the median's 95% interval as error bars, skipped and failed
+  sizes as hollow markers at the size they would have had (at the series' last measured height, dotted);
+* ``efficiency`` (exactly one): TFLOPS/W against FLOPs per call and against TFLOPS (the efficiency curves), with
+  the targets' TFLOPS/W thresholds drawn and labelled;
+* ``trace`` (exactly one): power over the run with each energy window shaded and labelled (case and window kind;
+  numbered with a key below when there are many), SM clock and temperature where recorded;
+* ``compare`` (two or more): the profiles' GEMM sweeps on the same axes, a marker per profile, each profile's
+  points nudged sideways (dodge) so that equal points stay visible, a legend naming device and date.
 
 Every function takes :class:`npucheck.model.ResultProfile` objects or loaded schema-v2 dicts (converted once with
 :func:`npucheck.model.as_profile`).
@@ -21,6 +25,8 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 
 from npucheck.atomic import write_atomic
 from npucheck.errors import UsageError
@@ -30,14 +36,18 @@ __all__ = [
     "build",
     "COLOURS",
     "compare",
+    "count_rule",
     "DTYPE_ORDER",
     "efficiency",
     "FORMATS",
     "KINDS",
+    "check_count",
     "NothingToPlot",
+    "PROFILE_COUNTS",
     "ProfileLike",
     "render",
     "save",
+    "SHAPE_MARKERS",
     "sweep",
     "trace",
 ]
@@ -47,6 +57,30 @@ KINDS = ("sweep", "efficiency", "trace", "compare")
 FORMATS = ("png", "svg", "pdf")
 DTYPE_ORDER = ("fp16", "bf16", "fp32")
 COLOURS = {"fp16": "tab:red", "bf16": "tab:blue", "fp32": "tab:green"}
+SHAPE_MARKERS = {
+    "square": "o",
+    "deepbench-train": "s",
+    "deepbench-server": "D",
+    "deepbench-device": "^",
+    "matrix-vector": "v",
+}
+"""The sweep's marker of each shape set (a set not named here gets one of ``_MORE_MARKERS``)."""
+_MORE_MARKERS = "P*hX<>p"
+PROFILE_MARKERS = "osD^v<>ph*"
+SKIPPED_LABEL = "skipped (see reason)"
+FAILED_LABEL = "failed: error or wrong result (see reason)"
+_UNMEASURED = {SKIPPED_LABEL: "tab:gray", FAILED_LABEL: "k"}
+SIZE_LABEL = "matrix size M·N·K (log scale)"
+TRACE_LABELLED_WINDOWS = 12
+"""Up to this many windows, the trace writes each window's label in it; beyond, it numbers them with a key."""
+
+PROFILE_COUNTS: dict[str, tuple[int, int | None]] = {
+    "sweep": (1, 1),
+    "efficiency": (1, 1),
+    "trace": (1, 1),
+    "compare": (2, None),
+}
+"""How many profiles each kind takes: (least, most; None = no limit). One rule for the command and the library."""
 
 ProfileLike = ResultProfile | Mapping[str, Any]
 """What the plots accept: a :class:`ResultProfile`, or a loaded schema-v2 dict."""
@@ -60,13 +94,61 @@ def _as_profiles(profiles: Sequence[ProfileLike]) -> list[ResultProfile]:
     return [as_profile(profile) for profile in profiles]
 
 
+def count_rule(kind: str) -> str:
+    """The rule of :data:`PROFILE_COUNTS` for ``kind`` in words, e.g. "exactly 1 result"."""
+    least, most = PROFILE_COUNTS[kind]
+    if least == most:
+        return f"exactly {least} result{'' if least == 1 else 's'}"
+    if most is None:
+        return f"{least} or more results"
+    return f"{least} to {most} results"
+
+
+def check_count(kind: str, count: int) -> None:
+    """Raise :class:`UsageError` (one line) unless ``kind`` takes ``count`` profiles."""
+    if kind not in KINDS:
+        raise UsageError(f"unknown plot kind {kind!r} (known: {', '.join(KINDS)})")
+    least, most = PROFILE_COUNTS[kind]
+    if count < least or (most is not None and count > most):
+        hint = "; use --kind compare to overlay several" if kind != "compare" else ""
+        raise UsageError(f"--kind {kind} takes {count_rule(kind)}, got {count}{hint}")
+
+
 def _gemm_points(profile: ResultProfile, dtype: str) -> list[Measurement]:
     points = [
         m
         for m in profile.measurements
         if m.kernel == "gemm" and m.dtype == dtype and m.status == "ok" and m.correct is not False and m.tflops
     ]
-    return sorted(points, key=lambda m: m.flops)
+    return sorted(points, key=_mnk)
+
+
+def _mnk(m: Measurement) -> float:
+    """The matrix size M·N·K of a GEMM case (FLOPs / 2 when its shape lacks a dimension)."""
+    try:
+        return float(int(m.shape["m"]) * int(m.shape["n"]) * int(m.shape["k"]))
+    except (KeyError, TypeError, ValueError):
+        return m.flops / 2
+
+
+def _shape_group(m: Measurement) -> str:
+    """The sweep's marker group: the shape set, with matrix-vector shapes (M or N of 1) apart."""
+    name = m.shape_set or "other"
+    if 1 in (m.shape.get("m"), m.shape.get("n")):
+        return "matrix-vector" if name in ("matrix-vector", "gemv", "other") else f"{name}, matrix-vector"
+    return name
+
+
+def _group_markers(groups: list[str]) -> dict[str, str]:
+    markers, spare = {}, iter(_MORE_MARKERS * 4)
+    for group in groups:
+        markers[group] = SHAPE_MARKERS.get(group) or next(spare, "o")
+    return markers
+
+
+def _group_order(group: str) -> tuple[int, str]:
+    known = list(SHAPE_MARKERS)
+    return (known.index(group) if group in known else len(known), group)
 
 
 def _dtypes(profile: ResultProfile) -> list[str]:
@@ -82,10 +164,10 @@ def _title(fig: Figure, text: str, profiles: list[ResultProfile]) -> None:
 
 
 def _size_axes(ax: Any, ylabel: str) -> None:
-    """Log-log axes of throughput against problem size (sizes span decades)."""
+    """Log-log axes of throughput against matrix size (sizes span decades)."""
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("problem size (FLOPs per call)")
+    ax.set_xlabel(SIZE_LABEL)
     ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.3)
 
@@ -106,26 +188,80 @@ def _error_bar(m: Measurement) -> tuple[float, float]:
 
 def sweep(profiles: Sequence[ProfileLike]) -> Figure:
     loaded = _as_profiles(profiles)
+    check_count("sweep", len(loaded))
     profile = loaded[0]
-    fig = Figure(figsize=(8, 5), layout="constrained")
+    fig = Figure(figsize=(8.5, 5.5), layout="constrained")
     ax = fig.add_subplot()
+    gemms = [m for m in profile.measurements if m.kernel == "gemm"]
+    markers = _group_markers(sorted({_shape_group(m) for m in gemms}, key=_group_order))
     plotted = 0
     for dtype in _dtypes(profile):
         points = _gemm_points(profile, dtype)
-        if not points:
-            continue
-        x = [m.flops for m in points]
-        y = [_tflops(m) for m in points]
-        low = [_error_bar(m)[0] for m in points]
-        high = [_error_bar(m)[1] for m in points]
-        ax.errorbar(x, y, yerr=[low, high], fmt="o", capsize=3, label=dtype, color=COLOURS.get(dtype))
-        plotted += len(points)
+        for group in markers:
+            series = [m for m in points if _shape_group(m) == group]
+            if not series:
+                continue
+            ax.errorbar(
+                [_mnk(m) for m in series],
+                [_tflops(m) for m in series],
+                yerr=[[_error_bar(m)[0] for m in series], [_error_bar(m)[1] for m in series]],
+                fmt=markers[group],
+                linestyle="-" if group == "square" else "none",
+                capsize=3,
+                label=f"{dtype}, {group}",
+                color=COLOURS.get(dtype),
+            )
+            plotted += len(series)
     if not plotted:
         raise NothingToPlot("no correct GEMM measurement to plot")
+    proxies = _unmeasured(ax, profile, markers)
     _size_axes(ax, "throughput (TFLOPS, median with 95% CI)")
-    ax.legend(title="dtype")
-    _title(fig, "GEMM throughput against problem size", loaded)
+    handles, names = ax.get_legend_handles_labels()
+    ax.legend([*handles, *proxies], names + [p.get_label() for p in proxies], title="dtype, shape set", fontsize=8)
+    _title(fig, "GEMM throughput against matrix size", loaded)
     return fig
+
+
+def _unmeasured(ax: Any, profile: ResultProfile, markers: dict[str, str]) -> list[Line2D]:
+    """Skipped and failed sizes as hollow markers at the size they would have had, so that a curve that stops says
+    why: at the height of the series' last measured size before them (joined by a dotted line), or on a baseline
+    near the axis' bottom when the series has no measured size. Returns the legend's proxies (one per kind)."""
+    baseline = ax.get_xaxis_transform()  # x in data, y in axes fraction
+    proxies: dict[str, Line2D] = {}
+    for dtype in _dtypes(profile):
+        measured = _gemm_points(profile, dtype)
+        gemms = [m for m in profile.measurements if m.kernel == "gemm" and m.dtype == dtype]
+        kinds = (
+            ([m for m in gemms if m.status == "skipped"], SKIPPED_LABEL, COLOURS.get(dtype, "tab:gray")),
+            ([m for m in gemms if m.status == "error" or (m.status == "ok" and m.correct is False)], FAILED_LABEL, "k"),
+        )
+        for cases, label, colour in kinds:
+            for group, marker in markers.items():
+                x = sorted(_mnk(m) for m in cases if _shape_group(m) == group)
+                if not x:
+                    continue
+                proxies.setdefault(
+                    label,
+                    Line2D(
+                        [],
+                        [],
+                        marker=marker,
+                        linestyle="none",
+                        markerfacecolor="none",
+                        color=_UNMEASURED[label],
+                        label=label,
+                    ),
+                )
+                style = {"marker": marker, "markerfacecolor": "none", "markersize": 7, "color": colour}
+                series = [(_mnk(m), _tflops(m)) for m in measured if _shape_group(m) == group]
+                if not series:
+                    ax.plot(x, [0.03] * len(x), linestyle="none", transform=baseline, clip_on=False, **style)
+                    continue
+                for size in x:
+                    before = [point for point in series if point[0] <= size] or series[:1]
+                    last_x, last_y = before[-1]
+                    ax.plot([last_x, size], [last_y, last_y], linestyle=":", markevery=[1], linewidth=1, **style)
+    return [proxies[label] for label in (SKIPPED_LABEL, FAILED_LABEL) if label in proxies]
 
 
 def _windows(profile: ResultProfile) -> list[tuple[Measurement, Energy]]:
@@ -139,6 +275,7 @@ def _windows(profile: ResultProfile) -> list[tuple[Measurement, Energy]]:
 
 def efficiency(profiles: Sequence[ProfileLike], thresholds: list[tuple[str, float]]) -> Figure:
     loaded = _as_profiles(profiles)
+    check_count("efficiency", len(loaded))
     profile = loaded[0]
     windows = _windows(profile)
     if not windows:
@@ -193,19 +330,38 @@ def efficiency(profiles: Sequence[ProfileLike], thresholds: list[tuple[str, floa
     return fig
 
 
+def window_label(m: Measurement | None, energy: Energy) -> str:
+    """How the trace names a window: kernel, dtype, size and window kind, e.g. "gemm fp16 4096³ headline"."""
+    if m is None:
+        return "idle"
+    shape = m.shape
+    if m.kernel == "gemm" and all(isinstance(shape.get(d), int) for d in "mnk"):
+        size = f"{shape['m']}³" if shape["m"] == shape["n"] == shape["k"] else f"{shape['m']}×{shape['n']}×{shape['k']}"
+    else:
+        size = m.id.split("/", 2)[-1]
+    return f"{m.kernel} {m.dtype} {size} {energy.kind or 'window'}"
+
+
 def trace(profiles: Sequence[ProfileLike]) -> Figure:
     loaded = _as_profiles(profiles)
+    check_count("trace", len(loaded))
     profile = loaded[0]
-    candidates = [(profile.power.idle, "idle")] + [(m.energy, m.id) for m in profile.measurements]
-    windows = [(e, e.start_unix, name) for e, name in candidates if e is not None and e.trace and e.start_unix]
+    candidates: list[tuple[Energy | None, Measurement | None]] = [(profile.power.idle, None)]
+    candidates += [(m.energy, m) for m in profile.measurements]
+    windows = [
+        (e, e.start_unix, window_label(m, e)) for e, m in candidates if e is not None and e.trace and e.start_unix
+    ]
     if not windows:
         raise NothingToPlot("no power trace in the profile (run with a power source: npucheck run --power ...)")
     origin = min(start_unix for _, start_unix, _ in windows)
-    fig = Figure(figsize=(11, 5), layout="constrained")
+    numbered = len(windows) > TRACE_LABELLED_WINDOWS
+    fig = Figure(figsize=(11, 5.5 + (0.16 * ((len(windows) + 3) // 4) if numbered else 0)), layout="constrained")
     ax = fig.add_subplot()
     clock_ax = None
     temp_points: list[tuple[float, float]] = []
     clock_points: list[tuple[float, float]] = []
+    top = ax.get_xaxis_transform()  # x in data, y in axes fraction
+    key: list[str] = []
     for index, (energy, start_unix, name) in enumerate(windows):
         start = start_unix - origin
         ax.axvspan(
@@ -215,6 +371,12 @@ def trace(profiles: Sequence[ProfileLike]) -> Figure:
             color="tab:orange" if name != "idle" else "tab:gray",
             label="energy window" if index == 1 else ("idle" if name == "idle" else None),
         )
+        middle = start + energy.window_s / 2
+        if numbered:  # a number in the window, its label in the key below
+            key.append(f"{index + 1}: {name}")
+            ax.text(middle, 0.98 - 0.04 * (index % 2), str(index + 1), transform=top, ha="center", va="top", fontsize=7)
+        else:  # the label itself, written upwards inside the window
+            ax.text(middle, 0.97, name, transform=top, rotation=90, ha="center", va="top", fontsize=7, clip_on=True)
         points = energy.trace
         ax.plot(
             [start + t for t, _ in points],
@@ -233,6 +395,7 @@ def trace(profiles: Sequence[ProfileLike]) -> Figure:
     ax.set_xlabel("time since the first window (s)")
     ax.set_ylabel(f"power (W, {windows[0][0].source}, scope {windows[0][0].scope})")
     ax.grid(True, alpha=0.3)
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.25)  # headroom for the window labels above the trace
     if clock_points or temp_points:
         clock_ax = ax.twinx()
         if clock_points:
@@ -240,45 +403,66 @@ def trace(profiles: Sequence[ProfileLike]) -> Figure:
         if temp_points:
             clock_ax.plot(*zip(*temp_points), "^", color="tab:red", markersize=3, label="temperature (°C)")
         clock_ax.set_ylabel("SM clock (MHz) / temperature (°C)")
-        clock_ax.legend(loc="upper right")
-    ax.legend(loc="upper left")
-    _title(fig, "Power over the run (energy windows shaded)", loaded)
+        clock_ax.legend(loc="lower right")
+    ax.legend(loc="lower left")
+    if key:
+        fig.legend(
+            [Rectangle((0, 0), 0, 0, visible=False)] * len(key),
+            key,
+            loc="outside lower center",
+            ncols=4,
+            fontsize=7,
+            handlelength=0,
+            handletextpad=0,
+            title="energy windows, by number",
+            title_fontsize=8,
+        )
+    _title(fig, "Power over the run (energy windows shaded and labelled)", loaded)
     return fig
+
+
+def _dodge(index: int, count: int) -> float:
+    """The factor by which the ``index``-th of ``count`` profiles' sizes are nudged on the log axis (10% apart)."""
+    return float(10 ** ((index - (count - 1) / 2) * 0.04))
 
 
 def compare(profiles: Sequence[ProfileLike], labels: list[str]) -> Figure:
     loaded = _as_profiles(profiles)
+    check_count("compare", len(loaded))
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax = fig.add_subplot()
-    markers = "osD^v<>ph*"
     plotted = 0
     for index, (profile, name) in enumerate(zip(loaded, labels)):
+        marker = PROFILE_MARKERS[index % len(PROFILE_MARKERS)]
+        factor = _dodge(index, len(loaded))
         for dtype in _dtypes(profile):
             points = _gemm_points(profile, dtype)
             if points:
                 ax.plot(
-                    [m.flops for m in points],
+                    [_mnk(m) * factor for m in points],
                     [_tflops(m) for m in points],
-                    marker=markers[index % 10],
-                    linestyle="-",
+                    marker=marker,
+                    markerfacecolor="none" if index % 2 else COLOURS.get(dtype),
+                    markersize=7,
+                    linestyle=("-", "--", ":", "-.")[index % 4],
                     color=COLOURS.get(dtype),
-                    alpha=0.85,
+                    alpha=0.8,
                     label=f"{dtype} — {name}",
                 )
                 plotted += 1
     if not plotted:
         raise NothingToPlot("no correct GEMM measurement in any profile")
     _size_axes(ax, "throughput (TFLOPS, median)")
-    ax.legend(fontsize=8)
-    _title(fig, f"GEMM throughput of {len(loaded)} profile{'' if len(loaded) == 1 else 's'}", loaded)
+    ax.set_xlabel(SIZE_LABEL + "; each profile's points nudged sideways to stay visible")
+    ax.legend(fontsize=8, title="dtype — profile (marker)")
+    _title(fig, f"GEMM throughput of {len(loaded)} profiles", loaded)
     return fig
 
 
 def build(
     kind: str, profiles: Sequence[ProfileLike], labels: list[str], thresholds: list[tuple[str, float]] | None = None
 ) -> Figure:
-    if kind not in KINDS:
-        raise UsageError(f"unknown plot kind {kind!r} (known: {', '.join(KINDS)})")
+    check_count(kind, len(profiles))
     loaded = _as_profiles(profiles)
     if kind == "sweep":
         return sweep(loaded)

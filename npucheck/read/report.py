@@ -35,15 +35,67 @@ from npucheck.read.text import (
 )
 from npucheck.stats import is_unstable
 
-__all__ = ["build", "CSS", "write"]
+__all__ = ["bottom_line", "bottom_lines", "build", "CSS", "write"]
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 6px;
-text-align:left;vertical-align:top}th{background:#f3f3f3}.PASS{color:#070;font-weight:bold}.FAIL{color:#b00;
-font-weight:bold}.INCONCLUSIVE{color:#a60;font-weight:bold}.ERROR{color:#a0a;font-weight:bold}
-.missing{color:#a60}img{max-width:100%}code{background:#f3f3f3}.scroll{overflow-x:auto}
-td{overflow-wrap:break-word}"""
+table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em;table-layout:auto;max-width:100%}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th{background:#f3f3f3;overflow-wrap:normal}td.PASS,td.FAIL,td.INCONCLUSIVE,td.ERROR{white-space:nowrap}.PASS{color:#070;font-weight:bold}.FAIL{color:#b00;font-weight:bold}
+.INCONCLUSIVE{color:#a60;font-weight:bold}.ERROR{color:#a0a;font-weight:bold}
+.missing{color:#a60}img{max-width:100%;height:auto}code{background:#f3f3f3}
+.bottom-line{border:1px solid #ccc;background:#fafafa;padding:0.5em 1em;margin:0 0 1em}
+.bottom-line p{margin:0.2em 0;overflow-wrap:anywhere}"""
+"""Every table fits the page: cells wrap anywhere (a long case id or reason breaks instead of widening its
+column), so the automatic table layout can always shrink a table to the page's width; headers break only between
+words and verdict cells not at all (short); nothing has a fixed width. tests/test_plot_report_layout.py checks
+the rule, and in headless Chromium when it is installed."""
+
+_NEGATED = {">=": "<", ">": "≤", "<=": ">", "<": "≥", "==": "≠"}
+_METRICS = {"peak_tflops": "peak", "tflops_per_watt": "TFLOPS/W"}
+
+
+def _number(x: float) -> str:
+    """A measured figure in a bottom line: three significant digits, never an exponent above 1000."""
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+
+
+def _metric_words(metric: str) -> str:
+    """``peak_tflops.fp16`` → ``fp16 peak``; an unknown metric as it is."""
+    name, _, dtype = metric.partition(".")
+    return f"{dtype} {_METRICS.get(name, name)}".strip() if dtype else _METRICS.get(name, name)
+
+
+def bottom_lines(profile: ProfileLike) -> list[tuple[str, str, str]]:
+    """One (target, status, detail) per target: its verdict and the criteria that decided it; as a line,
+    ``miit-2020-cloud: FAIL — fp16 peak 0.0028 TFLOPS < 128`` (see :func:`bottom_line`)."""
+    profile = as_profile(profile)
+    lines: list[tuple[str, str, str]] = []
+    for verdict in profile.verdicts or ():
+        deciding = [c for c in verdict.criteria if c.status == verdict.status] or list(verdict.criteria)
+        parts = []
+        for c in deciding:
+            unit = value_or(c, "unit", "") or ""
+            what = _metric_words(c.metric)
+            if c.measured is None:
+                parts.append(f"{what} not measured (needs {c.op} {c.threshold:g} {unit})".replace(" )", ")"))
+            elif c.status == "FAIL":
+                parts.append(
+                    f"{what} {_number(c.measured)} {unit} {_NEGATED.get(c.op, 'misses ' + c.op)} {c.threshold:g}"
+                )
+            elif c.status == "PASS":
+                parts.append(f"{what} {_number(c.measured)} {unit} {c.op} {c.threshold:g}")
+            else:
+                interval = (
+                    f" [{_number(c.lower)}, {_number(c.upper)}]" if c.lower is not None and c.upper is not None else ""
+                )
+                parts.append(f"{what} {_number(c.measured)}{interval} {unit}, undecided against {c.threshold:g}")
+        lines.append((verdict.target, verdict.status, "; ".join(parts)))
+    return lines
+
+
+def bottom_line(target: str, status: str, detail: str) -> str:
+    return f"{target}: {status} — {detail}"
 
 
 def _verdict_frame(profile: ResultProfile) -> pd.DataFrame:
@@ -180,8 +232,11 @@ def build(
 def _table_html(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "<p class='missing'>none</p>"
+    # Headers break only between words (CSS), so a snake_case name gets break opportunities after its underscores
+    # (a zero-width space): the table can then shrink to the page.
+    frame = frame.rename(columns=lambda name: str(name).replace("_", "_\u200b"))
     table = frame.to_html(index=False, escape=True, na_rep="—", border=0, float_format=lambda x: f"{x:.4g}")
-    return f"<div class='scroll'>{table}</div>"  # a wide table scrolls instead of running off the page
+    return f"<div class='scroll'>{table}</div>"  # the last resort; the CSS makes every table fit the page
 
 
 def _html(
@@ -201,6 +256,7 @@ def _html(
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>npucheck report: {e(profile.device.name)}</title><style>{CSS}</style></head><body>",
         f"<h1>npucheck report: {e(profile.device.name)}</h1>",
+        _bottom_line_html(profile),
         "<h2>Device and environment</h2><ul>",
     ]
     parts += [f"<li>{e(line)}</li>" for line in header_lines(profile)]
@@ -251,6 +307,18 @@ def _html(
     return "\n".join(parts) + "\n"
 
 
+def _bottom_line_html(profile: ResultProfile) -> str:
+    lines = bottom_lines(profile)
+    if not lines:
+        return "<div class='bottom-line'><p class='missing'>no target was judged in this run</p></div>"
+    e = html.escape
+    body = "".join(
+        f"<p>{e(target)}: <span class='{e(status)}'>{e(status)}</span> — {e(detail)}</p>"
+        for target, status, detail in lines
+    )
+    return f"<div class='bottom-line'><strong>Bottom line</strong>{body}</div>"
+
+
 def _summary_html(summary: dict[str, Any]) -> str:
     return (
         "<ul>"
@@ -278,7 +346,9 @@ def _markdown(
     plot_dir_name: str,
     summary: pd.DataFrame | None = None,
 ) -> str:
-    out = [f"# npucheck report: {profile.device.name}", "", "## Device and environment", ""]
+    out = [f"# npucheck report: {profile.device.name}", ""]
+    out += [f"**{bottom_line(*line)}**  " for line in bottom_lines(profile)] or ["no target was judged in this run"]
+    out += ["", "## Device and environment", ""]
     out += [f"- {line}" for line in header_lines(profile)]
     out += ["", "## Verdicts", "", _md_table(verdicts)]
     if summary is not None:
