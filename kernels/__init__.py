@@ -88,6 +88,8 @@ def select_kernels(names: list[str] | None) -> list[str]:
             else:
                 known = ", ".join([*KERNELS, *ALIASES])
                 raise UsageError(f"unknown kernel {name!r}; known: {known}")
+    if not chosen:  # --kernels '' or ',': an empty selection would run nothing and save an empty profile
+        raise UsageError(f"--kernels names no kernel; choose from {', '.join([*KERNELS, *ALIASES])}")
     return [name for name in KERNELS if name in chosen]
 
 
@@ -101,6 +103,8 @@ def select_dtypes(names: list[str] | None) -> list[str]:
                 raise UsageError(f"unknown dtype {name!r}; known: {', '.join(DTYPE_NAMES)}")
             if name not in chosen:
                 chosen.append(name)
+    if not chosen:
+        raise UsageError(f"--dtypes names no dtype; choose from {', '.join(DTYPE_NAMES)}")
     return chosen
 
 

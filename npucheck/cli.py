@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,10 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_INTERRUPT
 
 
 def _console(err: bool = False) -> Console:
-    return Console(stderr=err, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+    """The terminal's width (``$COLUMNS`` when piped) and plain text when piped: see npucheck.read.screen."""
+    from npucheck.read.screen import make_console
+
+    return make_console(err)
 
 
 class NpucheckGroup(click.Group):
@@ -109,22 +113,24 @@ def env() -> None:
     """Devices and power sources found here, and why others are not."""
     from npucheck.measure import power
     from npucheck.measure.devices import available_devices, resolve_device
+    from npucheck.read.screen import print_wrapped
 
     console = _console()
     ids, notes = available_devices()
     console.print("[bold]Devices[/bold]")
     for device_id in ids:
         device = resolve_device(device_id)
-        console.print(f"  {device_id:8s} {device.name}  (timing: {device.timing_method})")
-    for note in notes:
-        console.print(f"  [dim]{escape(note)}[/dim]")
+        print_wrapped(console, [f"  {device_id:8s} {device.name}  (timing: {device.timing_method})"])
+    print_wrapped(console, [f"  {note}" for note in notes])
     console.print("[bold]Power sources[/bold]")
     for status in power.probe_all():
-        mark = "[green]found[/green]" if status.found else "[yellow]absent[/yellow]"
-        console.print(f"  {status.name:8s} {mark}  {escape(status.detail)}")
-    console.print(
-        "  meter    use --power meter:PATH for an external meter's log; constant:WATTS for a stated "
-        "figure (Q0, never judged)"
+        print_wrapped(console, [f"  {status.name:8s} {'found' if status.found else 'absent'}  {status.detail}"])
+    print_wrapped(
+        console,
+        [
+            "  meter    use --power meter:PATH for an external meter's log; constant:WATTS for a stated "
+            "figure (Q0, never judged)"
+        ],
     )
 
 
@@ -245,9 +251,15 @@ def run(
     console = _console()
     progress_display = _Progress(console)
     runner = Runner(options, on_event=progress_display.on_event)
+    plan = runner.time_plan()
+    progress_display.expected_s = plan["total_s"]
+    power_s = plan["idle_s"] + plan["energy_s"]
     console.print(
         f"npucheck {__version__}: suite [bold]{suite}[/bold] on [bold]{runner.device.name}[/bold] "
-        f"({runner.device.id}), {len(runner.cases)} cases, budget {runner.suite.suite_budget_s:g} s"
+        f"({runner.device.id}), {len(runner.cases)} cases; up to about {plan['total_s']:.0f} s: cases "
+        f"{plan['cases_s']:g} s, warm-up and confirmations {plan['warmup_s'] + plan['confirmations_s']:.0f} s"
+        + (f", power {power_s:.0f} s (idle and energy windows)" if power_s else ""),
+        soft_wrap=True,
     )
     if runner.power is not None:
         console.print(
@@ -305,15 +317,26 @@ class _Progress:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            TextColumn("{task.fields[left]}"),
             console=console,
             transient=True,
         )
         self._task: Any = None
+        self.expected_s: float | None = None
+        """The run's announced upper estimate: the bar shows what is left of it."""
+        self._started = time.monotonic()
 
     def __enter__(self) -> _Progress:
         self._progress.__enter__()
-        self._task = self._progress.add_task("starting", total=None)
+        self._started = time.monotonic()
+        self._task = self._progress.add_task("starting", total=None, left=self._left())
         return self
+
+    def _left(self) -> str:
+        if self.expected_s is None:
+            return ""
+        left = self.expected_s - (time.monotonic() - self._started)
+        return f"~{left:.0f} s left" if left > 0 else "over the estimate"
 
     def __exit__(self, *exc: Any) -> None:
         self._progress.__exit__(*exc)
@@ -321,6 +344,7 @@ class _Progress:
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
         if self._task is None:
             return
+        self._progress.update(self._task, left=self._left())
         if kind == "phase":
             self._progress.update(self._task, description=data["name"])
         elif kind == "start":
@@ -349,11 +373,12 @@ def check(result: Path, targets: tuple[str, ...]) -> None:
     profile = store.load_result(result)
     verdicts = judging.judge(profile, target_profiles.load_targets(list(targets) or None))
     console = _console()
-    from npucheck.read.text import header_lines, verdicts_table
+    from npucheck.read.screen import bottom_lines, print_verdicts, print_wrapped
+    from npucheck.read.text import header_lines
 
-    for line in header_lines(profile):
-        console.print(line)
-    console.print(verdicts_table(verdicts))
+    print_wrapped(console, header_lines(profile))
+    print_verdicts(console, verdicts)
+    print_wrapped(console, bottom_lines(verdicts))
     sys.exit(judging.exit_code_for(verdicts))
 
 
@@ -361,7 +386,8 @@ def check(result: Path, targets: tuple[str, ...]) -> None:
 @cli.command()
 @click.argument("result", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
-def show(result: Path, fmt: str) -> None:
+@click.option("--all-cases", is_flag=True, help="List every skipped case with its reason (folded by default).")
+def show(result: Path, fmt: str, all_cases: bool) -> None:
     """Print a stored result profile."""
     from npucheck import store
     from npucheck.read.text import to_json, to_markdown
@@ -372,44 +398,35 @@ def show(result: Path, fmt: str) -> None:
     elif fmt == "markdown":
         click.echo(to_markdown(profile), nl=False)
     else:
-        _print_profile(_console(), profile)
+        _print_profile(_console(), profile, all_cases=all_cases)
 
 
-def _print_profile(console: Console, document: ResultProfile | dict[str, Any]) -> None:
+def _print_profile(console: Console, document: ResultProfile | dict[str, Any], all_cases: bool = False) -> None:
     from npucheck.model import as_profile
-    from npucheck.read.text import (
-        energy_table,
-        header_lines,
-        measurements_table,
-        summary_table,
-        support_table,
-        verdicts_table,
-    )
+    from npucheck.read.screen import print_profile
 
-    profile = as_profile(document)  # once, for every table below
-    for line in header_lines(profile):
-        console.print(escape(line))
-    console.print(measurements_table(profile))
-    console.print(summary_table(profile))
-    energy = energy_table(profile)
-    if energy is not None:
-        console.print(energy)
-    console.print(support_table(profile))
-    if profile.verdicts:
-        console.print(verdicts_table(profile.verdicts))
-    for warning in profile.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+    print_profile(console, as_profile(document), all_cases=all_cases)
 
 
 # --------------------------------------------------------------------------------------------------------- targets
 @cli.command("targets")
 @click.argument("name", required=False)
-def targets_command(name: str | None) -> None:
+@click.option(
+    "--template",
+    is_flag=True,
+    help="Print a commented starting target file (every key explained) to stdout; see docs/targets.md.",
+)
+def targets_command(name: str | None, template: bool) -> None:
     """List the built-in targets, or show one (a name or a .toml file) in full."""
     from rich.table import Table
 
     from npucheck import targets as target_profiles
 
+    if template:
+        if name:
+            raise click.UsageError("--template takes no NAME: npucheck targets --template > my-target.toml")
+        click.echo(target_profiles.TEMPLATE, nl=False)
+        return
     console = _console()
     chosen = [target_profiles.load_target(name)] if name else target_profiles.load_targets(None)
     for target in chosen:
@@ -454,7 +471,6 @@ def results_command(directory: Path, sort_by: str, fmt: str) -> None:
 
     from npucheck import store
     from npucheck.read.compare import results_frame
-    from npucheck.read.text import frame_table
 
     entries, unreadable = [], []
     for path, loaded in store.iter_results(directory):
@@ -471,7 +487,13 @@ def results_command(directory: Path, sort_by: str, fmt: str) -> None:
     elif fmt == "json":
         click.echo(json.dumps(json.loads(frame.to_json(orient="records")), indent=1))  # pandas escapes "/"
     else:
-        _console().print(frame_table(frame, f"{len(frame)} result profile(s) in {directory}"))
+        from npucheck.read.screen import print_wrapped, results_table
+
+        console = _console()
+        if frame.empty:
+            click.echo(f"no result profiles in {directory} (no readable *.json file)", err=True)
+        else:
+            print_wrapped(console, results_table(console, frame, f"{len(frame)} result profile(s) in {directory}"))
     for line in unreadable:
         click.echo(f"npucheck: skipped {line}", err=True)
 
@@ -567,13 +589,15 @@ def _per_watt_thresholds(targets: tuple[str, ...]) -> list[tuple[str, float]]:
     help="Targets whose TFLOPS/W thresholds are drawn (efficiency); default: every built-in target.",
 )
 def plot_command(results: tuple[Path, ...], kind: str, output: Path, targets: tuple[str, ...]) -> None:
-    """Plot stored results: sweep, efficiency curves, power trace, or several profiles compared."""
+    """Plot stored results: sweep, efficiency curves, power trace, or several profiles compared.
+
+    sweep, efficiency and trace take exactly one RESULT; compare takes two or more.
+    """
     from npucheck import store
     from npucheck.read import plot as plotting
     from npucheck.read.text import profile_label
 
-    if kind != "compare" and len(results) > 1:
-        raise UsageError(f"--kind {kind} plots one result; use --kind compare for several")
+    plotting.check_count(kind, len(results))
     if output.suffix.lower().lstrip(".") not in plotting.FORMATS:
         raise UsageError(f"{output}: the plot format comes from the extension: .png, .svg or .pdf")
     profiles = [store.load_result(path) for path in results]

@@ -985,6 +985,9 @@ class Settings(Record):
     probe_tflops: Mapping[str, float] | None = _json()
     probe_notes: Mapping[str, str] | None = _json()
     device_warmup: Mapping[str, Any] | None = _json()
+    selected: Mapping[str, Any] | None = _json()
+    """What ``--kernels`` / ``--dtypes`` narrowed the suite to (``kernels``, ``dtypes``: lists or null); None when
+    the whole suite ran."""
 
     def _check(self) -> None:
         _text(self, "suite")

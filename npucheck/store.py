@@ -302,9 +302,16 @@ def save_result(
 
 
 def default_name(doc: dict[str, Any]) -> str:
-    """``<YYYYmmddTHHMMSSZ>-<device-slug>-<suite-slug>.json`` from the run's start time, device and suite."""
+    """``<YYYYmmddTHHMMSSZ>-<device-slug>-<suite-slug>[-<kernels>][-<dtypes>].json`` from the run's start time,
+    device and suite, and the kernels and dtypes when ``--kernels`` / ``--dtypes`` narrowed the suite (so a subset
+    run is never mistaken for the whole suite)."""
     started = datetime.fromisoformat(doc["created_utc"]).astimezone(UTC)
-    return f"{started:%Y%m%dT%H%M%SZ}-{slug(doc['device']['name'])}-{slug(doc['settings']['suite'])}.json"
+    name = f"{started:%Y%m%dT%H%M%SZ}-{slug(doc['device']['name'])}-{slug(doc['settings']['suite'])}"
+    selected = doc["settings"].get("selected") or {}
+    for key in ("kernels", "dtypes"):
+        if selected.get(key):
+            name += "-" + slug("-".join(selected[key]))
+    return name + ".json"
 
 
 def slug(text: str) -> str:
@@ -354,8 +361,15 @@ def iter_results(directory: str | Path) -> Iterator[tuple[Path, dict[str, Any] |
         ResultFileError: ``directory`` is not a directory.
     """
     directory = Path(directory)
+    if not directory.exists():
+        hint = (
+            " (npucheck run saves results there; run it first or name another folder)"
+            if directory.name == "results"
+            else ""
+        )
+        raise ResultFileError(f"{directory}: no such folder{hint}")
     if not directory.is_dir():
-        raise ResultFileError(f"{directory}: not a directory")
+        raise ResultFileError(f"{directory}: is a file, not a folder of result profiles")
     for path in sorted(p for p in directory.iterdir() if p.suffix == ".json"):
         try:
             yield path, load_result(path)

@@ -242,7 +242,7 @@ def test_results_lists_good_files_and_names_the_bad_ones(runner, tmp_path):
 
 def test_results_of_a_missing_directory_is_exit_2(runner, tmp_path):
     result = runner.invoke(cli, ["results", str(tmp_path / "nope")])
-    assert result.exit_code == 2 and "not a directory" in result.output
+    assert result.exit_code == 2 and "no such folder" in result.output
 
 
 # ------------------------------------------------------------------------------------------------------ plot

@@ -31,6 +31,7 @@ __all__ = [
     "invalid_energy",
     "measure_idle",
     "meter_wait_s",
+    "MIN_WINDOW_UPDATES",
     "net_tflops_per_watt",
     "NET_WARNING",
     "run_window",
@@ -42,6 +43,7 @@ __all__ = [
     "window_batch",
     "WINDOW_BATCH_S",
     "window_plan",
+    "window_too_short",
 ]
 
 
@@ -61,6 +63,28 @@ def sweep_window_s(source: PowerSource, headline_s: float) -> tuple[float | None
             f"{SWEEP_MIN_UPDATES} updates take {length:g} s per size (longer than the headline window)"
         )
     return length, None
+
+
+MIN_WINDOW_UPDATES = 10
+"""A headline window must span at least this many updates of its source: fewer, and the quantization of the first
+and last update alone is more than the source's own uncertainty."""
+
+
+def window_too_short(source: PowerSource, window_s: float) -> str | None:
+    """Why ``--power-window`` is too short for ``source`` (None when it is long enough): it must be positive, and at
+    least MIN_WINDOW_UPDATES updates of the source where its update period is known. A stated figure (Q0) has no
+    updates to span."""
+    if source.quality == "Q0":
+        return None
+    if not window_s > 0:
+        return f"--power-window must be more than 0 s with a power source ({source.name}); --power none turns it off"
+    period = source.counter_update_s or source.power_update_s
+    if period and window_s < MIN_WINDOW_UPDATES * period:
+        return (
+            f"--power-window {window_s:g} s is too short for {source.name}, which updates every {period:g} s: "
+            f"use at least {MIN_WINDOW_UPDATES * period:g} s ({MIN_WINDOW_UPDATES} updates)"
+        )
+    return None
 
 
 def meter_wait_s(source: PowerSource) -> float:

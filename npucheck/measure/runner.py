@@ -223,6 +223,19 @@ class Runner:
             self.power, self.power_notes = open_source(options.power, self.device.describe())
         self._window_s = self.suite.power_window_s if options.power_window_s is None else options.power_window_s
         self._idle_s = self.suite.idle_s if options.idle_s is None else options.idle_s
+        short = energy_windows.window_too_short(self.power, self._window_s) if self.power is not None else None
+        if short and options.power_window_s is None:  # the suite's default: lengthened to fit the source, said so
+            assert self.power is not None
+            period = self.power.counter_update_s or self.power.power_update_s or 0.0
+            self._window_s = energy_windows.MIN_WINDOW_UPDATES * period
+            self.power_notes.append(
+                f"headline energy window lengthened from the suite's {self.suite.power_window_s:g} s to "
+                f"{self._window_s:g} s: {energy_windows.MIN_WINDOW_UPDATES} updates of {self.power.name}"
+            )
+        elif short:  # an explicit --power-window the source cannot fill: refused before measuring
+            assert self.power is not None
+            self.power.close()
+            raise UsageError(short)
         self._idle_watts: float | None = None
         self._allocator: dict[str, Any] | None = None
         self._phase_rng = random.Random(options.seed)
@@ -253,6 +266,7 @@ class Runner:
                 cache_flush_bytes=self.device.cache_flush_bytes() if self.options.flush else 0,
                 confidence=CONFIDENCE,
                 targets=tuple(self.options.target_names),
+                selected=self._selected(),
             ),
             power=PowerInfo(
                 spec=self.options.power,
@@ -263,6 +277,47 @@ class Runner:
                 trials=self._trials if self.power else None,
             ),
         )
+
+    def time_plan(self) -> dict[str, float]:
+        """What the run may take, in seconds, by phase: the device warm-up (up to WARMUP_MAX_FACTOR times its
+        time while the clock is still falling), the cases (the suite budget), the confirmations (one case target
+        per dtype), the idle window and the energy windows (headline per dtype, sweep and per-kernel windows, with
+        an external log's wait after each). ``total`` is their sum: an upper estimate, announced at the start."""
+        on_accelerator = self.device.backend != "cpu"
+        warmup = self.options.warmup_s
+        if warmup is None:
+            warmup = self.suite.accelerator_warmup_s if on_accelerator else self.suite.device_warmup_s
+        plan = {
+            "warmup_s": warmup * (WARMUP_MAX_FACTOR if on_accelerator else 1.0),
+            "cases_s": self.suite.suite_budget_s,
+            "confirmations_s": self.suite.case_target_s * len(self.dtypes),
+            "idle_s": 0.0,
+            "energy_s": 0.0,
+        }
+        if self.power is not None and self.power.quality != "Q0":
+            plan["idle_s"] = self._idle_s
+            wait = energy_windows.meter_wait_s(self.power)
+            sweep_s, _ = energy_windows.sweep_window_s(self.power, self._window_s)
+            windows = [self._window_s + wait * self._trials] * len(self.dtypes)  # a headline window per dtype
+            if sweep_s is not None:
+                sweep = [
+                    c
+                    for c in self.cases
+                    if c.kernel == "gemm"
+                    and c.dtype == energy_windows.SWEEP_DTYPE
+                    and c.shape_set == energy_windows.SWEEP_SHAPE_SET
+                ]
+                kernels = {c.kernel for c in self.cases if c.kernel != "gemm" and c.dtype == energy_windows.SWEEP_DTYPE}
+                windows += [sweep_s + wait] * (len(sweep) + len(kernels))
+            plan["energy_s"] = sum(windows)
+        plan["total_s"] = sum(plan.values())
+        return plan
+
+    def _selected(self) -> dict[str, Any] | None:
+        """What the user narrowed the suite to, or None for the whole suite."""
+        kernels = self.kernels if self.options.kernels else None
+        dtypes = self.dtypes if self.options.dtypes else None
+        return {"kernels": kernels, "dtypes": dtypes} if kernels or dtypes else None
 
     def run(self) -> ResultProfile:
         if self.device.backend == "cpu":
@@ -276,6 +331,8 @@ class Runner:
 
     def _run(self) -> ResultProfile:
         draft = self._start()
+        for warning in getattr(self.power, "warnings", None) or ():  # what the source found when it opened
+            draft.warnings.append(f"power: {warning}")
         precision = fp32_precision_state()
         draft.environment["fp32_precision"] = precision
         if "fp32" in self.dtypes and precision.get("reason"):

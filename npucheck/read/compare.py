@@ -50,7 +50,8 @@ INCOMPARABLE, MISSING, NOT_MEASURED = "incomparable", "missing", "not measured"
 
 # --------------------------------------------------------------------------------------------------- listing
 def results_frame(entries: Sequence[tuple[Path, ProfileLike]]) -> pd.DataFrame:
-    """One row per stored profile: file, device, date, suite, peak fp16 TFLOPS, fp16 TFLOPS/W, verdicts."""
+    """One row per stored profile: file, device, date, suite, the kernels, dtypes and threads it ran, peak fp16
+    TFLOPS, fp16 TFLOPS/W, verdicts."""
     rows = []
     for path, loaded in entries:
         profile = as_profile(loaded)
@@ -62,6 +63,9 @@ def results_frame(entries: Sequence[tuple[Path, ProfileLike]]) -> pd.DataFrame:
                 "backend": profile.device.backend,
                 "date": profile.created_utc,
                 "suite": profile.settings.suite,
+                "kernels": ", ".join(profile.settings.kernels),
+                "dtypes": ", ".join(profile.settings.dtypes),
+                "threads": ((profile.environment.get("threads") or {}).get("intra_op")),
                 "peak_fp16_tflops": _fp16(profile.summary.peak_tflops),
                 "fp16_tflops_per_watt": _fp16(profile.summary.tflops_per_watt),
                 "power": source.name if source is not None else None,
@@ -75,6 +79,9 @@ def results_frame(entries: Sequence[tuple[Path, ProfileLike]]) -> pd.DataFrame:
         "backend",
         "date",
         "suite",
+        "kernels",
+        "dtypes",
+        "threads",
         "peak_fp16_tflops",
         "fp16_tflops_per_watt",
         "power",

@@ -253,6 +253,9 @@ def _tflops_per_watt(profile: ResultProfile, criterion: Criterion) -> Outcome:
                 None,
                 f"all {_cases(len(cases), f'{dtype} GEMM')} errored, so there is no throughput to divide",
             )
+        if not cases:  # the run did not measure this dtype at all: that, not the power source, is the cause
+            ran = ", ".join(profile.settings.dtypes) or "no dtype"
+            return INCONCLUSIVE, None, None, None, f"{dtype} TFLOPS/W is unknown: no {dtype} GEMM case ran ({ran} ran)"
         why = summary.power_note or "no power source gave a reading"
         return INCONCLUSIVE, None, None, None, f"{dtype} TFLOPS/W is unknown: {why}"
     interval = _entry(summary.tflops_per_watt_ci, dtype)
