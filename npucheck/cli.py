@@ -421,6 +421,7 @@ def targets_command(name: str | None, template: bool) -> None:
     from rich.table import Table
 
     from npucheck import targets as target_profiles
+    from npucheck.read.screen import house_style
 
     if template:
         if name:
@@ -435,7 +436,7 @@ def targets_command(name: str | None, template: bool) -> None:
             table.add_column(header)
         for c in target.criteria:
             table.add_row(c.label, c.op, f"{c.threshold:g}", c.unit, c.note or "")
-        console.print(table)
+        console.print(house_style(console, table))
         if name:
             console.print(f"source: {target.source}")
             if target.description:
@@ -519,6 +520,7 @@ def compare_command(base: Path, others: tuple[Path, ...], threshold: float, fail
 
     from npucheck import store
     from npucheck.read import compare as comparing
+    from npucheck.read.screen import print_table
     from npucheck.read.text import compare_display, comparison_summary_lines, frame_table
 
     base_profile = store.load_result(base)
@@ -549,7 +551,7 @@ def compare_command(base: Path, others: tuple[Path, ...], threshold: float, fail
             f"base: {escape(comparing.label(base, base_profile))}; threshold {threshold:.0%}; "
             "ratio = other speed / base speed (> 1 faster), 95% bootstrap interval from the raw samples"
         )
-        console.print(frame_table(compare_display(frame, len(loaded)), "Cases"))
+        print_table(console, frame_table(compare_display(frame, len(loaded)), "Cases"))
         for line in comparison_summary_lines(summary):
             console.print(escape(line))
     regressions = int((frame["verdict"] == comparing.REGRESSION).sum()) if not frame.empty else 0

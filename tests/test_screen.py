@@ -115,3 +115,24 @@ def test_show_and_check_through_the_cli_fit_80_columns(tmp_path):
         assert any(line.startswith("miit-2020-cloud: FAIL") for line in result.output.splitlines()[-6:])
     listed = runner.invoke(cli, ["show", "--all-cases", str(path)], env={"COLUMNS": "80"})
     assert "m4096_n4096_k4096_NN" in listed.output
+
+
+def test_compare_wraps_between_words_never_inside_one(tmp_path):
+    """A word broken in two makes tokens that the wide rendering does not have (narrow widths may print rows as
+    ``header: value`` blocks, so punctuation is set aside)."""
+    base = save_result(_profile(), tmp_path / "base.json")
+    doc = _profile().to_dict()
+    doc["measurements"][0]["tflops"] *= 0.5
+    doc["measurements"][0]["tflops_ci"] = [v * 0.5 for v in doc["measurements"][0]["tflops_ci"]]
+    other = save_result(doc, tmp_path / "other.json")
+    runner = CliRunner()
+
+    def tokens(width):
+        result = runner.invoke(cli, ["compare", str(base), str(other)], env={"COLUMNS": str(width)})
+        assert result.exit_code == 0, result.output
+        assert max(len(line) for line in result.output.splitlines()) <= width
+        return {token.strip(":;,[]()") for token in result.output.split()} - {""}
+
+    wide = tokens(300)
+    for width in (80, 120):
+        assert tokens(width) <= wide, width

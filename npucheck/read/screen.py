@@ -49,6 +49,7 @@ __all__ = [
     "print_profile",
     "print_table",
     "print_verdicts",
+    "house_style",
     "results_table",
     "skipped_lines",
     "Footnotes",
@@ -138,8 +139,38 @@ def print_wrapped(console: Console, lines: Iterable[str]) -> None:
         print_lines(console, _wrap(line, console.width))
 
 
+def house_style(console: Console, table: Table) -> Table:
+    """A table built elsewhere (a pandas frame, a target) in the house style: plain columns when piped, and no
+    column narrower than its longest word, so that rich wraps between words and never inside one."""
+    for column in table.columns:
+        words = [str(column.header)] + [str(cell) for cell in column._cells]
+        longest = max((len(word) for text in words for word in str(text).split()), default=1)
+        column.min_width = max(column.min_width or 0, longest)
+    if _plain(console):
+        table.box = None
+        table.show_edge = False
+        table.header_style = ""
+    return table
+
+
 def print_table(console: Console, table: Table, notes: Footnotes | None = None) -> None:
-    console.print(table)
+    """The table in the house style; where its columns cannot fit without breaking a word, one block of lines per
+    row instead (the first column's value, then ``header: value`` pairs wrapped at spaces)."""
+    table = house_style(console, table)
+    needed = sum((c.min_width or 1) + 2 for c in table.columns)
+    if needed <= console.width:
+        console.print(table)
+    else:
+        if table.title:
+            print_wrapped(console, [str(table.title)])
+        headers = [str(c.header) for c in table.columns]
+        cells = [[str(cell) for cell in c._cells] for c in table.columns]
+        for row in range(table.row_count):
+            values = [cells[col][row] for col in range(len(headers))]
+            print_wrapped(console, [values[0]])
+            pairs = [f"{h}: {v}" for h, v in zip(headers[1:], values[1:]) if v.strip()]
+            for line in _wrap("; ".join(pairs), console.width - 2, indent="  "):
+                print_lines(console, ["  " + line if not line.startswith("  ") else line])
     if notes is not None and notes.texts:
         print_lines(console, notes.lines(console.width))
 
