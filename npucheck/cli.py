@@ -254,12 +254,16 @@ def run(
     plan = runner.time_plan()
     progress_display.expected_s = plan["total_s"]
     power_s = plan["idle_s"] + plan["energy_s"]
-    console.print(
-        f"npucheck {__version__}: suite [bold]{suite}[/bold] on [bold]{runner.device.name}[/bold] "
-        f"({runner.device.id}), {len(runner.cases)} cases; up to about {plan['total_s']:.0f} s: cases "
-        f"{plan['cases_s']:g} s, warm-up and confirmations {plan['warmup_s'] + plan['confirmations_s']:.0f} s"
-        + (f", power {power_s:.0f} s (idle and energy windows)" if power_s else ""),
-        soft_wrap=True,
+    from npucheck.read.screen import print_wrapped
+
+    print_wrapped(
+        console,
+        [
+            f"npucheck {__version__}: suite {suite} on {runner.device.name} ({runner.device.id}), "
+            f"{len(runner.cases)} cases; up to about {plan['total_s']:.0f} s: cases {plan['cases_s']:g} s, "
+            f"warm-up and confirmations {plan['warmup_s'] + plan['confirmations_s']:.0f} s"
+            + (f", power {power_s:.0f} s (idle and energy windows)" if power_s else "")
+        ],
     )
     if runner.power is not None:
         console.print(
