@@ -377,12 +377,12 @@ def check(result: Path, targets: tuple[str, ...]) -> None:
     profile = store.load_result(result)
     verdicts = judging.judge(profile, target_profiles.load_targets(list(targets) or None))
     console = _console()
-    from npucheck.read.screen import bottom_lines, print_verdicts, print_wrapped
-    from npucheck.read.text import header_lines
+    from npucheck.read.screen import print_verdicts, print_wrapped
+    from npucheck.read.text import bottom_line, bottom_lines, header_lines
 
     print_wrapped(console, header_lines(profile))
     print_verdicts(console, verdicts)
-    print_wrapped(console, bottom_lines(verdicts))
+    print_wrapped(console, [bottom_line(*line) for line in bottom_lines(verdicts)])
     sys.exit(judging.exit_code_for(verdicts))
 
 

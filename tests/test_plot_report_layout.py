@@ -17,8 +17,10 @@ from test_compare_plot_report import _case, _energy, _pair, _power_profile
 
 from npucheck.cli import cli
 from npucheck.errors import UsageError
+from npucheck.model import as_profile
 from npucheck.read import plot as plotting
 from npucheck.read import report as reporting
+from npucheck.read import text
 from npucheck.store import save_result
 
 
@@ -191,7 +193,7 @@ def test_the_report_opens_with_one_bottom_line_per_target():
             ],
         }
     )
-    lines = [reporting.bottom_line(*line) for line in reporting.bottom_lines(profile)]
+    lines = [text.bottom_line(*line) for line in text.bottom_lines(as_profile(profile).verdicts)]
     assert lines == [
         "miit-2020-cloud: FAIL — fp16 peak 0.336 TFLOPS < 128",
         "t-pass: PASS — bf16 peak 1,234 TFLOPS >= 1",

@@ -25,6 +25,8 @@ from npucheck.read.text import (
     ENERGY_HEADERS,
     MEASUREMENT_HEADERS,
     ProfileLike,
+    bottom_line,
+    bottom_lines,
     comparison_summary_lines,
     datasheet_source_lines,
     energy_rows,
@@ -35,7 +37,7 @@ from npucheck.read.text import (
 )
 from npucheck.stats import is_unstable
 
-__all__ = ["bottom_line", "bottom_lines", "build", "CSS", "write"]
+__all__ = ["build", "CSS", "write"]
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}
@@ -50,52 +52,6 @@ th{background:#f3f3f3;overflow-wrap:normal}td.PASS,td.FAIL,td.INCONCLUSIVE,td.ER
 column), so the automatic table layout can always shrink a table to the page's width; headers break only between
 words and verdict cells not at all (short); nothing has a fixed width. tests/test_plot_report_layout.py checks
 the rule, and in headless Chromium when it is installed."""
-
-_NEGATED = {">=": "<", ">": "≤", "<=": ">", "<": "≥", "==": "≠"}
-_METRICS = {"peak_tflops": "peak", "tflops_per_watt": "TFLOPS/W"}
-
-
-def _number(x: float) -> str:
-    """A measured figure in a bottom line: three significant digits, never an exponent above 1000."""
-    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
-
-
-def _metric_words(metric: str) -> str:
-    """``peak_tflops.fp16`` → ``fp16 peak``; an unknown metric as it is."""
-    name, _, dtype = metric.partition(".")
-    return f"{dtype} {_METRICS.get(name, name)}".strip() if dtype else _METRICS.get(name, name)
-
-
-def bottom_lines(profile: ProfileLike) -> list[tuple[str, str, str]]:
-    """One (target, status, detail) per target: its verdict and the criteria that decided it; as a line,
-    ``miit-2020-cloud: FAIL — fp16 peak 0.0028 TFLOPS < 128`` (see :func:`bottom_line`)."""
-    profile = as_profile(profile)
-    lines: list[tuple[str, str, str]] = []
-    for verdict in profile.verdicts or ():
-        deciding = [c for c in verdict.criteria if c.status == verdict.status] or list(verdict.criteria)
-        parts = []
-        for c in deciding:
-            unit = value_or(c, "unit", "") or ""
-            what = _metric_words(c.metric)
-            if c.measured is None:
-                parts.append(f"{what} not measured (needs {c.op} {c.threshold:g} {unit})".replace(" )", ")"))
-            elif c.status == "FAIL":
-                parts.append(
-                    f"{what} {_number(c.measured)} {unit} {_NEGATED.get(c.op, 'misses ' + c.op)} {c.threshold:g}"
-                )
-            elif c.status == "PASS":
-                parts.append(f"{what} {_number(c.measured)} {unit} {c.op} {c.threshold:g}")
-            else:
-                interval = (
-                    f" [{_number(c.lower)}, {_number(c.upper)}]" if c.lower is not None and c.upper is not None else ""
-                )
-                parts.append(f"{what} {_number(c.measured)}{interval} {unit}, undecided against {c.threshold:g}")
-        lines.append((verdict.target, verdict.status, "; ".join(parts)))
-    return lines
-
-
-def bottom_line(target: str, status: str, detail: str) -> str:
-    return f"{target}: {status} — {detail}"
 
 
 def _verdict_frame(profile: ResultProfile) -> pd.DataFrame:
@@ -308,7 +264,7 @@ def _html(
 
 
 def _bottom_line_html(profile: ResultProfile) -> str:
-    lines = bottom_lines(profile)
+    lines = bottom_lines(profile.verdicts)
     if not lines:
         return "<div class='bottom-line'><p class='missing'>no target was judged in this run</p></div>"
     e = html.escape
@@ -347,7 +303,9 @@ def _markdown(
     summary: pd.DataFrame | None = None,
 ) -> str:
     out = [f"# npucheck report: {profile.device.name}", ""]
-    out += [f"**{bottom_line(*line)}**  " for line in bottom_lines(profile)] or ["no target was judged in this run"]
+    out += [f"**{bottom_line(*line)}**  " for line in bottom_lines(profile.verdicts)] or [
+        "no target was judged in this run"
+    ]
     out += ["", "## Device and environment", ""]
     out += [f"- {line}" for line in header_lines(profile)]
     out += ["", "## Verdicts", "", _md_table(verdicts)]

@@ -32,6 +32,9 @@ from rich.text import Text
 from npucheck.model import CriterionResult, Measurement, ResultProfile, Verdict
 from npucheck.read.text import (
     STATUS_STYLE,
+    bottom_line,
+    bottom_lines,
+    bounds_text,
     energy_rows,
     fmt_number,
     fmt_tflops,
@@ -41,7 +44,6 @@ from npucheck.read.text import (
 )
 
 __all__ = [
-    "bottom_lines",
     "print_lines",
     "print_wrapped",
     "make_console",
@@ -254,12 +256,6 @@ def _criterion(c: CriterionResult) -> str:
     return f"{c.metric} {c.op} {fmt_number(c.threshold)} {value_or(c, 'unit', '') or ''}".strip()
 
 
-def _measured(c: CriterionResult) -> str:
-    if c.measured is None:
-        return "not measured"
-    return f"{fmt_number(c.measured)} [{fmt_number(c.lower)}, {fmt_number(c.upper)}]"
-
-
 def _as_verdicts(verdicts: Iterable[Verdict | Any]) -> list[Verdict]:
     return [v if isinstance(v, Verdict) else Verdict.from_dict(v) for v in verdicts]
 
@@ -279,25 +275,8 @@ def verdicts_table(console: Console, verdicts: Iterable[Verdict | Any]) -> tuple
             )
         )
         for c in verdict.criteria:
-            table.add_row("  " + _criterion(c), _measured(c), _status(console, c.status), notes.mark(c.reason))
+            table.add_row("  " + _criterion(c), bounds_text(c), _status(console, c.status), notes.mark(c.reason))
     return table, notes
-
-
-def bottom_lines(verdicts: Iterable[Verdict | Any]) -> list[str]:
-    """One line per target: its verdict and the criteria that decided it (the failing ones for a FAIL, the
-    unresolved ones for INCONCLUSIVE, the count for a PASS)."""
-    lines = []
-    for verdict in _as_verdicts(verdicts):
-        deciding = [c for c in verdict.criteria if c.status == verdict.status]
-        if verdict.status == "PASS":
-            why = f"all {len(verdict.criteria)} criteria pass"
-        else:
-            why = "; ".join(
-                f"{_criterion(c)}: " + ("not measured" if c.measured is None else f"measured {fmt_number(c.measured)}")
-                for c in deciding
-            )
-        lines.append(f"{verdict.target}: {verdict.status}" + (f" — {why}" if why else ""))
-    return lines
 
 
 def print_verdicts(console: Console, verdicts: Sequence[Verdict | Any], bottom_first: bool = True) -> None:
@@ -312,7 +291,7 @@ def print_verdicts(console: Console, verdicts: Sequence[Verdict | Any], bottom_f
 def _bottom(console: Console, verdicts: Sequence[Verdict | Any]) -> list[str]:
     out = []
     for line in bottom_lines(verdicts):
-        out += _wrap(line, console.width, indent="    ")
+        out += _wrap(bottom_line(*line), console.width, indent="    ")
     return out
 
 

@@ -30,6 +30,9 @@ from npucheck.model import (
 )
 
 __all__ = [
+    "bounds_text",
+    "bottom_line",
+    "bottom_lines",
     "compare_display",
     "comparison_summary_lines",
     "datasheet_cells",
@@ -399,7 +402,7 @@ def verdicts_table(verdicts: Iterable[Verdict | Mapping[str, Any]]) -> Table:
                 verdict.target if first else "",
                 Text(verdict.status, style=STATUS_STYLE[verdict.status]) if first else "",
                 f"{c.metric} {c.op} {fmt_number(c.threshold)} {value_or(c, 'unit', '')}".strip(),
-                _bounds_text(c),
+                bounds_text(c),
                 Text(c.status, style=STATUS_STYLE[c.status]),
                 c.reason or "",
             )
@@ -407,7 +410,54 @@ def verdicts_table(verdicts: Iterable[Verdict | Mapping[str, Any]]) -> Table:
     return table
 
 
-def _bounds_text(c: CriterionResult) -> str:
+_NEGATED = {">=": "<", ">": "≤", "<=": ">", "<": "≥", "==": "≠"}
+_METRICS = {"peak_tflops": "peak", "tflops_per_watt": "TFLOPS/W"}
+
+
+def _number(x: float) -> str:
+    """A measured figure in a bottom line: three significant digits, never an exponent above 1000."""
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+
+
+def _metric_words(metric: str) -> str:
+    """``peak_tflops.fp16`` → ``fp16 peak``; an unknown metric as it is."""
+    name, _, dtype = metric.partition(".")
+    return f"{dtype} {_METRICS.get(name, name)}".strip() if dtype else _METRICS.get(name, name)
+
+
+def bottom_lines(verdicts: Iterable[Verdict | Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """One (target, status, detail) per target: its verdict and the criteria that decided it; as a line,
+    ``miit-2020-cloud: FAIL — fp16 peak 0.0028 TFLOPS < 128`` (see :func:`bottom_line`). The one wording of the
+    bottom line: the terminal (npucheck.read.screen) and the report both print it."""
+    lines: list[tuple[str, str, str]] = []
+    for verdict in map(_as_verdict, verdicts):
+        deciding = [c for c in verdict.criteria if c.status == verdict.status] or list(verdict.criteria)
+        parts = []
+        for c in deciding:
+            unit = value_or(c, "unit", "") or ""
+            what = _metric_words(c.metric)
+            if c.measured is None:
+                parts.append(f"{what} not measured (needs {c.op} {c.threshold:g} {unit})".replace(" )", ")"))
+            elif c.status == "FAIL":
+                parts.append(
+                    f"{what} {_number(c.measured)} {unit} {_NEGATED.get(c.op, 'misses ' + c.op)} {c.threshold:g}"
+                )
+            elif c.status == "PASS":
+                parts.append(f"{what} {_number(c.measured)} {unit} {c.op} {c.threshold:g}")
+            else:
+                interval = (
+                    f" [{_number(c.lower)}, {_number(c.upper)}]" if c.lower is not None and c.upper is not None else ""
+                )
+                parts.append(f"{what} {_number(c.measured)}{interval} {unit}, undecided against {c.threshold:g}")
+        lines.append((verdict.target, verdict.status, "; ".join(parts)))
+    return lines
+
+
+def bottom_line(target: str, status: str, detail: str) -> str:
+    return f"{target}: {status} — {detail}"
+
+
+def bounds_text(c: CriterionResult) -> str:
     if c.measured is None:
         return "not measured"
     return f"{fmt_number(c.measured)} [{fmt_number(c.lower)}, {fmt_number(c.upper)}]"
@@ -474,7 +524,7 @@ def to_markdown(profile: ProfileLike) -> str:
         for c in verdict.criteria:
             out.append(
                 f"| {verdict.target} | {verdict.status} | {c.metric} {_md(c.op)} "
-                f"{fmt_number(c.threshold)} | {_bounds_text(c)} | {c.status} | {_md(c.reason or '')} |"
+                f"{fmt_number(c.threshold)} | {bounds_text(c)} | {c.status} | {_md(c.reason or '')} |"
             )
     out += [
         "",
