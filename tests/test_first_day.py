@@ -126,3 +126,10 @@ def test_the_suites_own_window_is_lengthened_to_ten_updates_and_says_so():
     runner = Runner(RunOptions(device="cpu", dtypes=["fp32"]), suite=TINY, power_source=_Counter())
     assert runner._window_s == pytest.approx(1.0)
     assert any("lengthened from the suite's 0.3 s to 1 s" in note for note in runner.power_notes)
+
+
+def test_results_marks_an_interrupted_run_at_every_width(tmp_path):
+    save_result(make_profile(interrupted=True), None, tmp_path)
+    for width in ("80", "200"):
+        result = CliRunner().invoke(cli, ["results", str(tmp_path)], env={"COLUMNS": width})
+        assert result.exit_code == 0 and "(interrupted)" in result.output, width

@@ -98,7 +98,7 @@ class _Usage:
 
 
 class _FrozenResource:
-    """getrusage as a sandbox that does not count faults (gVisor) reports it: ru_minflt stays 0 whatever happens."""
+    """getrusage where the OS does not count faults: ru_minflt stays 0 whatever happens."""
 
     RUSAGE_SELF = 0
 

@@ -244,11 +244,7 @@ class Runner:
     def _start(self) -> _Draft:
         """The draft profile before anything is measured: the device, the environment, the settings, the power
         source."""
-        on_accelerator = self.device.backend != "cpu"
-        warmup = self.options.warmup_s
-        if warmup is None:
-            warmup = self.suite.accelerator_warmup_s if on_accelerator else self.suite.device_warmup_s
-        self._device_warmup_s = warmup
+        warmup = self._device_warmup_s = self._warmup_s()
         described = self.device.describe()  # the device seam's description: a JSON object, checked here
         source = self.power.describe() if self.power else None
         return _Draft(
@@ -278,17 +274,20 @@ class Runner:
             ),
         )
 
+    def _warmup_s(self) -> float:
+        """The device warm-up: ``--warmup``, else the suite's for an accelerator or for the CPU."""
+        if self.options.warmup_s is not None:
+            return self.options.warmup_s
+        return self.suite.accelerator_warmup_s if self.device.backend != "cpu" else self.suite.device_warmup_s
+
     def time_plan(self) -> dict[str, float]:
         """What the run may take, in seconds, by phase: the device warm-up (up to WARMUP_MAX_FACTOR times its
         time while the clock is still falling), the cases (the suite budget), the confirmations (one case target
         per dtype), the idle window and the energy windows (headline per dtype, sweep and per-kernel windows, with
         an external log's wait after each). ``total`` is their sum: an upper estimate, announced at the start."""
         on_accelerator = self.device.backend != "cpu"
-        warmup = self.options.warmup_s
-        if warmup is None:
-            warmup = self.suite.accelerator_warmup_s if on_accelerator else self.suite.device_warmup_s
         plan = {
-            "warmup_s": warmup * (WARMUP_MAX_FACTOR if on_accelerator else 1.0),
+            "warmup_s": self._warmup_s() * (WARMUP_MAX_FACTOR if on_accelerator else 1.0),
             "cases_s": self.suite.suite_budget_s,
             "confirmations_s": self.suite.case_target_s * len(self.dtypes),
             "idle_s": 0.0,

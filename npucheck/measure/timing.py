@@ -65,8 +65,8 @@ FAULT_PROBE_PAGES = 64
 @functools.lru_cache(maxsize=1)
 def faults_are_counted() -> bool:
     """Whether this OS reports minor page faults: touches ``FAULT_PROBE_PAGES`` fresh anonymous pages once and looks
-    for any rise in ``ru_minflt``. Some sandboxes (gVisor, for one) report 0 forever, and a 0 from them must read
-    "not counted", not "no faults"."""
+    for any rise in ``ru_minflt``. An OS or sandbox that does not count them reports 0 forever, and a 0 from it
+    must read "not counted", not "no faults"."""
     if resource is None:
         return False
     page = mmap.PAGESIZE

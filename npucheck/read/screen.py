@@ -35,10 +35,13 @@ from npucheck.read.text import (
     bottom_line,
     bottom_lines,
     bounds_text,
+    ci_text,
     energy_rows,
     fmt_number,
     fmt_tflops,
     header_lines,
+    measurement_note,
+    spread_text,
     summary_rows,
     value_or,
 )
@@ -206,16 +209,16 @@ def measurements_table(
         if not wide and (m.kernel, m.dtype) != group:
             group = (m.kernel, m.dtype)
             table.add_row(Text(f"{m.kernel} {m.dtype}", style="" if _plain(console) else "bold"))
-        note = m.error or m.reason or "; ".join(m.warnings or ())
+        note = measurement_note(m)
         cells: list[Any] = [m.kernel, m.dtype] if wide else []
         cells += [
             _shape(m),
             _status(console, m.status),
             fmt_tflops(m.tflops),
-            f"{fmt_tflops(m.tflops_ci[0])}–{fmt_tflops(m.tflops_ci[1])}" if m.tflops_ci else "—",
+            ci_text(m),
         ]
         if wide:
-            cells += [f"{m.stats.iqr_rel:.1%}" if m.stats else "—", str(len(m.samples_s or ()))]
+            cells += [spread_text(m), str(len(m.samples_s or ()))]
         cells.append(notes.mark(note))
         table.add_row(*cells)
     return table, notes, ([] if all_cases else skipped_lines(profile.measurements))
@@ -320,6 +323,7 @@ def results_table(console: Console, frame: Any, title: str) -> list[str]:
     lines per profile."""
     records = frame.to_dict(orient="records")
     cells = {name: [_cell(name, r.get(name)) for r in records] for name, _, _ in RESULT_COLUMNS}
+    cells["suite"] = [s + (" (interrupted)" if r.get("interrupted") else "") for s, r in zip(cells["suite"], records)]
     widths = {name: max([len(header)] + [len(c) for c in cells[name]]) for name, header, _ in RESULT_COLUMNS}
     chosen = [c for c in RESULT_COLUMNS if c[2] and c[0] != "verdicts"]
     verdicts_min = max([len("verdicts")] + [len(w) for c in cells["verdicts"] for w in c.split()])
@@ -358,7 +362,8 @@ def _result_blocks(frame: Any, title: str) -> list[str]:
         )
         lines += [
             f"{r['file']}",
-            f"  {r['device']}, {r['suite']} ({r['kernels']}; {r['dtypes']}){threads}, {r['date']}",
+            f"  {r['device']}, {r['suite']}{' (interrupted)' if r.get('interrupted') else ''} "
+            f"({r['kernels']}; {r['dtypes']}){threads}, {r['date']}",
             f"  fp16 peak {fmt_number(_number(r['peak_fp16_tflops']))} TFLOPS, "
             f"fp16 TFLOPS/W {fmt_number(_number(r['fp16_tflops_per_watt']))}",
             f"  {_verdicts_text(r['verdicts'])}",
@@ -415,7 +420,7 @@ def _energy_table(console: Console, profile: ResultProfile) -> tuple[Table, Foot
 def _support_lines(profile: ResultProfile) -> list[str]:
     lines = []
     for family, entry in (profile.support or {}).items():
-        state = {True: "supported", False: "NOT supported"}.get(entry.supported, "unchecked")  # type: ignore[arg-type]
+        state = "supported" if entry.supported is True else "NOT supported" if entry.supported is False else "unchecked"
         lines.append(f"{family}: {state}" + (f" ({entry.reason})" if entry.reason else ""))
     return ["FP16 support (terminal-chip criterion): " + "; ".join(lines)] if lines else []
 

@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 from rich.markup import escape
 from rich.table import Table
-from rich.text import Text
 
 from npucheck.datasheets import ceiling_reason, percent_of_datasheet
 from npucheck.model import (
@@ -30,6 +29,9 @@ from npucheck.model import (
 )
 
 __all__ = [
+    "ci_text",
+    "measurement_note",
+    "spread_text",
     "bounds_text",
     "bottom_line",
     "bottom_lines",
@@ -40,7 +42,6 @@ __all__ = [
     "datasheet_source_lines",
     "ENERGY_HEADERS",
     "energy_rows",
-    "energy_table",
     "fmt_number",
     "fmt_tflops",
     "frame_table",
@@ -48,19 +49,15 @@ __all__ = [
     "is_missing",
     "MEASUREMENT_HEADERS",
     "measurement_rows",
-    "measurements_table",
     "power_line",
     "profile_label",
     "ProfileLike",
     "STATUS_STYLE",
     "summary_rows",
-    "summary_table",
-    "support_table",
     "tflops_or_dash",
     "to_json",
     "to_markdown",
     "value_or",
-    "verdicts_table",
     "written",
 ]
 
@@ -110,16 +107,16 @@ def value_or(record: Record, name: str, default: Any) -> Any:
     return getattr(record, name) if written(record, name) else default
 
 
-def _ci_text(m: Measurement) -> str:
+def ci_text(m: Measurement) -> str:
     ci = m.tflops_ci
     return f"{fmt_tflops(ci[0])}–{fmt_tflops(ci[1])}" if ci else "—"
 
 
-def _spread_text(m: Measurement) -> str:
+def spread_text(m: Measurement) -> str:
     return f"{m.stats.iqr_rel:.1%}" if m.stats else "—"
 
 
-def _note(m: Measurement) -> str:
+def measurement_note(m: Measurement) -> str:
     return m.error or m.reason or "; ".join(m.warnings or ())
 
 
@@ -131,25 +128,14 @@ def measurement_rows(profile: ProfileLike) -> Iterable[list[str]]:
             m.id.split("/", 2)[2],
             m.status,
             fmt_tflops(m.tflops),
-            _ci_text(m),
-            _spread_text(m),
+            ci_text(m),
+            spread_text(m),
             str(len(m.samples_s or ())),
-            _note(m),
+            measurement_note(m),
         ]
 
 
 MEASUREMENT_HEADERS = ["kernel", "dtype", "shape", "status", "TFLOPS", "95% CI", "IQR/med", "n", "note"]
-
-
-def measurements_table(profile: ProfileLike, title: str = "Measurements") -> Table:
-    table = Table(title=title, title_justify="left", show_lines=False)
-    for header in MEASUREMENT_HEADERS:
-        table.add_column(
-            header, justify="right" if header in ("TFLOPS", "95% CI", "IQR/med", "n") else "left", overflow="fold"
-        )
-    for row in measurement_rows(profile):
-        table.add_row(*row[:3], Text(row[3], style=STATUS_STYLE.get(row[3], "")), *row[4:])
-    return table
 
 
 def _datasheet(profile: ResultProfile) -> StoredDatasheet | None:
@@ -262,18 +248,6 @@ def datasheet_source_lines(profile: ProfileLike) -> list[str]:
     return lines
 
 
-def summary_table(profile: ProfileLike) -> Table:
-    table = Table(
-        title="Peak GEMM throughput (best median over sizes; the targets judge its confirmation)", title_justify="left"
-    )
-    headers, rows = summary_rows(profile)
-    for header in headers:
-        table.add_column(header)
-    for row in rows:
-        table.add_row(*row)
-    return table
-
-
 def datasheet_line(profile: ProfileLike) -> str | None:
     """One line naming the matched datasheet and its headline figures; None for files from before datasheets."""
     profile = as_profile(profile)
@@ -339,18 +313,6 @@ def energy_rows(profile: ProfileLike) -> Iterable[list[str]]:
         ]
 
 
-def energy_table(profile: ProfileLike) -> Table | None:
-    rows = list(energy_rows(profile))
-    if not rows:
-        return None
-    table = Table(title="Energy windows (power over the same window as the sustained TFLOPS)", title_justify="left")
-    for header in ENERGY_HEADERS:
-        table.add_column(header, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    return table
-
-
 def power_line(profile: ProfileLike) -> str:
     power = as_profile(profile).power
     source = power.source
@@ -367,47 +329,9 @@ def power_line(profile: ProfileLike) -> str:
     )
 
 
-def support_table(profile: ProfileLike) -> Table:
-    table = Table(title="FP16 support on the device (terminal-chip criterion)", title_justify="left")
-    for header in ("family", "supported", "checks", "reason"):
-        table.add_column(header)
-    for family, entry in (as_profile(profile).support or {}).items():
-        label = (
-            Text("yes", style="green")
-            if entry.supported is True
-            else Text("no", style="red")
-            if entry.supported is False
-            else Text("unchecked")
-        )
-        checks = ", ".join(
-            f"{c.name} {c.rel_error:.1e}" if c.rel_error is not None else c.name for c in entry.checks or ()
-        )
-        table.add_row(family, label, checks, entry.reason or "")
-    return table
-
-
 def _as_verdict(verdict: Verdict | Mapping[str, Any]) -> Verdict:
     """A verdict as the model object (``judge`` and stored files may give the dict)."""
     return verdict if isinstance(verdict, Verdict) else Verdict.from_dict(verdict)
-
-
-def verdicts_table(verdicts: Iterable[Verdict | Mapping[str, Any]]) -> Table:
-    table = Table(title="Verdicts", title_justify="left", show_lines=True)
-    for header in ("target", "status", "criterion", "measured [lower, upper]", "result", "reason"):
-        table.add_column(header, overflow="fold")
-    for verdict in map(_as_verdict, verdicts):
-        first = True
-        for c in verdict.criteria:
-            table.add_row(
-                verdict.target if first else "",
-                Text(verdict.status, style=STATUS_STYLE[verdict.status]) if first else "",
-                f"{c.metric} {c.op} {fmt_number(c.threshold)} {value_or(c, 'unit', '')}".strip(),
-                bounds_text(c),
-                Text(c.status, style=STATUS_STYLE[c.status]),
-                c.reason or "",
-            )
-            first = False
-    return table
 
 
 _NEGATED = {">=": "<", ">": "≤", "<=": ">", "<": "≥", "==": "≠"}
