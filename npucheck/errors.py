@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "DeviceUnavailableError",
+    "FleetError",
     "MeasurementError",
     "NpucheckError",
     "ResultFileError",
@@ -38,3 +39,10 @@ class DeviceUnavailableError(UsageError):
 
 class MeasurementError(NpucheckError):
     """A kernel failed to run, verify or time. The runner records it and goes on."""
+
+
+class FleetError(NpucheckError):
+    """A fleet run that could not gather every member: a rank's result is missing, or this rank's could not reach
+    rank 0 (its profile stays on its own disk)."""
+
+    exit_code = 5

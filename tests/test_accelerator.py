@@ -147,7 +147,7 @@ def _run_on_fake_cuda_1(monkeypatch, **options):
     from npucheck.measure.runner import Runner, RunOptions
     from tests.test_runner import TINY
 
-    monkeypatch.setattr(runner_module, "busy_processes", lambda interval_s=0.5: [])
+    monkeypatch.setattr(runner_module, "busy_processes", lambda interval_s=0.5, exclude=None: [])
     runtime = two_h100s(host_device=1)
     runner = Runner(
         RunOptions(device="cuda:1", dtypes=["fp32"], kernels=["gemm"], power="none", **options),

@@ -11,7 +11,17 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "npucheck"
-SHARED = ["__init__.py", "model.py", "store.py", "atomic.py", "targets.py", "datasheets.py", "stats.py", "errors.py"]
+SHARED = [
+    "__init__.py",
+    "model.py",
+    "store.py",
+    "atomic.py",
+    "targets.py",
+    "datasheets.py",
+    "stats.py",
+    "errors.py",
+    "fleetfile.py",
+]
 MEASURING = ("torch", "npucheck.measure", "npucheck.kernels")
 
 
@@ -37,7 +47,8 @@ def test_the_reading_side_never_imports_the_measuring_side(path):
 
 def test_every_module_is_on_one_side():
     top = {p.name for p in PACKAGE.glob("*.py")}
-    assert top - set(SHARED) == {"cli.py"}  # the one place that reaches both halves (lazily, per command)
+    # cli.py is the one place that reaches both halves (lazily, per command); __main__.py only calls it
+    assert top - set(SHARED) == {"cli.py", "__main__.py"}
 
 
 def test_the_check_catches_an_import_inside_a_function(tmp_path):

@@ -72,7 +72,7 @@ def _run(**options) -> dict:
                 source.broken = True
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(runner_module, "busy_processes", lambda interval_s=0.5: [])
+        mp.setattr(runner_module, "busy_processes", lambda interval_s=0.5, exclude=None: [])
         runner = Runner(
             RunOptions(device="cpu", dtypes=["fp32"], kernels=["gemm"], flush=False, **options),
             suite=TINY,

@@ -46,7 +46,7 @@ def _run(monkeypatch=None, on_event=None, **options):
 
 @pytest.fixture(autouse=True)
 def _no_load_scan(monkeypatch):
-    monkeypatch.setattr(runner_module, "busy_processes", lambda interval_s=0.5: [])
+    monkeypatch.setattr(runner_module, "busy_processes", lambda interval_s=0.5, exclude=None: [])
 
 
 def test_a_tiny_run_measures_every_case_and_keeps_raw_samples():
@@ -141,7 +141,7 @@ def test_a_case_predicted_over_budget_is_skipped_with_the_reason():
 
 def test_other_load_before_the_run_is_warned_about(monkeypatch):
     monkeypatch.setattr(
-        runner_module, "busy_processes", lambda interval_s=0.5: [{"pid": 42, "name": "stress", "cpu_percent": 99.0}]
+        runner_module, "busy_processes", lambda interval_s=0.5, exclude=None: [{"pid": 42, "name": "stress", "cpu_percent": 99.0}]
     )
     profile = _run()
     assert profile["load"]["before"]["busy_processes"][0]["name"] == "stress"

@@ -121,6 +121,11 @@ class RunOptions:
     idle_s: float | None = None
     power_hz: float = DEFAULT_SAMPLE_HZ
     power_trials: int | None = None
+    min_sample_s: float | None = None
+    """``--min-sample-time``: each timed sample lasts at least this long (default: the suite's)."""
+    fleet: dict[str, Any] | None = None
+    """Set when this run is one rank of a fleet (npucheck.measure.fleet): rank, host, cores, sibling processes;
+    stored as ``environment.fleet``."""
 
 
 @dataclass
@@ -191,6 +196,10 @@ class Runner:
         self._clock = clock
         # Validate everything the user typed before any measuring starts.
         self.suite: Suite = suite or get_suite(options.suite)
+        if options.min_sample_s is not None:
+            if not (math.isfinite(options.min_sample_s) and 0 < options.min_sample_s <= 10):
+                raise UsageError(f"--min-sample-time must be in (0, 10] seconds, got {options.min_sample_s}")
+            self.suite = replace(self.suite, min_sample_s=options.min_sample_s)
         self.kernels = select_kernels(options.kernels)
         self.dtypes = select_dtypes(options.dtypes)
         if options.threads is not None and options.threads < 1:
@@ -204,6 +213,8 @@ class Runner:
         self.planner = CasePlanner(self.suite)
         self._probe_notes: dict[str, str] = {}
         self._monitor = LoadMonitor()
+        if options.fleet is not None:
+            self.join_fleet(options.fleet)
         for name in ("power_window_s", "idle_s"):
             value = getattr(options, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
@@ -240,6 +251,13 @@ class Runner:
         self._allocator: dict[str, Any] | None = None
         self._phase_rng = random.Random(options.seed)
 
+    def join_fleet(self, fleet: dict[str, Any]) -> None:
+        """This run is one rank of a fleet: recorded as ``environment.fleet``; the sibling ranks' measuring
+        processes on this host (``siblings``) are not other load, and on a CPU slice (``cpu_cores``) only those
+        cores' time counts (see npucheck.measure.host_load.LoadMonitor)."""
+        self.options.fleet = dict(fleet)
+        self._monitor = LoadMonitor(cores=fleet.get("cpu_cores"), siblings=fleet.get("siblings"))
+
     # ----------------------------------------------------------------------------------------------- profile
     def _start(self) -> _Draft:
         """The draft profile before anything is measured: the device, the environment, the settings, the power
@@ -252,7 +270,11 @@ class Runner:
             device=DeviceInfo.from_dict(
                 {**described, "datasheet": self._datasheet, "datasheet_reason": self._datasheet_reason}
             ),
-            environment={**environment.capture(), "allocator": self._allocator},
+            environment={
+                **environment.capture(),
+                "allocator": self._allocator,
+                **({"fleet": self.options.fleet} if self.options.fleet is not None else {}),
+            },
             settings=Settings(
                 suite=self.suite.name,
                 seed=self.options.seed,
@@ -442,8 +464,11 @@ class Runner:
 
     # ----------------------------------------------------------------------------------------------- phases
     def _check_load_before(self, draft: _Draft) -> None:
-        busy = busy_processes(0.5)
-        gpu = self.device.foreign_processes()
+        siblings = (self.options.fleet or {}).get("siblings") or []
+        busy = busy_processes(0.5, exclude=siblings)
+        gpu = self.device.foreign_processes()  # None: the backend cannot tell
+        if gpu is not None:
+            gpu = [p for p in gpu if p.get("pid") not in siblings]
         draft.load_before = {"busy_processes": busy, "device_processes": gpu}
         if busy:
             draft.warnings.append(
