@@ -2,14 +2,15 @@
 
 Exit codes:
   0    success (``run``: the run completed, whatever the verdicts; ``check``: every verdict PASS)
-  1    ``check``: at least one verdict FAIL; ``compare --fail-on-regression``: a regression was found
+  1    ``check``: at least one verdict FAIL; ``compare --fail-on-regression``: a regression was found;
+       ``fleet --fail-on-outlier``: a device is an outlier, failed a target, or is missing or in error
   2    usage or bad input (unknown option value, bad target profile, missing or corrupt result file)
   3    ``check``: nothing FAILed but some verdict is INCONCLUSIVE or ERROR
   4    internal error (a bug: please report it)
   130  interrupted (Ctrl-C); ``run`` saves what it measured first
 
-``check``, ``show``, ``targets``, ``results``, ``compare``, ``plot`` and ``report`` read stored data only and never
-import torch.
+``check``, ``show``, ``targets``, ``results``, ``compare``, ``fleet``, ``plot`` and ``report`` read stored data only
+and never import torch.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "cli",
     "compare_command",
     "env",
+    "fleet_command",
     "main",
     "NpucheckGroup",
     "plot_command",
@@ -161,6 +163,14 @@ def env() -> None:
 )
 @click.option("--no-flush", is_flag=True, help="Do not flush caches between samples (measures warm caches).")
 @click.option(
+    "--min-sample-time",
+    "min_sample_s",
+    type=float,
+    default=None,
+    help="Seconds each timed sample lasts at least (calls are batched; default: the suite's, 2-5 ms). Raise it "
+    "on a host where other work time-slices the device, so each sample averages over the slices.",
+)
+@click.option(
     "--power",
     "power_spec",
     default="auto",
@@ -204,6 +214,39 @@ def env() -> None:
     show_default=True,
     help="Where result files go when -o is not given.",
 )
+@click.option(
+    "--fleet",
+    "fleet_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Fleet directory: under torchrun, this rank's device is measured and rank 0 writes every device's "
+    "profile and fleet.json here; with --device all, where the node's fleet goes (default: "
+    "RESULTS_DIR/fleet-HOST-TIME). See docs/fleet.md.",
+)
+@click.option(
+    "--nproc-per-node",
+    type=click.IntRange(min=1),
+    default=None,
+    help="--device all: ranks to start (default: every local accelerator; on a CPU-only host 1, and N splits "
+    "the cores into N slices).",
+)
+@click.option(
+    "--fleet-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Fleet: seconds after the start until a rank still measuring is stopped and rank 0 stops waiting "
+    "(default: 1.5 x the longest announced plan + 120 s).",
+)
+@click.option(
+    "--fleet-join-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help="Fleet: seconds rank 0 waits for every rank to be ready before starting without the missing ones.",
+)
+@click.option(
+    "--fleet-member", default=None, hidden=True, help="Internal: set by a fleet rank for its measuring process."
+)
 def run(
     device: str,
     suite: str,
@@ -214,6 +257,7 @@ def run(
     seed: int,
     warmup_s: float | None,
     no_flush: bool,
+    min_sample_s: float | None,
     power_spec: str,
     power_window_s: float | None,
     idle_s: float | None,
@@ -221,12 +265,52 @@ def run(
     power_trials: int | None,
     output: Path | None,
     results_dir: Path,
+    fleet_dir: Path | None,
+    nproc_per_node: int | None,
+    fleet_timeout: float | None,
+    fleet_join_timeout: float,
+    fleet_member: str | None,
 ) -> None:
-    """Measure the device with a suite, judge it, and save a result profile."""
+    """Measure the device with a suite, judge it, and save a result profile.
+
+    With --device all, or under torchrun with --fleet DIR, measure every device together (docs/fleet.md).
+    """
     from npucheck import store
     from npucheck import targets as target_profiles
     from npucheck.read import judge as judging
 
+    member = _fleet_member(fleet_member) if fleet_member is not None else None
+    if member is None and (device.strip().lower() == "all" or fleet_dir is not None):
+        shared = _shared_run_args(
+            suite,
+            kernels,
+            dtypes,
+            targets,
+            seed,
+            warmup_s,
+            no_flush,
+            power_spec,
+            power_window_s,
+            idle_s,
+            power_hz,
+            power_trials,
+            min_sample_s,
+        )
+        target_profiles.load_targets(list(targets) or None)  # bad input is refused here, before any rank starts
+        _fleet(
+            device, fleet_dir, output, results_dir, shared, threads, nproc_per_node, fleet_timeout, fleet_join_timeout
+        )
+        return
+    if member is None:
+        from npucheck.measure.fleet import rank_env
+
+        if rank_env() is not None:
+            raise UsageError(
+                "this process was started by torchrun (RANK and WORLD_SIZE are set): add --fleet DIR so that the "
+                "ranks measure together and rank 0 gathers their profiles"
+            )
+    if member is not None:
+        power_spec = _member_power(member, device, power_spec)
     if output is not None:
         store.output_path_available(output)
     chosen_targets = target_profiles.load_targets(list(targets) or None)
@@ -247,11 +331,18 @@ def run(
         idle_s=idle_s,
         power_hz=power_hz,
         power_trials=power_trials,
+        min_sample_s=min_sample_s,
+        fleet=_public_member(member) if member is not None else None,
     )
     console = _console()
     progress_display = _Progress(console)
     runner = Runner(options, on_event=progress_display.on_event)
     plan = runner.time_plan()
+    if member is not None:  # one rank's measuring process: ready, then wait for the fleet's start
+        from npucheck.measure.fleet import wait_for_go
+
+        go = wait_for_go(member, plan["total_s"], runner.device.id)
+        runner.join_fleet({**_public_member(member), "started_utc": go["started_utc"], "siblings": go["siblings"]})
     progress_display.expected_s = plan["total_s"]
     power_s = plan["idle_s"] + plan["energy_s"]
     from npucheck.read.screen import print_wrapped
@@ -283,12 +374,179 @@ def run(
         profile = replace(profile, verdicts=verdicts)
     except NpucheckError as e:  # judging must never lose what was measured: save first, say why unjudged
         profile = replace(profile, warnings=(*profile.warnings, f"not judged: {e}"))
+    if member is not None and member.get("power_note"):
+        profile = replace(profile, warnings=(*profile.warnings, member["power_note"]))
     path = _save(profile, output, results_dir, console)
     _print_profile(console, profile)
     console.print(f"\nresult saved to [bold]{path}[/bold]")
     if profile.interrupted:
         click.echo("npucheck: interrupted; partial result saved", err=True)
         sys.exit(EXIT_INTERRUPTED)
+
+
+# --------------------------------------------------------------------------------------------------------- fleet
+def _shared_run_args(
+    suite: str,
+    kernels: tuple[str, ...],
+    dtypes: tuple[str, ...],
+    targets: tuple[str, ...],
+    seed: int,
+    warmup_s: float | None,
+    no_flush: bool,
+    power_spec: str,
+    power_window_s: float | None,
+    idle_s: float | None,
+    power_hz: float,
+    power_trials: int | None,
+    min_sample_s: float | None,
+) -> list[str]:
+    """The ``run`` options every rank of a fleet shares, as arguments for each rank's measuring process."""
+    args = ["--suite", suite, "--seed", str(seed), "--power", power_spec, "--power-hz", repr(power_hz)]
+    args += [arg for kernel in kernels for arg in ("--kernels", kernel)]
+    args += [arg for dtype in dtypes for arg in ("--dtypes", dtype)]
+    for target in targets:  # a target file by absolute path: ranks may start in another directory
+        args += ["--target", str(Path(target).resolve()) if Path(target).is_file() else target]
+    for flag, value in (
+        ("--warmup", warmup_s),
+        ("--power-window", power_window_s),
+        ("--idle-seconds", idle_s),
+        ("--power-trials", power_trials),
+        ("--min-sample-time", min_sample_s),
+    ):
+        if value is not None:
+            args += [flag, repr(value)]
+    return args + (["--no-flush"] if no_flush else [])
+
+
+def _fleet(
+    device: str,
+    fleet_dir: Path | None,
+    output: Path | None,
+    results_dir: Path,
+    shared: list[str],
+    threads: int | None,
+    nproc_per_node: int | None,
+    fleet_timeout: float | None,
+    fleet_join_timeout: float,
+) -> None:
+    """``run --device all`` (this node, started through torch's elastic launch) or one rank under torchrun."""
+    import socket
+
+    from npucheck.measure import fleet
+    from npucheck.store import slug
+
+    if output is not None:
+        raise UsageError("-o names one result file; a fleet writes a directory: use --fleet DIR")
+    env = fleet.rank_env()
+    if env is None and device.strip().lower() != "all":
+        raise UsageError(
+            "--fleet DIR is for ranks started by torchrun (RANK, WORLD_SIZE, … unset here): start with "
+            "'torchrun --nproc-per-node N -m npucheck run --fleet DIR', or measure this node's devices with "
+            "'npucheck run --device all'"
+        )
+    if env is None:  # --device all: this process starts the node's ranks
+        if fleet_dir is None:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            fleet_dir = results_dir / f"fleet-{slug(socket.gethostname())}-{stamp}"
+        if (fleet_dir / "fleet.json").exists():
+            raise UsageError(f"{fleet_dir / 'fleet.json'}: already exists; choose a new --fleet DIR")
+        accelerator, count = fleet.local_devices()
+        nproc = nproc_per_node or (count if accelerator is not None else 1)
+        if accelerator is not None and nproc > count:
+            raise UsageError(f"--nproc-per-node {nproc}: this host has {count} {accelerator} device(s)")
+        rank_args = [*shared, "--device", "auto", "--fleet-join-timeout", repr(fleet_join_timeout)]
+        rank_args += ["--fleet-timeout", repr(fleet_timeout)] if fleet_timeout is not None else []
+        rank_args += ["--threads", str(threads)] if threads is not None else []
+        what = f"{nproc} {accelerator} device(s)" if accelerator else f"the CPU in {nproc} slice(s)"
+        click.echo(f"npucheck {__version__}: fleet of {what} on this node; results in {fleet_dir}")
+        outcome = fleet.launch_node(fleet_dir, rank_args, nproc, lambda line: click.echo(line, err=True))
+        _fleet_outcome(fleet_dir, outcome["failed"], outcome["interrupted"])
+        return
+    if fleet_dir is None:
+        raise UsageError("under torchrun, give the fleet directory: --fleet DIR")
+    echo = (lambda line: click.echo(line)) if env.rank == 0 else (lambda line: click.echo(line, err=True))
+    rank = fleet.Rank(
+        env,
+        fleet_dir,
+        shared,
+        device,
+        threads,
+        fleet_timeout,
+        fleet_join_timeout,
+        echo,
+        on_summary=_print_fleet_summary if env.rank == 0 else None,
+    )
+    code = rank.run()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # a gloo receive may still be pending on a helper thread: do not wait for it at exit
+
+
+def _fleet_outcome(fleet_dir: Path, failed: dict[int, int], interrupted: bool) -> None:
+    """After ``--device all``: rank 0 has written fleet.json and printed the table; say what the launcher saw."""
+    from npucheck.fleetfile import FLEET_FILE, load_summary
+
+    for rank, code in sorted(failed.items()):
+        click.echo(f"npucheck: rank {rank} ended with exit code {code}", err=True)
+    summary_path = fleet_dir / FLEET_FILE
+    if not summary_path.exists():
+        click.echo(
+            f"npucheck: rank 0 wrote no fleet summary; the profiles saved are in {fleet_dir} "
+            f"('npucheck fleet {fleet_dir}' reads them without it)",
+            err=True,
+        )
+        sys.exit(5)
+    members = load_summary(summary_path)["members"]
+    if interrupted:
+        click.echo("npucheck: interrupted; what each rank measured is saved", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    if any(m["status"] != "ok" for m in members):
+        sys.exit(5)
+
+
+def _print_fleet_summary(path: Path) -> None:
+    """Rank 0, once fleet.json is written: the fleet table, as ``npucheck fleet DIR`` prints it."""
+    from npucheck.read import fleet as fleets
+
+    console = _console()
+    try:
+        data = fleets.load_fleet(path.parent)
+        fleets.print_fleet(console, data, fleets.analyse(data, fleets.DEFAULT_TOLERANCE), fleets.DEFAULT_TOLERANCE)
+    except NpucheckError as e:  # the profiles are saved whatever the table does
+        click.echo(f"npucheck: the fleet table could not be printed: {e}", err=True)
+    console.print(f"\nfleet saved to [bold]{path.parent}[/bold] (summary: {path.name})")
+
+
+def _fleet_member(text: str) -> dict[str, Any]:
+    import json
+
+    try:
+        member = json.loads(text)
+    except ValueError as e:
+        raise UsageError(f"--fleet-member: not JSON: {e}") from e
+    if not isinstance(member, dict) or not {"rank", "local_rank", "ready_file", "go_file"} <= set(member):
+        raise UsageError("--fleet-member: not a fleet member description (it is set by a fleet rank)")
+    cores = member.get("cpu_cores")
+    if cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)  # before torch starts its threads
+    return member
+
+
+def _public_member(member: dict[str, Any]) -> dict[str, Any]:
+    """What a profile records of its rank (``environment.fleet``)."""
+    keys = "rank local_rank world_size local_world_size launcher run_id cpu_cores cpu_cores_shared".split()
+    return {key: member.get(key) for key in keys}
+
+
+def _member_power(member: dict[str, Any], device: str, power_spec: str) -> str:
+    """CPU ranks sharing a host share its power domains (RAPL package, psys): no per-rank power unless asked."""
+    if device == "cpu" and int(member.get("local_world_size") or 1) > 1 and power_spec == "auto":
+        member["power_note"] = (
+            f"power: not measured: {member['local_world_size']} ranks share this host's CPU power domains, so no "
+            "source can attribute power to one rank's cores (name a source with --power to measure anyway)"
+        )
+        return "none"
+    return power_spec
 
 
 def _save(profile: ResultProfile, output: Path | None, results_dir: Path, console: Console) -> Path:
@@ -369,11 +627,23 @@ class _Progress:
     help="Built-in target name or .toml file; repeatable. Default: every built-in target.",
 )
 def check(result: Path, targets: tuple[str, ...]) -> None:
-    """Judge a stored result against targets. Exit 0 all PASS, 1 any FAIL, 3 otherwise."""
+    """Judge a stored result against targets. Exit 0 all PASS, 1 any FAIL, 3 otherwise.
+
+    RESULT may be a directory (a fleet directory or any folder of profiles): every profile is judged, one line per
+    device; exit 3 also when a fleet member is in error or missing."""
     from npucheck import store
     from npucheck import targets as target_profiles
     from npucheck.read import judge as judging
 
+    if result.is_dir():
+        from npucheck.read.fleetlines import check_directory
+        from npucheck.read.screen import print_wrapped
+
+        checked = check_directory(result, target_profiles.load_targets(list(targets) or None))
+        print_wrapped(_console(), [checked.bottom, *checked.device_lines, *checked.member_lines, checked.bottom])
+        for line in checked.unreadable:
+            click.echo(f"npucheck: skipped {line}", err=True)
+        sys.exit(checked.exit_code)
     profile = store.load_result(result)
     verdicts = judging.judge(profile, target_profiles.load_targets(list(targets) or None))
     console = _console()
@@ -499,6 +769,19 @@ def results_command(directory: Path, sort_by: str, fmt: str) -> None:
             click.echo(f"no result profiles in {directory} (no readable *.json file)", err=True)
         else:
             print_wrapped(console, results_table(console, frame, f"{len(frame)} result profile(s) in {directory}"))
+    from npucheck.read.fleetlines import fleet_subfolders, summary_line
+
+    fleet_lines = []  # the table's reader sees them on stdout; csv and json stay machine-readable
+    try:
+        fleet_lines += [line for line in [summary_line(directory)] if line]
+    except NpucheckError as e:
+        unreadable.append(f"fleet summary {e}")
+    fleet_lines += [
+        f"fleet directory: {sub} (`npucheck results {sub}`, `npucheck fleet {sub}`)"
+        for sub in fleet_subfolders(directory)
+    ]
+    for line in fleet_lines:
+        click.echo(line, err=fmt != "table")
     for line in unreadable:
         click.echo(f"npucheck: skipped {line}", err=True)
 
@@ -519,14 +802,43 @@ def results_command(directory: Path, sort_by: str, fmt: str) -> None:
     "--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table", show_default=True
 )
 def compare_command(base: Path, others: tuple[Path, ...], threshold: float, fail_on_regression: bool, fmt: str) -> None:
-    """Compare OTHER result profiles with BASE, case by case, with statistical significance."""
+    """Compare OTHER result profiles with BASE, case by case, with statistical significance.
+
+    BASE and OTHER may be two fleet directories: compared device by device (which devices got slower)."""
     import json
 
     from npucheck import store
     from npucheck.read import compare as comparing
+    from npucheck.read.fleetlines import require_same_kind
     from npucheck.read.screen import print_table
     from npucheck.read.text import compare_display, comparison_summary_lines, frame_table
 
+    if require_same_kind(base, others):
+        from npucheck.read.fleet import load_fleet
+        from npucheck.read.fleetlines import fleet_comparison
+
+        fleets = fleet_comparison(load_fleet(base), load_fleet(others[0]), threshold)
+        if fmt == "csv":
+            click.echo(fleets.frame.to_csv(index=False), nl=False)
+        elif fmt == "json":
+            devices = json.loads(fleets.frame.to_json(orient="records"))
+            document = {"base": str(base), "other": str(others[0]), "threshold": threshold, "summary": fleets.summary}
+            click.echo(json.dumps({**document, "devices": devices}, indent=1))
+        elif fmt == "markdown":
+            click.echo(f"# Fleet {others[0]} compared with {base}\n\n- {fleets.summary}\n")
+            click.echo(comparing.to_markdown(fleets.display) if not fleets.display.empty else "no devices")
+        else:
+            console = _console()
+            console.print(
+                f"base: fleet {escape(str(base))}; other: fleet {escape(str(others[0]))}; threshold {threshold:.0%}; "
+                "ratio = other speed / base speed of each dtype's peak (> 1 faster), 95% bootstrap interval"
+            )
+            print_table(console, frame_table(fleets.display, "Devices"))
+            console.print(escape(fleets.summary))
+        if fail_on_regression and fleets.regressed:
+            click.echo(f"npucheck: {len(fleets.regressed)} device(s) slower beyond {threshold:.0%}", err=True)
+            sys.exit(EXIT_FAIL)
+        return
     base_profile = store.load_result(base)
     loaded = [(comparing.label(path, profile), profile) for path in others for profile in [store.load_result(path)]]
     frame = comparing.compare_frames(base_profile, loaded, threshold)
@@ -579,7 +891,11 @@ def _per_watt_thresholds(targets: tuple[str, ...]) -> list[tuple[str, float]]:
 @cli.command("plot")
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
-    "--kind", type=click.Choice(["sweep", "efficiency", "trace", "compare"]), default="sweep", show_default=True
+    "--kind",
+    type=click.Choice(["sweep", "efficiency", "trace", "compare", "fleet"]),
+    default="sweep",
+    show_default=True,
+    help="fleet: each device of a fleet DIRECTORY against its group.",
 )
 @click.option(
     "-o",
@@ -594,10 +910,18 @@ def _per_watt_thresholds(targets: tuple[str, ...]) -> list[tuple[str, float]]:
     multiple=True,
     help="Targets whose TFLOPS/W thresholds are drawn (efficiency); default: every built-in target.",
 )
-def plot_command(results: tuple[Path, ...], kind: str, output: Path, targets: tuple[str, ...]) -> None:
-    """Plot stored results: sweep, efficiency curves, power trace, or several profiles compared.
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="fleet: how far below its group's median (of the others) a device is flagged [default: 0.1].",
+)
+def plot_command(
+    results: tuple[Path, ...], kind: str, output: Path, targets: tuple[str, ...], tolerance: float | None
+) -> None:
+    """Plot stored results: sweep, efficiency curves, power trace, several profiles compared, or a fleet.
 
-    sweep, efficiency and trace take exactly one RESULT; compare takes two or more.
+    sweep, efficiency and trace take exactly one RESULT; compare takes two or more; fleet one fleet DIRECTORY.
     """
     from npucheck import store
     from npucheck.read import plot as plotting
@@ -606,6 +930,21 @@ def plot_command(results: tuple[Path, ...], kind: str, output: Path, targets: tu
     plotting.check_count(kind, len(results))
     if output.suffix.lower().lstrip(".") not in plotting.FORMATS:
         raise UsageError(f"{output}: the plot format comes from the extension: .png, .svg or .pdf")
+    if tolerance is not None and kind != "fleet":
+        raise UsageError("--tolerance applies to --kind fleet only")
+    if kind == "fleet":
+        from npucheck.read import fleet as fleets
+
+        if results[0].exists() and not results[0].is_dir():
+            raise UsageError(f"{results[0]}: --kind fleet takes a fleet directory, not a file")
+        tolerance = fleets.DEFAULT_TOLERANCE if tolerance is None else tolerance
+        analysed = fleets.analyse(fleets.load_fleet(results[0]), tolerance)
+        figure = plotting.build(kind, [], [], analysed=analysed, tolerance=tolerance)
+        click.echo(f"plot written to {plotting.save(figure, output)}")
+        return
+    folders = [str(path) for path in results if path.is_dir()]
+    if folders:
+        raise UsageError(f"{folders[0]}: is a directory; --kind {kind} takes result files (a fleet: --kind fleet)")
     profiles = [store.load_result(path) for path in results]
     labels = [profile_label(path, profile) for path, profile in zip(results, profiles)]
     thresholds = _per_watt_thresholds(targets) if kind == "efficiency" else []
@@ -625,14 +964,45 @@ def plot_command(results: tuple[Path, ...], kind: str, output: Path, targets: tu
     help="report.html (plots embedded) or report.md (plots in a folder beside it).",
 )
 @click.option("--target", "targets", multiple=True, help="Targets whose TFLOPS/W thresholds are drawn.")
-def report_command(result: Path, base: Path | None, output: Path, targets: tuple[str, ...]) -> None:
-    """A self-contained report of RESULT, compared with BASE when given."""
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="Fleet reports: how far below its group's median (of the others) a device is flagged [default: 0.1].",
+)
+def report_command(
+    result: Path, base: Path | None, output: Path, targets: tuple[str, ...], tolerance: float | None
+) -> None:
+    """A self-contained report of RESULT, compared with BASE when given.
+
+    RESULT may be a fleet directory (BASE then a fleet directory too: which devices got slower)."""
     from npucheck import store
     from npucheck.read import report as reporting
 
     suffix = output.suffix.lower()
     if suffix not in (".html", ".htm", ".md"):
         raise UsageError(f"{output}: a report is .html or .md")
+    if result.is_dir() or (base is not None and base.is_dir()):
+        from npucheck.read import fleet as fleets
+
+        if not result.is_dir() or (base is not None and not base.is_dir()):
+            raise UsageError("report of a fleet takes fleet directories only: RESULT and BASE both directories")
+        if tolerance is None:
+            tolerance = fleets.DEFAULT_TOLERANCE
+        text, files = reporting.build_fleet(
+            fleets.load_fleet(result),
+            fleets.load_fleet(base) if base is not None else None,
+            "markdown" if suffix == ".md" else "html",
+            tolerance,
+            plot_dir_name=f"{output.stem}_files",
+        )
+        reporting.write(output, text, files)
+        click.echo(
+            f"report written to {output}" + (f" (plot in {output.parent / (output.stem + '_files')})" if files else "")
+        )
+        return
+    if tolerance is not None:
+        raise UsageError("--tolerance applies to a fleet report only (RESULT a fleet directory)")
     profile = store.load_result(result)
     base_profile = store.load_result(base) if base is not None else None
     fmt = "markdown" if suffix == ".md" else "html"
@@ -643,6 +1013,46 @@ def report_command(result: Path, base: Path | None, output: Path, targets: tuple
     click.echo(
         f"report written to {output}" + (f" (plots in {output.parent / (output.stem + '_files')})" if files else "")
     )
+
+
+# --------------------------------------------------------------------------------------------------------- fleet
+@cli.command("fleet")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.10,
+    show_default=True,
+    help="A device is an outlier when it is more than this fraction below the median of its group's other "
+    "devices (and significantly so from the raw samples).",
+)
+@click.option(
+    "--fail-on-outlier",
+    is_flag=True,
+    help="Exit 1 when any device is an outlier, failed a target, or is missing or in error (for CI).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json", "markdown"]), default="table", show_default=True
+)
+def fleet_command(directory: Path, tolerance: float, fail_on_outlier: bool, fmt: str) -> None:
+    """Read a fleet directory (npucheck run --fleet DIR): every device, grouped, and the outliers with evidence."""
+    from npucheck.read import fleet as fleets
+
+    data = fleets.load_fleet(directory)
+    analysed = fleets.analyse(data, tolerance)
+    if fmt == "csv":
+        click.echo(analysed.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(fleets.to_json(data, analysed, tolerance))
+    elif fmt == "markdown":
+        click.echo(fleets.to_markdown(data, analysed, tolerance), nl=False)
+    else:
+        fleets.print_fleet(_console(), data, analysed, tolerance)
+    for line in data.unreadable:
+        click.echo(f"npucheck: skipped {line}", err=True)
+    code = fleets.exit_code(analysed, fail_on_outlier)
+    if code:
+        sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:

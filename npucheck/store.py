@@ -356,6 +356,8 @@ def output_path_available(path: str | Path) -> None:
 # --------------------------------------------------------------------------------------------------- list
 def iter_results(directory: str | Path) -> Iterator[tuple[Path, dict[str, Any] | ResultFileError]]:
     """Every ``*.json`` file directly in ``directory``, sorted by name, loaded or with the reason it could not be.
+    A fleet directory's summary (``fleet.json``, :data:`npucheck.fleetfile.FLEET_FILE`) is not a result profile and
+    is skipped.
 
     Raises:
         ResultFileError: ``directory`` is not a directory.
@@ -370,7 +372,9 @@ def iter_results(directory: str | Path) -> Iterator[tuple[Path, dict[str, Any] |
         raise ResultFileError(f"{directory}: no such folder{hint}")
     if not directory.is_dir():
         raise ResultFileError(f"{directory}: is a file, not a folder of result profiles")
-    for path in sorted(p for p in directory.iterdir() if p.suffix == ".json"):
+    from npucheck.fleetfile import FLEET_FILE  # here: fleetfile imports this module
+
+    for path in sorted(p for p in directory.iterdir() if p.suffix == ".json" and p.name != FLEET_FILE):
         try:
             yield path, load_result(path)
         except ResultFileError as e:

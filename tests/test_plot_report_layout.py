@@ -119,7 +119,13 @@ def test_each_kind_refuses_a_profile_count_outside_its_rule_with_one_line(kind, 
 
 
 def test_the_rule_is_one_table_and_the_command_follows_and_documents_it(tmp_path):
-    assert plotting.PROFILE_COUNTS == {"sweep": (1, 1), "efficiency": (1, 1), "trace": (1, 1), "compare": (2, None)}
+    assert plotting.PROFILE_COUNTS == {
+        "sweep": (1, 1),
+        "efficiency": (1, 1),
+        "trace": (1, 1),
+        "compare": (2, None),
+        "fleet": (1, 1),  # one fleet directory (tests/test_fleet_outputs.py)
+    }
     runner = CliRunner()
     stored = save_result(make_profile(), tmp_path / "r.json")
     one = runner.invoke(cli, ["plot", str(stored), "--kind", "compare", "-o", str(tmp_path / "c.png")])

@@ -141,7 +141,9 @@ def test_a_case_predicted_over_budget_is_skipped_with_the_reason():
 
 def test_other_load_before_the_run_is_warned_about(monkeypatch):
     monkeypatch.setattr(
-        runner_module, "busy_processes", lambda interval_s=0.5, exclude=None: [{"pid": 42, "name": "stress", "cpu_percent": 99.0}]
+        runner_module,
+        "busy_processes",
+        lambda interval_s=0.5, exclude=None: [{"pid": 42, "name": "stress", "cpu_percent": 99.0}],
     )
     profile = _run()
     assert profile["load"]["before"]["busy_processes"][0]["name"] == "stress"

@@ -73,6 +73,9 @@ GRACE_S = 20.0
 SIGKILL (torchrun gives its workers 30 s after its own SIGTERM)."""
 DEADLINE_FACTOR, DEADLINE_MARGIN_S = 1.5, 120.0
 """Without ``--fleet-timeout`` the deadline is this factor times the longest announced plan plus this margin."""
+RESULT_MARGIN_S = 15.0
+"""Rank 0 waits this long past the deadline plus GRACE_S for results: a rank stops its measuring process at the
+deadline, gives it GRACE_S to save, then sends."""
 POLL_S = 0.05
 _TAGS = {"ready": 11, "go": 21, "result": 31}
 """gloo tags of the three messages; each message is a header (sender, byte count) on its tag, then the bytes on
@@ -445,7 +448,12 @@ class Rank:
             env.pop(name, None)  # the measuring process is not a rank: it must never join the group itself
         with open(log, "wb") as sink:
             self._child = subprocess.Popen(
-                command, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+                command,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                preexec_fn=_interrupt_when_orphaned,
             )
         own.pid = self._child.pid
         self._log = log
@@ -619,7 +627,7 @@ class Rank:
             self.echo(f"npucheck: error: {abort}")
             return 2
         deadline = time.monotonic() + wait_s
-        results_box = wire.inbox("result", len(members) - 1, wait_s + GRACE_S * 2 + 30)
+        results_box = wire.inbox("result", len(members) - 1, wait_s + GRACE_S + RESULT_MARGIN_S)
         self.echo(
             f"fleet: {len(members)} of {world} rank(s) ready; started {started}; results due within {wait_s:.0f} s"
         )
@@ -637,7 +645,7 @@ class Rank:
             }
         }
         expected = [r for r in members if r != 0 and "lost" not in members[r]]
-        result_deadline = deadline + GRACE_S * 2 + 30
+        result_deadline = deadline + GRACE_S + RESULT_MARGIN_S
         if self._interrupted:
             result_deadline = min(result_deadline, time.monotonic() + GRACE_S * 2)
         for sender, said in self._drain(results_box, len(expected), result_deadline):
@@ -706,13 +714,22 @@ class Rank:
             "started_utc": started,
             "launcher": self.env.launcher,
             "run_id": self.env.run_id,
-            "command": list(sys.argv),
+            "command": _command(),
             "world_size": self.env.world_size,
             "hosts": sorted({str(r["host"]) for r in rows if r["host"]}),
             "settings": {"timeout_s": wait_s, "join_timeout_s": self.join_s, "args": self.child_args},
             "members": rows,
         }
-        path = write_summary(self.dir, summary)
+        try:
+            path = write_summary(self.dir, summary)
+        except Exception as e:  # noqa: BLE001 - a bug here must not lose the fleet's outcome: keep it unchecked
+            from npucheck.atomic import write_atomic
+
+            path = write_atomic(self.dir / "fleet.unchecked.json", json.dumps(summary, indent=2).encode("utf-8"))
+            self.echo(
+                f"npucheck: internal error: the fleet summary did not pass its schema ({_line(e)}); kept at {path}"
+            )
+            return FleetError.exit_code
         if self.on_summary is not None:
             self.on_summary(path)
         if self._interrupted:
@@ -733,6 +750,27 @@ class Rank:
             path = self.dir / f"{stem}.from-rank.json"
         write_atomic(path, text.encode("utf-8"))
         return path.name
+
+
+def _interrupt_when_orphaned() -> None:
+    """In the measuring process, before it runs: if its rank dies (SIGKILL, a crash), Linux sends it SIGINT
+    (``PR_SET_PDEATHSIG``), so it stops and saves what it measured like after Ctrl-C. Elsewhere: nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGINT), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # no prctl: an orphaned measuring process runs to its end and saves its profile then
+
+
+def _command() -> list[str]:
+    """This rank's command line as typed (``python -m npucheck`` shows as ``npucheck``)."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith("__main__.py"):
+        argv[0] = "npucheck"
+    return argv
 
 
 def _line(e: BaseException) -> str:
@@ -760,8 +798,10 @@ def launch_node(fleet_dir: Path, rank_args: list[str], nproc: int, echo: Callabl
     """``npucheck run --device all``: one rank per local device, started through torch's elastic launch API (what
     ``torchrun --standalone --nproc-per-node N`` does), each rank running ``npucheck run --fleet DIR``.
 
-    Returns what the launcher said: ``failed`` (rank → exit code) for ranks that ended badly.
+    Returns what the launcher said: ``failed`` (rank → exit code) for ranks that ended badly, ``interrupted``
+    when a signal (Ctrl-C) stopped it.
     """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -780,7 +820,9 @@ def launch_node(fleet_dir: Path, rank_args: list[str], nproc: int, echo: Callabl
     try:
         elastic_launch(config, sys.executable)(*args)
     except ChildFailedError as e:
-        return {"failed": {rank: failure.exitcode for rank, failure in e.failures.items()}}
+        return {"failed": {rank: failure.exitcode for rank, failure in e.failures.items()}, "interrupted": False}
+    except SignalException:  # Ctrl-C (or SIGTERM): the launcher has passed it on to the ranks, which saved
+        return {"failed": {}, "interrupted": True}
     finally:
         os.environ.pop(ENV_PARENT, None)
-    return {"failed": {}}
+    return {"failed": {}, "interrupted": False}

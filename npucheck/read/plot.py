@@ -10,7 +10,11 @@ Kinds, and how many profiles each takes (:data:`PROFILE_COUNTS`, checked by :fun
 * ``trace`` (exactly one): power over the run with each energy window shaded and labelled (case and window kind;
   numbered with a key below when there are many), SM clock and temperature where recorded;
 * ``compare`` (two or more): the profiles' GEMM sweeps on the same axes, a marker per profile, each profile's
-  points nudged sideways (dodge) so that equal points stay visible, a legend naming device and date.
+  points nudged sideways (dodge) so that equal points stay visible, a legend naming device and date;
+* ``fleet`` (exactly one fleet directory, analysed by :func:`npucheck.read.fleet.analyse`): one panel per metric
+  (peak fp16, bf16, fp32, fp16 TFLOPS/W) with each device's value and 95% interval, devices side by side by group,
+  each group's median and its tolerance threshold (median × (1 − tolerance)) drawn, flagged devices in red and
+  labelled; device labels are thinned when there are many (:data:`FLEET_LABELLED_DEVICES`).
 
 Every function takes :class:`npucheck.model.ResultProfile` objects or loaded schema-v2 dicts (converted once with
 :func:`npucheck.model.as_profile`).
@@ -21,7 +25,7 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -32,6 +36,9 @@ from npucheck.atomic import write_atomic
 from npucheck.errors import UsageError
 from npucheck.model import Energy, Measurement, ResultProfile, as_profile
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = [
     "build",
     "COLOURS",
@@ -39,6 +46,11 @@ __all__ = [
     "count_rule",
     "DTYPE_ORDER",
     "efficiency",
+    "fleet",
+    "FLEET_ANNOTATED_FLAGS",
+    "FLEET_LABELLED_DEVICES",
+    "FLEET_MAX_SIZE",
+    "FLEET_METRICS",
     "FORMATS",
     "KINDS",
     "check_count",
@@ -53,7 +65,7 @@ __all__ = [
 ]
 
 
-KINDS = ("sweep", "efficiency", "trace", "compare")
+KINDS = ("sweep", "efficiency", "trace", "compare", "fleet")
 FORMATS = ("png", "svg", "pdf")
 DTYPE_ORDER = ("fp16", "bf16", "fp32")
 COLOURS = {"fp16": "tab:red", "bf16": "tab:blue", "fp32": "tab:green"}
@@ -79,8 +91,10 @@ PROFILE_COUNTS: dict[str, tuple[int, int | None]] = {
     "efficiency": (1, 1),
     "trace": (1, 1),
     "compare": (2, None),
+    "fleet": (1, 1),
 }
-"""How many profiles each kind takes: (least, most; None = no limit). One rule for the command and the library."""
+"""How many profiles each kind takes: (least, most; None = no limit). One rule for the command and the library.
+(``fleet`` counts fleet directories, not profiles.)"""
 
 ProfileLike = ResultProfile | Mapping[str, Any]
 """What the plots accept: a :class:`ResultProfile`, or a loaded schema-v2 dict."""
@@ -97,6 +111,8 @@ def _as_profiles(profiles: Sequence[ProfileLike]) -> list[ResultProfile]:
 def count_rule(kind: str) -> str:
     """The rule of :data:`PROFILE_COUNTS` for ``kind`` in words, e.g. "exactly 1 result"."""
     least, most = PROFILE_COUNTS[kind]
+    if kind == "fleet":
+        return "exactly 1 fleet directory"
     if least == most:
         return f"exactly {least} result{'' if least == 1 else 's'}"
     if most is None:
@@ -110,7 +126,7 @@ def check_count(kind: str, count: int) -> None:
         raise UsageError(f"unknown plot kind {kind!r} (known: {', '.join(KINDS)})")
     least, most = PROFILE_COUNTS[kind]
     if count < least or (most is not None and count > most):
-        hint = "; use --kind compare to overlay several" if kind != "compare" else ""
+        hint = "; use --kind compare to overlay several" if kind not in ("compare", "fleet") else ""
         raise UsageError(f"--kind {kind} takes {count_rule(kind)}, got {count}{hint}")
 
 
@@ -459,9 +475,274 @@ def compare(profiles: Sequence[ProfileLike], labels: list[str]) -> Figure:
     return fig
 
 
+FLEET_METRICS = (
+    ("peak_fp16_tflops", "peak_fp16_ci_low", "peak_fp16_ci_high", "peak fp16 (TFLOPS)"),
+    ("peak_bf16_tflops", "peak_bf16_ci_low", "peak_bf16_ci_high", "peak bf16 (TFLOPS)"),
+    ("peak_fp32_tflops", "peak_fp32_ci_low", "peak_fp32_ci_high", "peak fp32 (TFLOPS)"),
+    ("fp16_tflops_per_watt", "fp16_tflops_per_watt_ci_low", "fp16_tflops_per_watt_ci_high", "fp16 TFLOPS/W"),
+)
+"""The fleet plot's panels: (column, interval low, interval high, axis label); a panel is drawn when some device
+has a value."""
+FLEET_LABELLED_DEVICES = 60
+"""Up to this many devices, every device is named on the x axis; beyond, about 40 names are shown, evenly spaced."""
+FLEET_ANNOTATED_FLAGS = 25
+"""Up to this many flagged devices are named beside their point in each panel; the rest are counted in a note."""
+FLEET_MAX_SIZE = (24.0, 14.0)
+"""The fleet figure's largest size in inches (width, height), whatever the number of devices."""
+_GROUP_GAP = 1.5
+_FLAG_COLOUR, _DEVICE_COLOUR = "tab:red", "tab:blue"
+
+
+def _numbers(frame: pd.DataFrame, column: str) -> Any:
+    """A frame column as floats (NaN where missing; an absent column is all NaN)."""
+    import numpy as np
+    import pandas as pd
+
+    if column not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+
+
+def _flags(frame: pd.DataFrame, column: str) -> Any:
+    import numpy as np
+
+    if column not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    return np.array(
+        [value is True or (value is not None and value == value and bool(value)) for value in frame[column]]
+    )
+
+
+def _short(text: str, most: int = 40) -> str:
+    return text if len(text) <= most else text[: max(1, most - 1)] + "…"
+
+
+def _natural(text: str) -> list[tuple[int, Any]]:
+    """Sort key that puts ``vm-2-cpu`` before ``vm-10-cpu``."""
+    import re
+
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text)]
+
+
+def fleet(analysed: pd.DataFrame, tolerance: float = 0.10) -> Figure:
+    """Each device's figures against its group: what :func:`npucheck.read.fleet.analyse` returns, drawn.
+
+    Args:
+        analysed: the analysed device frame (``group``, per metric M: M, its interval, ``M_flag``, ``M_ratio``);
+            each device is named by :func:`npucheck.read.fleet.device_label` (its profile's stem).
+        tolerance: the tolerance the frame was analysed with; the threshold line is group median × (1 − tolerance).
+
+    Raises:
+        NothingToPlot: no device has a value for any metric.
+    """
+    import numpy as np
+
+    from npucheck.read.fleet import device_label
+
+    if analysed is None or len(analysed) == 0:
+        raise NothingToPlot("the fleet has no devices")
+    panels = [spec for spec in FLEET_METRICS if np.isfinite(_numbers(analysed, spec[0])).any()]
+    if not panels:
+        raise NothingToPlot("no device of the fleet has a measured peak or TFLOPS/W (every member missing or failed?)")
+    frame = analysed.assign(
+        _group=[str(g) if g is not None and g == g else "—" for g in analysed.get("group", [None] * len(analysed))],
+        _key=[device_label(row) for row in analysed.to_dict(orient="records")],
+    )
+    frame = frame.iloc[  # groups by name, devices without a profile last; in a group by name (rank 2 before 10)
+        sorted(
+            range(len(frame)),
+            key=lambda i: (
+                frame["_group"].iloc[i] == "no profile",
+                frame["_group"].iloc[i],
+                _natural(frame["_key"].iloc[i]),
+            ),
+        )
+    ]
+    groups = list(frame["_group"])
+    count = len(frame)
+    xs: list[float] = []
+    x = -1.0
+    for index, group in enumerate(groups):
+        x += 1 + (_GROUP_GAP if index and group != groups[index - 1] else 0)
+        xs.append(x)
+    positions = np.array(xs)
+    named_all = count <= FLEET_LABELLED_DEVICES
+    width = min(FLEET_MAX_SIZE[0], max(8.0, 3.0 + 0.22 * count))
+    height = min(FLEET_MAX_SIZE[1], 1.6 + 2.8 * len(panels) + (1.4 if named_all else 0.6))
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    marker_size = 5.0 if count <= 60 else 3.0 if count <= 300 else 1.5
+    caps = 2 if count <= 60 else 0
+    spans = _group_spans(groups, positions)
+    keys = list(frame["_key"])
+    for ax, (column, low_column, high_column, label) in zip(axes, panels):
+        values = _numbers(frame, column)
+        low, high = _numbers(frame, low_column), _numbers(frame, high_column)
+        flagged = _flags(frame, f"{column}_flag") & np.isfinite(values)
+        below = np.where(np.isfinite(low), np.clip(values - low, 0, None), 0.0)
+        above = np.where(np.isfinite(high), np.clip(high - values, 0, None), 0.0)
+        for mask, colour, name in (
+            (np.isfinite(values) & ~flagged, _DEVICE_COLOUR, "device (median, 95% CI)"),
+            (flagged, _FLAG_COLOUR, f"flagged: more than {tolerance:.0%} below its group"),
+        ):
+            if mask.any():
+                ax.errorbar(
+                    positions[mask],
+                    values[mask],
+                    yerr=[below[mask], above[mask]],
+                    fmt="o",
+                    markersize=marker_size,
+                    capsize=caps,
+                    elinewidth=0.8,
+                    color=colour,
+                    label=name,
+                )
+        absent = ~np.isfinite(values)
+        if absent.any():
+            ax.plot(
+                positions[absent],
+                [0.03] * int(absent.sum()),
+                "x",
+                color="tab:gray",
+                markersize=marker_size + 1,
+                transform=ax.get_xaxis_transform(),
+                clip_on=False,
+                label="no value (missing, error or not measured)",
+            )
+        drawn = False
+        for index, (_group, start, end) in enumerate(spans):
+            if index:
+                ax.axvline(start - (1 + _GROUP_GAP) / 2, color="tab:gray", linewidth=0.6, alpha=0.5)
+            inside = (positions >= start) & (positions <= end) & np.isfinite(values)
+            if not inside.any():
+                continue
+            median = float(np.median(values[inside]))
+            ax.hlines(
+                median,
+                start - 0.45,
+                end + 0.45,
+                color="black",
+                linewidth=1.2,
+                label=None if drawn else "group median",
+            )
+            ax.hlines(
+                median * (1 - tolerance),
+                start - 0.45,
+                end + 0.45,
+                color=_FLAG_COLOUR,
+                linestyle="--",
+                linewidth=1,
+                label=None if drawn else f"threshold: group median × (1 − {tolerance:g})",
+            )
+            drawn = True
+        finite = values[np.isfinite(values)]
+        if finite.size and finite.min() > 0 and finite.max() / finite.min() > 20:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0, top=max(float(np.nanmax(np.where(np.isfinite(high), high, values))), 1e-12) * 1.15)
+        ax.set_ylabel(label)
+        ax.grid(True, axis="y", alpha=0.3)
+        _name_flagged(ax, positions, values, flagged, keys, frame, column)
+    legend: dict[str, Any] = {}
+    for ax in axes:  # one legend for every panel: each entry once, in the order of first appearance
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(name, handle)
+    order = sorted(legend, key=lambda name: (not name.startswith(("device", "flagged")), name))
+    fig.legend(
+        [legend[name] for name in order],
+        order,
+        loc="outside lower center",
+        ncols=max(2, min(5, len(order), int(width / 3.2))),
+        fontsize=8,
+    )
+    top, bottom = axes[0], axes[-1]
+    if len(spans) <= 12:
+        room = width * 11 / (positions[-1] - positions[0] + 2)  # characters of a group label per x unit
+        for group, start, end in spans:
+            top.text(
+                (start + end) / 2,
+                1.01,
+                _short(group, int((end - start + 1 + _GROUP_GAP) * room)),
+                transform=top.get_xaxis_transform(),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
+    if named_all:
+        bottom.set_xticks(positions, keys, rotation=90, fontsize=7)
+        bottom.set_xlabel(
+            "device (host-local rank-device), side by side by group"
+            + (f"; {len(spans)} groups" if len(spans) > 1 else "")
+        )
+    else:
+        step = -(-count // 40)
+        bottom.set_xticks(positions[::step], keys[::step], rotation=90, fontsize=6)
+        bottom.set_xlabel(
+            f"{count} devices, side by side by group; every {step}th named (flagged devices are named in the panels)"
+        )
+    bottom.set_xlim(positions[0] - 1, positions[-1] + 1)
+    hosts = frame["host"].nunique() if "host" in frame.columns else 0
+    total_flagged = int(_flags(frame, "flagged").sum())
+    fig.suptitle(
+        f"Fleet: {count} device{'s' if count != 1 else ''} on {hosts} host{'s' if hosts != 1 else ''}, "
+        f"{total_flagged} flagged (more than {tolerance:.0%} below the median of the others in its group)",
+        fontsize=11,
+    )
+    return fig
+
+
+def _group_spans(groups: list[str], positions: Any) -> list[tuple[str, float, float]]:
+    """(group, first x, last x) for each run of one group along the axis."""
+    spans: list[tuple[str, float, float]] = []
+    for group, x in zip(groups, positions):
+        if spans and spans[-1][0] == group:
+            spans[-1] = (group, spans[-1][1], float(x))
+        else:
+            spans.append((group, float(x), float(x)))
+    return spans
+
+
+def _name_flagged(
+    ax: Any, positions: Any, values: Any, flagged: Any, keys: list[str], frame: pd.DataFrame, column: str
+) -> None:
+    """Each flagged device's name and ratio to its group beside its point (up to FLEET_ANNOTATED_FLAGS)."""
+    ratios = _numbers(frame, f"{column}_ratio")
+    indices = [int(i) for i in flagged.nonzero()[0]]
+    for order, index in enumerate(indices[:FLEET_ANNOTATED_FLAGS]):
+        ratio = f" ({ratios[index]:.2f}×)" if ratios[index] == ratios[index] else ""
+        ax.annotate(
+            f"{keys[index]}{ratio}",
+            (positions[index], values[index]),
+            xytext=(5, -12 if order % 2 else 4),
+            textcoords="offset points",
+            fontsize=7,
+            color=_FLAG_COLOUR,
+        )
+    if len(indices) > FLEET_ANNOTATED_FLAGS:
+        ax.text(
+            0.99,
+            0.02,
+            f"+{len(indices) - FLEET_ANNOTATED_FLAGS} more flagged (npucheck fleet DIR lists them)",
+            transform=ax.transAxes,
+            ha="right",
+            fontsize=7,
+            color=_FLAG_COLOUR,
+        )
+
+
 def build(
-    kind: str, profiles: Sequence[ProfileLike], labels: list[str], thresholds: list[tuple[str, float]] | None = None
+    kind: str,
+    profiles: Sequence[ProfileLike],
+    labels: list[str],
+    thresholds: list[tuple[str, float]] | None = None,
+    analysed: pd.DataFrame | None = None,
+    tolerance: float = 0.10,
 ) -> Figure:
+    """The figure of ``kind``: from ``profiles``, or for ``fleet`` from the ``analysed`` fleet frame."""
+    if kind == "fleet":
+        if analysed is None:
+            raise UsageError("--kind fleet plots a fleet directory: npucheck plot --kind fleet DIR -o fleet.png")
+        return fleet(analysed, tolerance)
     check_count(kind, len(profiles))
     loaded = _as_profiles(profiles)
     if kind == "sweep":

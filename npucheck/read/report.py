@@ -1,5 +1,6 @@
-"""A self-contained report of one result profile (and its comparison with a base): HTML with the plots
-embedded, or Markdown with the plot files beside it. Every string from a profile is escaped. Reads JSON only.
+"""A self-contained report of one result profile (and its comparison with a base), or of a fleet directory
+(:func:`build_fleet`, and its comparison with an earlier fleet): HTML with the plots embedded, or Markdown with the
+plot files beside it. Every string from a profile is escaped. Reads JSON only.
 
 :func:`build` takes :class:`npucheck.model.ResultProfile` objects or loaded dicts (converted once with
 :func:`npucheck.model.as_profile`) and reads them through attributes.
@@ -37,7 +38,7 @@ from npucheck.read.text import (
 )
 from npucheck.stats import is_unstable
 
-__all__ = ["build", "CSS", "write"]
+__all__ = ["build", "build_fleet", "CSS", "FLEET_TABLE_COLUMNS", "fleet_table", "write"]
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}
@@ -340,3 +341,325 @@ def write(path: Path, text: str, files: dict[str, bytes]) -> None:
     for name, data in files.items():
         write_atomic(path.parent / name, data)
     write_atomic(path, text.encode("utf-8"))
+
+
+# --------------------------------------------------------------------------------------------------- fleet
+FLEET_TABLE_COLUMNS = (
+    ("key", "device"),
+    ("model", "model"),
+    ("status", "status"),
+    ("peak_fp16_tflops", "peak fp16 TFLOPS [95% CI]"),
+    ("peak_fp16_tflops_ratio", "fp16 ÷ peers' median"),
+    ("peak_bf16_tflops", "peak bf16 TFLOPS [95% CI]"),
+    ("peak_bf16_tflops_ratio", "bf16 ÷ peers' median"),
+    ("fp16_tflops_per_watt", "fp16 TFLOPS/W [95% CI]"),
+    ("fp16_tflops_per_watt_ratio", "TFLOPS/W ÷ peers' median"),
+    ("worst_verdict", "worst verdict"),
+    ("flagged", "flagged"),
+)
+"""The report's fleet table: (analysed column, header); a figure column carries its interval, a column no device
+has a value in is left out."""
+
+
+def _cell_value(value: Any) -> Any:
+    """None for a missing cell (None or NaN), else the value."""
+    return None if value is None or (isinstance(value, float) and value != value) else value
+
+
+def _lines_of(value: Any) -> list[str]:
+    """A cell holding reasons or evidence as lines: a list as its items, a string as itself, nothing as none."""
+    value = _cell_value(value)
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(item) for item in value if _cell_value(item) is not None]
+    if isinstance(value, dict):
+        return [f"{k}: {v}" for k, v in value.items()]
+    return _split_outside_brackets(str(value))  # the fleet frame joins its reasons with "; "
+
+
+def _split_outside_brackets(text: str) -> list[str]:
+    """``text`` split at each "; " that is not inside brackets (a reason's own interval keeps its "; ")."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if depth <= 0 and text.startswith("; ", index):
+            parts.append(text[start:index])
+            start = index + 2
+    parts.append(text[start:])
+    return [part for part in parts if part.strip()]
+
+
+def _figure_text(row: dict[str, Any], column: str) -> str:
+    value = _cell_value(row.get(column))
+    if value is None:
+        return "—"
+    low_column, high_column = (
+        (column.replace("_tflops", "_ci_low"), column.replace("_tflops", "_ci_high"))
+        if column.startswith("peak_")
+        else (f"{column}_ci_low", f"{column}_ci_high")
+    )
+    low, high = _cell_value(row.get(low_column)), _cell_value(row.get(high_column))
+    text = f"{float(value):.4g}"
+    return text + (f" [{float(low):.4g}, {float(high):.4g}]" if low is not None and high is not None else "")
+
+
+def fleet_table(analysed: pd.DataFrame) -> pd.DataFrame:
+    """The fleet as a report shows it: one row per device, figures with their interval and ratio to the group."""
+    present = [
+        (column, header)
+        for column, header in FLEET_TABLE_COLUMNS
+        if column in analysed.columns and (column in ("key", "status", "flagged") or analysed[column].notna().any())
+    ]
+    from npucheck.read.fleet import device_label
+
+    rows = []
+    for row in analysed.to_dict(orient="records"):
+        cells: dict[str, Any] = {}
+        for column, header in present:
+            value = _cell_value(row.get(column))
+            if column == "key":
+                cells[header] = device_label(row)
+            elif column in ("peak_fp16_tflops", "peak_bf16_tflops", "fp16_tflops_per_watt"):
+                cells[header] = _figure_text(row, column)
+            elif column.endswith("_ratio"):
+                cells[header] = "—" if value is None else f"{float(value):.3f}"
+            elif column == "flagged":
+                cells[header] = "FLAGGED" if value is True or (value is not None and bool(value)) else ""
+            else:
+                cells[header] = "—" if value is None else str(value)
+        rows.append(cells)
+    return pd.DataFrame(rows, columns=[header for _, header in present])
+
+
+def _fleet_bottom_lines(fleet: Any, analysed: pd.DataFrame, tolerance: float) -> list[tuple[str, str]]:
+    """(css class, line) of the fleet report's bottom line: devices and hosts, flagged, failed targets, missing."""
+    status = analysed["status"].astype(str) if "status" in analysed.columns else pd.Series(dtype=str)
+    hosts = analysed["host"].nunique() if "host" in analysed.columns else 0
+    count = len(analysed)
+    lines = [("", f"{count} device{'s' if count != 1 else ''} on {hosts} host{'s' if hosts != 1 else ''}: ")]
+    lines[0] = ("", lines[0][1] + ", ".join(f"{n} {s}" for s, n in status.value_counts().items()))
+
+    from npucheck.read.fleet import device_label
+
+    def keys(mask: Any) -> str:
+        names = [device_label(row) for row in analysed[mask].to_dict(orient="records")]
+        return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+
+    flagged = analysed["flagged"].fillna(False).astype(bool) if "flagged" in analysed.columns else status == ""
+    lines.append(
+        (
+            "FAIL" if flagged.any() else "PASS",
+            f"{int(flagged.sum())} flagged: more than {tolerance:.0%} below the "
+            "median of the others in their group" + (f" ({keys(flagged)})" if flagged.any() else ""),
+        )
+    )
+    failed = analysed["failed"].fillna(False).astype(bool) if "failed" in analysed.columns else status == ""
+    lines.append(
+        (
+            "FAIL" if failed.any() else "PASS",
+            f"{int(failed.sum())} failed a target" + (f" ({keys(failed)})" if failed.any() else ""),
+        )
+    )
+    problem = status.isin(["missing", "error"])
+    lines.append(
+        (
+            "INCONCLUSIVE" if problem.any() else "PASS",
+            f"{int(problem.sum())} missing or in error" + (f" ({keys(problem)})" if problem.any() else ""),
+        )
+    )
+    unreadable = list(getattr(fleet, "unreadable", None) or [])
+    if unreadable:
+        lines.append(("INCONCLUSIVE", f"{len(unreadable)} unreadable file(s) in the directory"))
+    return lines
+
+
+def _fleet_header_lines(fleet: Any, tolerance: float) -> list[str]:
+    summary = getattr(fleet, "summary", None) or {}
+    lines = [f"directory: {fleet.directory}"]
+    if summary:
+        settings = summary.get("settings") or {}
+        lines.append(
+            f"launcher: {summary.get('launcher')}, run id {summary.get('run_id') or '—'}, world size "
+            f"{summary.get('world_size')}, hosts {', '.join(map(str, summary.get('hosts') or [])) or '—'}"
+        )
+        lines.append(
+            f"started {summary.get('started_utc') or '—'}, summary written {summary.get('created_utc')}, "
+            f"suite {settings.get('suite')}, npucheck {summary.get('npucheck_version')}"
+        )
+        if summary.get("command"):
+            lines.append("command: " + " ".join(map(str, summary["command"])))
+    else:
+        lines.append("no fleet summary (fleet.json): the members come from the profiles alone")
+    lines.append(
+        f"a device is flagged when a figure is more than {tolerance:.0%} below the median of its peers (the other "
+        "devices of its group: same model, driver and power limit) and significantly so (its 95% interval ends "
+        "below the median of the peers' interval lows)"
+    )
+    return lines
+
+
+def _status_classes(table: str) -> str:
+    """A table's verdict cells coloured as the single report colours them."""
+    for status in ("PASS", "FAIL", "INCONCLUSIVE", "ERROR"):
+        table = table.replace(f"<td>{status}</td>", f"<td class='{status}'>{status}</td>")
+    return table
+
+
+def _groups_table(groups: pd.DataFrame) -> pd.DataFrame:
+    """The groups as a report shows them: devices, and each metric's median, range and spread (max ÷ min − 1)."""
+    from npucheck.read.fleet import METRIC_WORDS, METRICS
+
+    rows = []
+    for g in groups.to_dict(orient="records"):
+        row: dict[str, Any] = {"group": g["group"], "devices (ok)": f"{g['devices']} ({g['ok_devices']})"}
+        for metric in METRICS:
+            median = _cell_value(g.get(f"{metric}_median"))
+            if f"{metric}_median" not in g:
+                continue
+            low, high = _cell_value(g.get(f"{metric}_min")), _cell_value(g.get(f"{metric}_max"))
+            spread = _cell_value(g.get(f"{metric}_spread"))
+            words = METRIC_WORDS[metric]
+            row[f"{words} median"] = "—" if median is None else f"{median:.4g}"
+            row[f"{words} range"] = "—" if low is None or high is None else f"{low:.4g}–{high:.4g}"
+            row[f"{words} spread"] = "—" if spread is None else f"{spread:.1%}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _problem_frame(analysed: pd.DataFrame) -> pd.DataFrame:
+    """The members in error, missing or interrupted: device, rank, host, device id, status, reason."""
+    from npucheck.read.fleet import device_label
+
+    rows = [
+        {
+            "device": device_label(row),
+            "rank": _cell_value(row.get("rank")),
+            "host": _cell_value(row.get("host")),
+            "device id": _cell_value(row.get("device")),
+            "status": row.get("status"),
+            "reason": _cell_value(row.get("reason")) or "no reason recorded",
+        }
+        for row in analysed[analysed["status"].isin(["missing", "error", "interrupted"])].to_dict(orient="records")
+    ]
+    return pd.DataFrame(rows, columns=["device", "rank", "host", "device id", "status", "reason"])
+
+
+def _flagged_items(analysed: pd.DataFrame) -> list[tuple[str, list[str], list[str]]]:
+    """(device and its group, reasons, evidence) for each flagged device."""
+    from npucheck.read.fleet import device_label
+
+    if "flagged" not in analysed.columns:
+        return []
+    out = []
+    for row in analysed[analysed["flagged"].fillna(False).astype(bool)].to_dict(orient="records"):
+        title = device_label(row) + (f" ({row['group']})" if _cell_value(row.get("group")) else "")
+        out.append((title, _lines_of(row.get("flag_reasons")), _lines_of(row.get("evidence"))))
+    return out
+
+
+def build_fleet(
+    fleet: Any,
+    base: Any | None,
+    fmt: str,
+    tolerance: float = 0.10,
+    plot_dir_name: str = "",
+    threshold: float = comparing.DEFAULT_THRESHOLD,
+) -> tuple[str, dict[str, bytes]]:
+    """A fleet report: the text and the plot files it links to (empty for HTML, whose plot is embedded).
+
+    Args:
+        fleet: a :class:`npucheck.read.fleet.FleetData` (``load_fleet(DIR)``).
+        base: an earlier fleet to compare with (which devices got slower), or None.
+        fmt: "html" or "markdown".
+        tolerance: how far below its group a device is flagged (see :func:`npucheck.read.fleet.analyse`).
+        plot_dir_name: the folder, beside a Markdown report, that its plot goes to.
+        threshold: the smallest change the comparison with ``base`` counts.
+    """
+    from npucheck.read import fleet as fleets
+    from npucheck.read.fleetlines import fleet_comparison
+
+    analysed = fleets.analyse(fleet, tolerance)
+    table = fleet_table(analysed)
+    groups = _groups_table(fleets.groups_frame(analysed))
+    problems = _problem_frame(analysed)
+    flagged = _flagged_items(analysed)
+    bottom = _fleet_bottom_lines(fleet, analysed, tolerance)
+    header = _fleet_header_lines(fleet, tolerance)
+    unreadable = [str(item) for item in (getattr(fleet, "unreadable", None) or [])]
+    try:
+        plot: bytes | None = plotting.render(plotting.fleet(analysed, tolerance), "png")
+        plot_missing = ""
+    except plotting.NothingToPlot as nothing:
+        plot, plot_missing = None, f"Fleet plot: not drawn, {nothing}"
+    comparison = fleet_comparison(base, fleet, threshold) if base is not None else None
+    base_name = str(base.directory) if base is not None else ""
+    name = Path(str(fleet.directory)).name or str(fleet.directory)
+    caption = f"Each device against its group (tolerance {tolerance:.0%})"
+    if fmt == "html":
+        e = html.escape
+        parts = [
+            "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+            f"<title>npucheck fleet report: {e(name)}</title><style>{CSS}</style></head><body>",
+            f"<h1>npucheck fleet report: {e(name)}</h1>",
+            "<div class='bottom-line'><strong>Bottom line</strong>"
+            + "".join(
+                f"<p class='{cls}'>{e(line)}</p>" if cls != "PASS" else f"<p>{e(line)}</p>" for cls, line in bottom
+            )
+            + "</div>",
+            "<h2>Fleet</h2><ul>" + "".join(f"<li>{e(line)}</li>" for line in header) + "</ul>",
+            _status_classes(_table_html(table).replace("<td>FLAGGED</td>", "<td class='FAIL'>FLAGGED</td>")),
+            "<h2>Groups</h2>" + _table_html(groups),
+            "<h2>Flagged devices</h2>",
+        ]
+        if flagged:
+            for title, reasons, evidence in flagged:
+                parts.append(f"<h3>{e(title)}</h3><ul>")
+                parts += [f"<li>{e(reason)}</li>" for reason in reasons] or ["<li>no reason recorded</li>"]
+                parts.append("</ul>")
+                if evidence:
+                    parts.append("<p>evidence:</p><ul>" + "".join(f"<li>{e(x)}</li>" for x in evidence) + "</ul>")
+        else:
+            parts.append("<p>none</p>")
+        parts.append("<h2>Missing, failed and interrupted members</h2>" + _table_html(problems))
+        if unreadable:
+            parts.append("<h3>Unreadable files</h3><ul>" + "".join(f"<li>{e(x)}</li>" for x in unreadable) + "</ul>")
+        parts.append("<h2>Plot</h2>")
+        if plot is not None:
+            parts.append(
+                f"<figure><img alt='{e(caption)}' src='data:image/png;base64,"
+                f"{base64.b64encode(plot).decode('ascii')}'><figcaption>{e(caption)}</figcaption></figure>"
+            )
+        else:
+            parts.append(f"<p class='missing'>{e(plot_missing)}</p>")
+        if comparison is not None:
+            parts.append(f"<h2>Comparison with {e(base_name)}</h2><p>{e(comparison.summary)}</p>")
+            parts.append(
+                _table_html(comparison.display).replace("<td>regression</td>", "<td class='FAIL'>regression</td>")
+            )
+        parts.append("</body></html>")
+        return "\n".join(parts) + "\n", {}
+    out = [f"# npucheck fleet report: {name}", ""]
+    out += [f"**{line}**  " for _, line in bottom]
+    out += ["", "## Fleet", ""] + [f"- {line}" for line in header] + ["", _md_table(table)]
+    out += ["## Groups", "", _md_table(groups), "## Flagged devices", ""]
+    for title, reasons, evidence in flagged:
+        out += [f"### {title}", ""] + [f"- {reason}" for reason in reasons or ["no reason recorded"]]
+        out += ["", "evidence:", ""] + [f"- {x}" for x in evidence] if evidence else []
+        out.append("")
+    if not flagged:
+        out += ["none", ""]
+    out += ["## Missing, failed and interrupted members", "", _md_table(problems)]
+    if unreadable:
+        out += ["### Unreadable files", ""] + [f"- {x}" for x in unreadable] + [""]
+    out += ["## Plot", ""]
+    files: dict[str, bytes] = {}
+    if plot is not None:
+        files[f"{plot_dir_name}/fleet.png"] = plot
+        out.append(f"![{caption}]({plot_dir_name}/fleet.png)\n")
+    else:
+        out.append(f"- {plot_missing}\n")
+    if comparison is not None:
+        out += [f"## Comparison with {base_name}", "", comparison.summary, "", _md_table(comparison.display)]
+    return "\n".join(out) + "\n", files
