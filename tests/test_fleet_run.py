@@ -231,6 +231,7 @@ def test_two_ranks_the_slowed_one_and_only_it_is_flagged_with_its_evidence(tmp_p
     assert [p["environment"]["fleet"]["cpu_cores"] for p in profiles] == [[CORES[0]], [CORES[1]]]
     assert profiles[0]["environment"]["fleet"]["started_utc"] == profiles[1]["environment"]["fleet"]["started_utc"]
     assert _flagged(fleet_dir) == {names[0]: False, names[1]: True}
+    assert [line.split(":")[0] for line in summary["analysis"]["outliers"]] == [profile_stem(HOST, 1, "cpu")]
     assert "fleet saved to" in outputs[0] and profile_stem(HOST, 1, "cpu") in outputs[0]  # rank 0 prints the table
 
     shown = subprocess.run(
@@ -312,6 +313,37 @@ def test_a_killed_rank_is_missing_and_its_measuring_process_saves_what_it_measur
     assert json.loads(partial.read_text())["interrupted"] is True
 
 
+@pytest.mark.slow
+def test_a_measuring_process_killed_like_an_oom_kill_is_an_error_reported_at_once(tmp_path):
+    """The kernel's OOM killer (or a segfault) ends the measuring process, not the rank: the rank reports the
+    error right away with how the process died, and rank 0 does not wait for the deadline."""
+    fleet_dir, port = tmp_path / "fleet", _free_port()
+    ranks = [_rank(r, 2, port, fleet_dir, *SHORT, "--fleet-timeout", "120") for r in (0, 1)]
+    log = fleet_dir / "logs" / f"{profile_stem(HOST, 1, 'cpu')}.log"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "cases; up to about" not in _text(log):
+        time.sleep(0.1)
+    time.sleep(1.0)
+    children = [
+        p
+        for p in subprocess.run(["pgrep", "-f", "fleet-member"], capture_output=True, text=True).stdout.split()
+        if "--fleet-member" in _cmdline(p) and '"rank": 1,' in _cmdline(p) and str(fleet_dir) in _cmdline(p)
+    ]
+    assert len(children) == 1
+    started = time.monotonic()
+    os.kill(int(children[0]), signal.SIGKILL)
+    outputs = [p.communicate(timeout=120)[0].decode() for p in ranks]
+    assert time.monotonic() - started < 60  # not the 120 s deadline
+    assert ranks[0].returncode == 5, outputs
+    members = load_summary(fleet_dir / "fleet.json")["members"]
+    assert members[0]["status"] == "ok"
+    assert members[1]["status"] == "error" and "killed by SIGKILL" in members[1]["reason"]
+
+
+def _cmdline(pid: str) -> str:
+    return _text(Path(f"/proc/{pid}/cmdline")).replace("\0", " ")
+
+
 def _text(path: Path) -> str:
     try:
         return path.read_text(errors="replace")
@@ -359,3 +391,26 @@ def test_ctrl_c_saves_what_every_rank_measured(tmp_path):
     assert [m["status"] for m in members] == ["interrupted", "interrupted"]
     for m in members:
         assert json.loads((fleet_dir / m["profile"]).read_text())["interrupted"] is True
+
+
+def test_device_all_on_an_accelerator_host_starts_one_rank_per_device(tmp_path, monkeypatch):
+    """What ``--device all`` hands torch's launcher on a 4-GPU host (the launcher replaced: no GPUs here)."""
+    launched: dict[str, object] = {}
+
+    def launch(fleet_dir, rank_args, nproc, echo):
+        launched.update(fleet_dir=fleet_dir, rank_args=rank_args, nproc=nproc)
+        return {"failed": {1: -9}, "interrupted": False}
+
+    monkeypatch.setattr(fleet, "local_devices", lambda: ("cuda", 4))
+    monkeypatch.setattr(fleet, "launch_node", launch)
+    result = CliRunner().invoke(cli, ["run", "--device", "all", "--fleet", str(tmp_path / "f"), *SHORT])
+    assert launched["nproc"] == 4 and launched["fleet_dir"] == tmp_path / "f"
+    args = launched["rank_args"]
+    assert args[args.index("--device") + 1] == "auto"  # each rank: cuda:LOCAL_RANK
+    assert args[args.index("--kernels") + 1] == "gemm" and "--fleet-join-timeout" in args
+    assert "fleet of 4 cuda device(s)" in result.output
+    assert "rank 1 ended with exit code -9" in result.output  # what the launcher saw is said
+    assert result.exit_code == 5  # and no summary was written: the fleet is incomplete
+
+    too_many = CliRunner().invoke(cli, ["run", "--device", "all", "--nproc-per-node", "5", *SHORT])
+    assert too_many.exit_code == 2 and "this host has 4 cuda device(s)" in too_many.output

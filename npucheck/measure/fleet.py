@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,7 +40,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -362,6 +363,15 @@ class Rank:
     # ------------------------------------------------------------------------------------------- run
     def run(self) -> int:
         """The whole rank; returns its exit code (rank 0: the fleet's)."""
+        try:
+            return self._run()
+        finally:
+            private = getattr(self, "_private", None)
+            child = self._child
+            if private is not None and (child is None or child.poll() is not None):
+                shutil.rmtree(private, ignore_errors=True)  # the ready/go files; the logs stay
+
+    def _run(self) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._on_signal)
         os.environ.setdefault("TORCH_GLOO_LAZY_INIT", "1")
@@ -372,19 +382,21 @@ class Rank:
         (self.dir / "logs").mkdir(exist_ok=True)
         private = self.dir / "logs" / f".rank{self.env.rank}-{os.getpid()}"
         private.mkdir(exist_ok=True)
+        self._private = private
         own = _Own()
         problem = self._prepare(own)
         stem = profile_stem(self.host, self.env.local_rank, own.device or self.device_spec)
         out = self.dir / f"{stem}.json"
         if problem is None and out.exists():
             problem = f"{out}: already exists; a fleet directory is never overwritten (choose a new --fleet DIR)"
-        if problem is None and self.env.rank == 0 and (self.dir / FLEET_FILE).exists():
-            problem = f"{self.dir / FLEET_FILE}: already exists; choose a new --fleet DIR"
+        abort = None  # rank 0 only: a reason to stop the whole fleet before it starts
+        if self.env.rank == 0 and (self.dir / FLEET_FILE).exists():
+            abort = problem = f"{self.dir / FLEET_FILE}: already exists; choose a new --fleet DIR"
         try:
             dist.init_process_group("gloo", timeout=timedelta(seconds=self.join_s))
         except Exception as e:  # noqa: BLE001 - a lost rendezvous: measure alone, keep the profile here
             self.echo(f"rank {self.env.rank}: the fleet's rendezvous failed ({_line(e)}); measuring alone")
-            return self._alone(own, problem, out, stem, private, f"rendezvous failed: {_line(e)}")
+            return self._alone(own, problem, out, stem, private)
         wire = _Wire(dist, torch)
         if problem is None:
             self._start_child(own, out, stem, private)
@@ -399,7 +411,7 @@ class Rank:
             "pid": own.pid if own.status != "error" else None,
             "plan_s": own.plan_s,
             "error": own.reason if own.status == "error" else None,
-            "abort": problem if self.env.rank == 0 and problem and "fleet.json" in problem else None,
+            "abort": abort,
         }
         if self.env.rank == 0:
             return self._hub(wire, own, ready, out, stem, private)
@@ -542,7 +554,8 @@ class Rank:
     def _spoke(self, wire: _Wire, own: _Own, ready: dict[str, Any], out: Path, private: Path) -> int:
         try:
             wire.send("ready", ready, 0, self.join_s)
-            got = self._drain(wire.inbox("go", 1, self.join_s * 2 + 60, src=0), 1, time.monotonic() + self.join_s * 2)
+            box = wire.inbox("go", 1, self.join_s * 2 + 60, src=0)
+            got = list(self._drain(box, 1, time.monotonic() + self.join_s * 2))
             if not got:
                 raise FleetError("no start signal from rank 0" + (" (interrupted)" if self._interrupted else ""))
             go = got[0][1]
@@ -583,7 +596,8 @@ class Rank:
             self.echo(f"rank {self.env.rank}: no profile: {own.reason}")
         return FleetError.exit_code
 
-    def _alone(self, own: _Own, problem: str | None, out: Path, stem: str, private: Path, why: str) -> int:
+    def _alone(self, own: _Own, problem: str | None, out: Path, stem: str, private: Path) -> int:
+        """The rendezvous failed: measure this device anyway, keep the profile here, say where."""
         if problem is not None:
             self.echo(f"rank {self.env.rank}: {problem}")
             return 2
@@ -635,40 +649,43 @@ class Rank:
         if own.status == "ready":
             self._watch_child(own, deadline)
         results: dict[int, dict[str, Any]] = {
-            0: {
-                **ready,
-                "status": own.status,
-                "reason": own.reason,
-                "exit_code": own.exit_code,
-                "local_copy": str(out.resolve()) if own.profile_text is not None else None,
-                "profile_text": own.profile_text,
-            }
+            0: self._keep(
+                {
+                    **ready,
+                    "status": own.status,
+                    "reason": own.reason,
+                    "exit_code": own.exit_code,
+                    "local_copy": str(out.resolve()) if own.profile_text is not None else None,
+                    "profile_text": own.profile_text,
+                }
+            )
         }
         expected = [r for r in members if r != 0 and "lost" not in members[r]]
         result_deadline = deadline + GRACE_S + RESULT_MARGIN_S
         if self._interrupted:
             result_deadline = min(result_deadline, time.monotonic() + GRACE_S * 2)
         for sender, said in self._drain(results_box, len(expected), result_deadline):
-            results[sender] = said
+            results[sender] = self._keep(said)  # each profile written as it arrives: memory stays bounded
         return self._write(members, results, started, wait_s)
 
-    def _drain(self, box: queue.Queue[Any], count: int, deadline: float) -> list[tuple[int, dict[str, Any]]]:
-        """Up to ``count`` messages from an inbox, until the deadline (shortened to GRACE_S*2 on Ctrl-C)."""
-        got: list[tuple[int, dict[str, Any]]] = []
-        while len(got) < count:
+    def _drain(self, box: queue.Queue[Any], count: int, deadline: float) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Up to ``count`` messages from an inbox as they arrive, until the deadline (shortened to GRACE_S*2 on
+        Ctrl-C)."""
+        got = 0
+        while got < count:
             if self._interrupted:
                 deadline = min(deadline, self._interrupted_at + GRACE_S * 2)
             left = deadline - time.monotonic()
             if left <= 0:
-                break
+                return
             try:
                 item = box.get(timeout=min(left, 0.2))
             except queue.Empty:
                 continue
             if isinstance(item, BaseException):
-                break
-            got.append(item)
-        return got
+                return
+            got += 1
+            yield item
 
     def _write(
         self, members: dict[int, dict[str, Any]], results: dict[int, dict[str, Any]], started: str, wait_s: float
@@ -692,9 +709,7 @@ class Rank:
             if said is not None:
                 row.update(status=said["status"], reason=said.get("reason"), exit_code=said.get("exit_code"))
                 row["local_copy"] = said.get("local_copy")
-                text = said.get("profile_text")
-                if text is not None:
-                    row["profile"] = self._store(said["stem"], text)
+                row["profile"] = said.get("stored")
                 if row["status"] == "error" and said.get("error"):
                     row["reason"] = said["error"]
             elif known is None:
@@ -730,11 +745,19 @@ class Rank:
                 f"npucheck: internal error: the fleet summary did not pass its schema ({_line(e)}); kept at {path}"
             )
             return FleetError.exit_code
+        analysis = _analysis(self.dir)
+        if analysis is not None:
+            path = write_summary(self.dir, {**summary, "analysis": analysis})
         if self.on_summary is not None:
             self.on_summary(path)
         if self._interrupted:
             return 130
         return 0 if all(r["status"] == "ok" for r in rows) else FleetError.exit_code
+
+    def _keep(self, said: dict[str, Any]) -> dict[str, Any]:
+        """A rank's result with its profile written to DIR (``stored``: the name there) instead of held."""
+        text = said.pop("profile_text", None)
+        return {**said, "stored": self._store(said["stem"], text) if text is not None else None}
 
     def _store(self, stem: str, text: str) -> str:
         """Rank 0's copy of a member's profile in DIR (already there when DIR is shared); the name in DIR."""
@@ -750,6 +773,24 @@ class Rank:
             path = self.dir / f"{stem}.from-rank.json"
         write_atomic(path, text.encode("utf-8"))
         return path.name
+
+
+def _analysis(directory: Path) -> dict[str, Any] | None:
+    """What ``npucheck fleet DIR`` finds at the default tolerance, kept in fleet.json for the record (readers
+    recompute it); None, said on stderr, when the reading side cannot analyse the folder."""
+    from npucheck.read import fleet as fleets
+
+    try:
+        analysed = fleets.analyse(fleets.load_fleet(directory), fleets.DEFAULT_TOLERANCE)
+    except Exception as e:  # noqa: BLE001 - the summary is written without it rather than not at all
+        print(f"npucheck: fleet analysis not stored in the summary: {_line(e)}", file=sys.stderr)
+        return None
+    flagged = analysed[analysed["flagged"]]
+    return {
+        "tolerance": fleets.DEFAULT_TOLERANCE,
+        "outliers": [f"{fleets.device_label(row)}: {row['flag_reasons']}" for _, row in flagged.iterrows()],
+        "failed_targets": [fleets.device_label(row) for _, row in analysed[analysed["failed"]].iterrows()],
+    }
 
 
 def _interrupt_when_orphaned() -> None:
@@ -816,6 +857,10 @@ def launch_node(fleet_dir: Path, rank_args: list[str], nproc: int, echo: Callabl
         monitor_interval=0.5,
     )
     os.environ[ENV_PARENT] = "1"
+    if "OMP_NUM_THREADS" not in os.environ and hasattr(os, "sched_getaffinity"):
+        # torchrun would set 1 (and warn); a fair share of the host's cores keeps each rank's host-side work
+        # (inputs, the float64 reference checks) from crawling. CPU ranks set their threads from their slice.
+        os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // nproc))
     args = ["-m", "npucheck", "run", "--fleet", str(fleet_dir), *rank_args]
     try:
         elastic_launch(config, sys.executable)(*args)
