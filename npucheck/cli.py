@@ -437,6 +437,13 @@ def _fleet(
 
     if output is not None:
         raise UsageError("-o names one result file; a fleet writes a directory: use --fleet DIR")
+    spec = next((shared[i + 1] for i, arg in enumerate(shared) if arg == "--power"), "auto")
+    kind, _, detail = spec.partition(":")
+    if kind == "meter" or (kind in ("nvml", "amdsmi") and detail):
+        raise UsageError(
+            f"--power {spec}: in a fleet every rank finds its own device's source; give auto, nvml, amdsmi, rapl, "
+            "hwmon, constant:WATTS or none (one meter log, or one GPU's index, cannot be every rank's)"
+        )
     env = fleet.rank_env()
     if env is None and device.strip().lower() != "all":
         raise UsageError(
@@ -476,7 +483,11 @@ def _fleet(
         echo,
         on_summary=_print_fleet_summary if env.rank == 0 else None,
     )
-    code = rank.run()
+    try:
+        code = rank.run()
+    except Exception as e:  # noqa: BLE001 - a bug: one line, and never hang at exit on the store's threads
+        click.echo(f"npucheck: internal error: {type(e).__name__}: {e} (please report it)", err=True)
+        code = EXIT_INTERNAL
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # a gloo receive may still be pending on a helper thread: do not wait for it at exit
@@ -489,6 +500,9 @@ def _fleet_outcome(fleet_dir: Path, failed: dict[int, int], interrupted: bool) -
     for rank, code in sorted(failed.items()):
         click.echo(f"npucheck: rank {rank} ended with exit code {code}", err=True)
     summary_path = fleet_dir / FLEET_FILE
+    if interrupted:
+        click.echo("npucheck: interrupted; what each rank measured is saved", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     if not summary_path.exists():
         click.echo(
             f"npucheck: rank 0 wrote no fleet summary; the profiles saved are in {fleet_dir} "
@@ -497,9 +511,6 @@ def _fleet_outcome(fleet_dir: Path, failed: dict[int, int], interrupted: bool) -
         )
         sys.exit(5)
     members = load_summary(summary_path)["members"]
-    if interrupted:
-        click.echo("npucheck: interrupted; what each rank measured is saved", err=True)
-        sys.exit(EXIT_INTERRUPTED)
     if any(m["status"] != "ok" for m in members):
         sys.exit(5)
 
@@ -526,6 +537,9 @@ def _fleet_member(text: str) -> dict[str, Any]:
         raise UsageError(f"--fleet-member: not JSON: {e}") from e
     if not isinstance(member, dict) or not {"rank", "local_rank", "ready_file", "go_file"} <= set(member):
         raise UsageError("--fleet-member: not a fleet member description (it is set by a fleet rank)")
+    from npucheck.measure.fleet import orphaned_with
+
+    orphaned_with(member)
     cores = member.get("cpu_cores")
     if cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cores)  # before torch starts its threads

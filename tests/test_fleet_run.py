@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections import namedtuple
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -414,3 +415,57 @@ def test_device_all_on_an_accelerator_host_starts_one_rank_per_device(tmp_path, 
 
     too_many = CliRunner().invoke(cli, ["run", "--device", "all", "--nproc-per-node", "5", *SHORT])
     assert too_many.exit_code == 2 and "this host has 4 cuda device(s)" in too_many.output
+
+
+def test_the_board_carries_a_result_larger_than_one_store_value_and_then_forgets_it():
+    """Results go through torch's c10d TCPStore in pieces (it refuses values of 16 MiB), and are deleted once
+    taken, so the store holding 10,000 profiles in turn never holds them all."""
+    import torch.distributed as dist
+
+    master = dist.TCPStore("127.0.0.1", 0, None, True, timedelta(seconds=5), wait_for_workers=False)
+    board = fleet._Board(dist.PrefixStore("npucheck/test", master))
+    big = {"stem": "h-1-cpu", "profile_text": os.urandom(3 * fleet.CHUNK_BYTES // 2).hex()}  # incompressible
+    assert board.enrolled("done") == []
+    board.put_result(1, big)
+    assert board.enrolled("done") == [1]
+    assert board.take_result(1) == big
+    assert not master.check(["npucheck/test/result/1/0"]) and not master.check(["npucheck/test/result/1/1"])
+    assert board.read("go") is None  # never waits for a key that is not there
+
+
+def test_one_meter_or_one_gpus_power_source_cannot_be_every_ranks(tmp_path):
+    for spec in ("nvml:1", "amdsmi:0", f"meter:{tmp_path / 'log.csv'}"):
+        result = CliRunner().invoke(cli, ["run", "--device", "all", "--fleet", str(tmp_path / "f"), "--power", spec])
+        assert result.exit_code == 2 and "every rank finds its own device's source" in result.output
+
+
+@pytest.mark.slow
+def test_a_rank_that_never_starts_is_missing_and_the_others_are_measured(tmp_path):
+    """World size 3, rank 2 never started: rank 0 waits the join timeout, starts the two that are ready, and
+    records rank 2 missing; nothing else is lost (no collective waits for it)."""
+    fleet_dir, port = tmp_path / "fleet", _free_port()
+    join = ["--fleet-join-timeout", "10"]
+    ranks = [_rank(r, 3, port, fleet_dir, *SHORT, *join) for r in (0, 1)]
+    outputs = [p.communicate(timeout=120)[0].decode() for p in ranks]
+    assert [p.returncode for p in ranks] == [5, 0], outputs
+    members = load_summary(fleet_dir / "fleet.json")["members"]
+    assert [m["status"] for m in members] == ["ok", "ok", "missing"]
+    assert "never reported ready within 10 s" in members[2]["reason"] and members[2]["host"] is None
+
+
+@pytest.mark.slow
+def test_two_ranks_with_one_profile_name_do_not_overwrite_each_other(tmp_path):
+    """Cloned hosts (one host name) with the same local rank would write one file: the later rank is refused."""
+    fleet_dir, port = tmp_path / "fleet", _free_port()
+    env = {**os.environ, "WORLD_SIZE": "2", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
+    env |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    command = [sys.executable, "-m", "npucheck", "run", "--fleet", str(fleet_dir), *SHORT]
+    ranks = [
+        subprocess.Popen(command, env={**env, "RANK": str(r)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for r in (0, 1)
+    ]
+    outputs = [p.communicate(timeout=120)[0].decode() for p in ranks]
+    members = load_summary(fleet_dir / "fleet.json")["members"]
+    statuses = sorted((m["status"], m["reason"] or "") for m in members)
+    assert statuses[0][0] == "error" and "host names must be unique" in statuses[0][1], outputs
+    assert statuses[1][0] == "ok"

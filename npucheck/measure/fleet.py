@@ -9,14 +9,16 @@ How a fleet run is put together (docs/fleet.md says it for users):
   (``LOCAL_RANK`` picks it) and watches it. A measuring process that crashes, runs out of memory or hangs past the
   deadline is recorded as an error with what is known; the rank itself never dies of it, so torchrun (which
   stops every rank of a node when one fails) never tears the other devices' runs down.
-* **Control plane: gloo, point to point, rank 0 as the hub.** Never the accelerator's own interconnect, which may
-  be the broken part, and no collectives: a collective waits for every rank, so one dead rank would stop all of
-  them. Each rank sends rank 0 "ready" (its device, its measuring process, the time its plan needs); rank 0
-  answers "go" (the shared deadline, the sibling processes on the same host) to every rank that reported before
-  the join timeout: that is the start barrier, after which all ranks start the suite together. Each rank then
-  sends its result profile to rank 0, which writes every device's profile and the fleet summary
-  (``fleet.json``, npucheck.fleetfile) to DIR. Every wait has a deadline; gloo connects lazily
-  (``TORCH_GLOO_LAZY_INIT``), so rank 0 holds one connection per rank and the others one each.
+* **Control plane: torch.distributed's c10d store, rank 0 as the hub.** The TCPStore that torchrun's agent hosts
+  for its workers (or that rank 0 hosts when another launcher set the variables), never the accelerator's own
+  interconnect, which may be the broken part; no collectives and no gloo messages, because a collective waits for
+  every rank and a gloo wait that times out closes all of a process's connections, so one dead rank would stop
+  all of them (see :class:`_Board`). Each rank posts "ready" (its device, its measuring process, the time its
+  plan needs); rank 0 posts "go" (the shared deadline, the sibling processes per host) once every rank is ready or
+  the join timeout has passed: that is the start barrier, after which all ranks start the suite together. Each
+  rank then posts its result profile, which rank 0 takes and writes, with the fleet summary (``fleet.json``,
+  npucheck.fleetfile), to DIR. Rank 0 can post "stop" (Ctrl-C on rank 0, a refused rank); every rank looks for
+  it while it measures. Every wait has a deadline, and nothing waits on a rank that has gone.
 * **Nothing measured is lost.** Each measuring process saves its own profile to DIR on its own host before
   anything is sent; if rank 0 or the rendezvous is lost, each rank says where its profile is. Ctrl-C stops every
   measuring process, which saves what it measured (as a plain ``npucheck run`` does), and rank 0 writes the
@@ -30,17 +32,15 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,6 +62,8 @@ __all__ = [
     "RankEnv",
     "cpu_slice",
     "deadline_s",
+    "open_board",
+    "orphaned_with",
     "wait_for_go",
 ]
 
@@ -69,18 +71,20 @@ ENV_PARENT = "NPUCHECK_FLEET_PARENT"
 """Set by ``npucheck run --device all`` for the ranks it launches (their launcher is then ``device-all``)."""
 JOIN_TIMEOUT_S = 300.0
 """How long rank 0 waits for every rank to report ready, and a rank for rank 0's "go" (``--fleet-join-timeout``)."""
-GRACE_S = 20.0
+GRACE_S = 15.0
 """After the deadline (or Ctrl-C) a measuring process gets SIGINT and this long to save what it measured, before
-SIGKILL (torchrun gives its workers 30 s after its own SIGTERM)."""
+SIGKILL (torchrun gives its workers 30 s after passing a signal on)."""
 DEADLINE_FACTOR, DEADLINE_MARGIN_S = 1.5, 120.0
 """Without ``--fleet-timeout`` the deadline is this factor times the longest announced plan plus this margin."""
 RESULT_MARGIN_S = 15.0
 """Rank 0 waits this long past the deadline plus GRACE_S for results: a rank stops its measuring process at the
 deadline, gives it GRACE_S to save, then sends."""
 POLL_S = 0.05
-_TAGS = {"ready": 11, "go": 21, "result": 31}
-"""gloo tags of the three messages; each message is a header (sender, byte count) on its tag, then the bytes on
-tag + 1."""
+STOP_POLL_S = 0.25
+"""How often a rank looks at the fleet's store (go, stop, results)."""
+INTERRUPTED_WAIT_S = 22.0
+"""After Ctrl-C rank 0 waits this long for the others' partial results, then writes the summary: torchrun and the
+elastic launch kill their workers 30 s after passing the signal on (TORCH_ELASTIC_SHUTDOWN_TIMEOUT)."""
 
 
 def _utc_now() -> str:
@@ -202,67 +206,83 @@ def deadline_s(plans_s: list[float], timeout_s: float | None) -> float:
 
 
 # --------------------------------------------------------------------------------------------------- messages
-_KEPT: list[Any] = []
-"""Receive buffers of waits that timed out: gloo may still write a late message into them, so they must outlive
-the wait (a freed buffer would be written into)."""
+CHUNK_BYTES = 4 * 2**20
+"""A result is stored in pieces of at most this size (the c10d store refuses values of 16 MiB)."""
 
 
-class _Wire:
-    """Rank-to-rank messages over gloo: a dict, JSON and zlib, each wait bounded.
+class _Board:
+    """The fleet's notice board: torch.distributed's c10d TCPStore (the one torchrun's agent hosts for its
+    workers, or one rank 0 hosts when another launcher set the variables), keys under ``npucheck/<run id>``.
 
-    A gloo wait that times out cannot be resumed (the receive is spent), and a blocked wait does not let Python
-    handle Ctrl-C; so receives that may wait long run on a helper thread (:meth:`inbox`) and the caller polls.
+    Why a store and not gloo messages: a gloo wait that times out closes every connection of the process (gloo's
+    UnboundBuffer signals "Application timeout caused pair closure" to the whole context), so one rank that never
+    answers would cost every other rank's result; and a gloo receive from any rank first waits for every rank's
+    address. A store key is read when it is there (``check`` does not wait), every call has its own timeout, and
+    a dead rank costs nothing but its own keys. Each rank posts ``ready/<rank>`` and appends its rank to
+    ``ready``; rank 0 posts ``go`` (or ``stop`` / ``stop/<rank>``); each rank posts its result in pieces and
+    appends its rank to ``done``; rank 0 takes each result and deletes its keys.
     """
 
-    def __init__(self, dist: Any, torch: Any):
-        self._dist, self._torch = dist, torch
+    def __init__(self, store: Any):
+        self._store = store
 
-    def inbox(self, kind: str, count: int, timeout_s: float, src: int | None = None) -> queue.Queue[Any]:
-        """Receive up to ``count`` ``kind`` messages on a daemon thread, each within ``timeout_s``; they arrive on
-        the returned queue as (sender, message); the thread stops at the first failure."""
-        box: queue.Queue[Any] = queue.Queue()
+    def post(self, key: str, doc: dict[str, Any]) -> None:
+        self._store.set(key, zlib.compress(json.dumps(doc).encode("utf-8"), 6))
 
-        def receive() -> None:
-            for _ in range(count):
-                try:
-                    box.put(self.receive(kind, timeout_s, src))
-                except Exception as e:  # noqa: BLE001 - a timeout or a broken peer ends this inbox
-                    box.put(e)
-                    return
+    def read(self, key: str) -> dict[str, Any] | None:
+        """The document at ``key``, None while it is not there (never waits)."""
+        if not self._store.check([key]):
+            return None
+        doc: dict[str, Any] = json.loads(zlib.decompress(self._store.get(key)).decode("utf-8"))
+        return doc
 
-        threading.Thread(target=receive, name=f"npucheck-{kind}", daemon=True).start()
-        return box
+    def enrol(self, key: str, rank: int) -> None:
+        self._store.append(key, f"{rank},")
 
-    def send(self, kind: str, message: dict[str, Any], dst: int, timeout_s: float) -> None:
-        payload = zlib.compress(json.dumps(message).encode("utf-8"), 6)
-        torch, dist = self._torch, self._dist
-        rank = dist.get_rank()
-        header = torch.tensor([rank, len(payload)], dtype=torch.int64)
-        timeout = timedelta(seconds=max(timeout_s, 0.001))
-        dist.isend(header, dst=dst, tag=_TAGS[kind]).wait(timeout)
-        body = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
-        dist.isend(body, dst=dst, tag=_TAGS[kind] + 1).wait(timeout)
+    def enrolled(self, key: str) -> list[int]:
+        if not self._store.check([key]):
+            return []
+        return [int(r) for r in bytes(self._store.get(key)).decode("ascii").split(",") if r]
 
-    def receive(self, kind: str, timeout_s: float, src: int | None = None) -> tuple[int, dict[str, Any]]:
-        """The next ``kind`` message (from ``src``, or from any rank): (sender, message).
+    def put_result(self, rank: int, doc: dict[str, Any]) -> None:
+        data = zlib.compress(json.dumps(doc).encode("utf-8"), 6)
+        pieces = [data[i : i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)] or [b""]
+        for index, piece in enumerate(pieces):
+            self._store.set(f"result/{rank}/{index}", piece)
+        self._store.set(f"result/{rank}/n", str(len(pieces)))
+        self.enrol("done", rank)
 
-        Raises:
-            RuntimeError: nothing arrived within ``timeout_s`` (gloo's timeout) or the sender's connection broke.
-        """
-        torch, dist = self._torch, self._dist
-        header = torch.zeros(2, dtype=torch.int64)
-        _KEPT.append(header)
-        timeout = timedelta(seconds=max(timeout_s, 0.001))
-        work = dist.irecv(header, src=src, tag=_TAGS[kind])
-        work.wait(timeout)
-        sender, size = int(header[0]), int(header[1])
-        body = torch.empty(size, dtype=torch.uint8)
-        _KEPT.append(body)
-        dist.irecv(body, src=sender, tag=_TAGS[kind] + 1).wait(timeout)
-        _KEPT.remove(header)
-        _KEPT.remove(body)
-        message = json.loads(zlib.decompress(body.numpy().tobytes()).decode("utf-8"))
-        return sender, message
+    def take_result(self, rank: int) -> dict[str, Any]:
+        count = int(bytes(self._store.get(f"result/{rank}/n")).decode("ascii"))
+        data = b"".join(bytes(self._store.get(f"result/{rank}/{i}")) for i in range(count))
+        for i in range(count):
+            self._store.delete_key(f"result/{rank}/{i}")  # the store's memory stays bounded
+        doc: dict[str, Any] = json.loads(zlib.decompress(data).decode("utf-8"))
+        return doc
+
+
+def open_board(env: RankEnv, timeout_s: float, environ: dict[str, str] | os._Environ[str] | None = None) -> _Board:
+    """Connect to the fleet's store as torch's ``env://`` rendezvous would: a client of torchrun's agent store
+    (``TORCHELASTIC_USE_AGENT_STORE=True``), else rank 0 hosts it at MASTER_ADDR:MASTER_PORT and the others
+    connect. Rank 0 never waits for the others to connect (``wait_for_workers=False``): a rank that never starts
+    is recorded missing, it does not stop the fleet.
+
+    Raises:
+        Exception: torch's DistNetworkError/DistStoreError when the store cannot be reached within ``timeout_s``.
+    """
+    import torch.distributed as dist
+
+    environ = os.environ if environ is None else environ
+    agent = environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(
+        environ["MASTER_ADDR"],
+        int(environ["MASTER_PORT"]),
+        env.world_size,
+        env.rank == 0 and not agent,
+        timedelta(seconds=timeout_s),
+        wait_for_workers=False,
+    )
+    return _Board(dist.PrefixStore(f"npucheck/{env.run_id or 'fleet'}", store))
 
 
 # --------------------------------------------------------------------------------------------------- the child
@@ -291,6 +311,35 @@ def wait_for_go(member: dict[str, Any], plan_s: float, device_id: str) -> dict[s
     raise FleetError("the fleet's start signal never came (the rank watching this process is gone?)")
 
 
+def orphaned_with(member: dict[str, Any]) -> None:
+    """In the measuring process, first thing: a SIGINT or SIGTERM (its rank passing on Ctrl-C or the launcher's
+    stop, or the deadline) stops the run once, as Ctrl-C does, so that it saves what it measured; any later one is
+    ignored (a second interrupt while saving would lose the profile). On Linux, the rank's death (SIGKILL, a
+    crash) sends it SIGINT too (``PR_SET_PDEATHSIG``), and if the rank is already gone it stops at once.
+    """
+    interrupted = False
+
+    def once(signum: int, frame: Any) -> None:
+        nonlocal interrupted
+        if interrupted:
+            return
+        interrupted = True
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, once)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGINT), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # no prctl: an orphaned measuring process runs to its end and saves its profile then
+    rank_pid = member.get("rank_pid")
+    if isinstance(rank_pid, int) and os.getppid() != rank_pid:
+        raise FleetError("the rank that started this measuring process is gone")
+
+
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
     from npucheck.atomic import write_atomic
 
@@ -312,7 +361,7 @@ class _Own:
 
 
 class Rank:
-    """One rank of a fleet run: starts and watches the measuring process, talks to rank 0.
+    """One rank of a fleet run: starts and watches the measuring process, talks to rank 0 through the board.
 
     ``child_args``: the ``npucheck run`` options every rank shares (suite, kernels, power, …), without device,
     output and fleet options. ``echo``: where this rank's one-line messages go.
@@ -344,15 +393,21 @@ class Rank:
         self._stop_reason: str | None = None
         self._interrupted = False
         self._interrupted_at = 0.0
+        self._private: Path | None = None
 
     # ------------------------------------------------------------------------------------------- signals
     def _on_signal(self, signum: int, _frame: Any) -> None:
-        """Ctrl-C or the launcher's SIGTERM: the measuring process is asked to stop and save (SIGINT, as Ctrl-C
-        would), and this rank goes on to report what it saved."""
-        if not self._interrupted:
-            self._interrupted_at = time.monotonic()
+        """Ctrl-C or the launcher's SIGTERM, the first time: the measuring process is asked, once, to stop and save
+        (SIGINT, as Ctrl-C would; it runs in a session of its own, so nothing else reaches it), and this rank goes
+        on to report what it saved. Later signals change nothing."""
+        if self._interrupted:
+            return
+        self._interrupted_at = time.monotonic()
         self._interrupted = True
         self._stop_reason = f"interrupted ({signal.Signals(signum).name})"
+        self._signal_child()
+
+    def _signal_child(self) -> None:
         child = self._child
         if child is not None and child.poll() is None:
             try:
@@ -362,22 +417,19 @@ class Rank:
 
     # ------------------------------------------------------------------------------------------- run
     def run(self) -> int:
-        """The whole rank; returns its exit code (rank 0: the fleet's)."""
+        """The whole rank; returns its exit code. Only rank 0's carries the fleet's outcome: any other rank exits
+        0 once its profile is saved and offered (a non-zero exit would make torchrun stop its node's other ranks)."""
         try:
             return self._run()
         finally:
-            private = getattr(self, "_private", None)
             child = self._child
-            if private is not None and (child is None or child.poll() is not None):
-                shutil.rmtree(private, ignore_errors=True)  # the ready/go files; the logs stay
+            if self._private is not None and (child is None or child.poll() is not None):
+                shutil.rmtree(self._private, ignore_errors=True)  # the ready/go files; the logs stay
 
     def _run(self) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._on_signal)
-        os.environ.setdefault("TORCH_GLOO_LAZY_INIT", "1")
-        import torch
-        import torch.distributed as dist
-
+        started = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "logs").mkdir(exist_ok=True)
         private = self.dir / "logs" / f".rank{self.env.rank}-{os.getpid()}"
@@ -393,29 +445,28 @@ class Rank:
         if self.env.rank == 0 and (self.dir / FLEET_FILE).exists():
             abort = problem = f"{self.dir / FLEET_FILE}: already exists; choose a new --fleet DIR"
         try:
-            dist.init_process_group("gloo", timeout=timedelta(seconds=self.join_s))
+            board = open_board(self.env, self.join_s)
         except Exception as e:  # noqa: BLE001 - a lost rendezvous: measure alone, keep the profile here
-            self.echo(f"rank {self.env.rank}: the fleet's rendezvous failed ({_line(e)}); measuring alone")
+            self.echo(f"rank {self.env.rank}: the fleet's store cannot be reached ({_line(e)}); measuring alone")
             return self._alone(own, problem, out, stem, private)
-        wire = _Wire(dist, torch)
         if problem is None:
             self._start_child(own, out, stem, private)
-            self._await_ready(own, private)
+            self._await_ready(own, private, started + self.join_s)
         else:
             own.status, own.reason = "error", problem
         ready = {
+            "rank": self.env.rank,
             "host": self.host,
             "local_rank": self.env.local_rank,
             "device": own.device,
             "stem": stem,
-            "pid": own.pid if own.status != "error" else None,
+            "pid": own.pid if own.status == "ready" else None,
             "plan_s": own.plan_s,
-            "error": own.reason if own.status == "error" else None,
-            "abort": abort,
+            "error": own.reason if own.status != "ready" else None,
         }
         if self.env.rank == 0:
-            return self._hub(wire, own, ready, out, stem, private)
-        return self._spoke(wire, own, ready, out, private)
+            return self._hub(board, own, ready, out, private, started, abort)
+        return self._spoke(board, own, ready, out, private)
 
     def _prepare(self, own: _Own) -> str | None:
         """The device this rank measures; the reason it cannot, if it cannot."""
@@ -428,7 +479,7 @@ class Rank:
         return None
 
     def _member(self, private: Path) -> dict[str, Any]:
-        member: dict[str, Any] = {
+        return {
             "rank": self.env.rank,
             "local_rank": self.env.local_rank,
             "world_size": self.env.world_size,
@@ -440,39 +491,47 @@ class Rank:
             "ready_file": str(private / "ready.json"),
             "go_file": str(private / "go.json"),
             "join_timeout_s": self.join_s,
+            "rank_pid": os.getpid(),
         }
-        return member
+
+    def _cpu_cores(self) -> tuple[list[int], bool]:
+        """This rank's cores: its slice of the host's, or what the launcher already bound it to (a Slurm task's
+        cpuset, ``numactl``): a process that cannot use every core of the host has been placed already."""
+        allowed = sorted(os.sched_getaffinity(0))
+        if len(allowed) < (os.cpu_count() or len(allowed)):
+            return allowed, False
+        return cpu_slice(self.env.local_rank, self.env.local_world_size, allowed)
 
     def _start_child(self, own: _Own, out: Path, stem: str, private: Path) -> None:
         member = self._member(private)
         threads = self.threads
         if own.device == "cpu" and hasattr(os, "sched_getaffinity"):
-            cores, shared = cpu_slice(self.env.local_rank, self.env.local_world_size, sorted(os.sched_getaffinity(0)))
-            member["cpu_cores"], member["cpu_cores_shared"] = cores, shared
-            threads = threads or len(cores)
+            member["cpu_cores"], member["cpu_cores_shared"] = self._cpu_cores()
+            threads = threads or len(member["cpu_cores"])
         command = [sys.executable, "-m", "npucheck", "run", *self.child_args, "--device", str(own.device)]
         command += ["-o", str(out), "--fleet-member", json.dumps(member)]
         if threads is not None:
             command += ["--threads", str(threads)]
         log = self.dir / "logs" / f"{stem}.log"
         env = {**os.environ, "COLUMNS": os.environ.get("COLUMNS", "120")}
-        for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-            env.pop(name, None)  # the measuring process is not a rank: it must never join the group itself
+        for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"):
+            env.pop(name, None)  # the measuring process is not a rank
         with open(log, "wb") as sink:
+            # A session of its own: the launcher's signals to the rank's process group (torchrun stops a rank with
+            # killpg) and the terminal's Ctrl-C reach the rank, which passes them on once.
             self._child = subprocess.Popen(
                 command,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
-                preexec_fn=_interrupt_when_orphaned,
+                start_new_session=True,
             )
         own.pid = self._child.pid
         self._log = log
         self._out = out
 
-    def _await_ready(self, own: _Own, private: Path) -> None:
-        deadline = time.monotonic() + self.join_s
+    def _await_ready(self, own: _Own, private: Path, deadline: float) -> None:
         ready = private / "ready.json"
         assert self._child is not None
         while time.monotonic() < deadline and not self._interrupted:
@@ -509,16 +568,38 @@ class Rank:
         except OSError:
             pass  # already gone
 
-    def _watch_child(self, own: _Own, deadline: float) -> None:
-        """Wait for the measuring process until the deadline; then stop it."""
+    def _watch_child(self, own: _Own, deadline: float, board: _Board | None, poll: Callable[[], None]) -> None:
+        """Wait for the measuring process until the deadline, a stop posted by rank 0, or Ctrl-C (then GRACE_S
+        more); then stop it. ``poll`` runs between looks (rank 0 takes the results that have arrived)."""
         child = self._child
         assert child is not None
-        while child.poll() is None and time.monotonic() < deadline:
+        looked = 0.0
+        while child.poll() is None:
+            now = time.monotonic()
+            if self._interrupted and now > self._interrupted_at + GRACE_S:
+                break
+            if now >= deadline:
+                self._stop_reason = self._stop_reason or "past the fleet deadline: stopped"
+                break
+            if board is not None and now - looked > STOP_POLL_S and not self._interrupted:
+                looked = now
+                stop = self._posted_stop(board)
+                if stop is not None:
+                    self._stop_reason = stop
+                    self._interrupted, self._interrupted_at = True, now
+                    self._signal_child()
+            poll()
             time.sleep(POLL_S)
         if child.poll() is None:
-            self._stop_reason = self._stop_reason or "past the fleet deadline: stopped"
-            self._stop_child(GRACE_S)
+            self._stop_child(GRACE_S if not self._interrupted else 1.0)
         self._collect(own)
+
+    def _posted_stop(self, board: _Board) -> str | None:
+        try:
+            said = board.read(f"stop/{self.env.rank}") or board.read("stop")
+        except Exception:  # noqa: BLE001 - the store is gone (rank 0's host): measuring goes on
+            return None
+        return str(said["reason"]) if said is not None else None
 
     def _collect(self, own: _Own) -> None:
         """The measuring process's outcome: its profile (complete or partial), else its last error line."""
@@ -545,177 +626,217 @@ class Rank:
         )
         own.reason = f"the measuring process ended without a profile ({what})" + (f": {last}" if last else "")
 
-    def _go(self, own: _Own, private: Path, siblings: list[int], deadline_in_s: float, started: str) -> None:
-        if own.status != "ready":
-            return
-        _write_json(private / "go.json", {"started_utc": started, "siblings": siblings, "deadline_s": deadline_in_s})
+    def _go(self, own: _Own, private: Path, answer: dict[str, Any]) -> None:
+        """Pass rank 0's answer (go, or stop) to the measuring process waiting for it."""
+        if own.status == "ready":
+            _write_json(private / "go.json", answer)
+
+    def _result(self, own: _Own, ready: dict[str, Any], out: Path) -> dict[str, Any]:
+        return {
+            **ready,
+            "status": own.status,
+            "reason": own.reason,
+            "exit_code": own.exit_code,
+            "local_copy": str(out.resolve()) if own.profile_text is not None else None,
+            "profile_text": own.profile_text,
+        }
 
     # ------------------------------------------------------------------------------------------- rank > 0
-    def _spoke(self, wire: _Wire, own: _Own, ready: dict[str, Any], out: Path, private: Path) -> int:
+    def _spoke(self, board: _Board, own: _Own, ready: dict[str, Any], out: Path, private: Path) -> int:
         try:
-            wire.send("ready", ready, 0, self.join_s)
-            box = wire.inbox("go", 1, self.join_s * 2 + 60, src=0)
-            got = list(self._drain(box, 1, time.monotonic() + self.join_s * 2))
-            if not got:
-                raise FleetError("no start signal from rank 0" + (" (interrupted)" if self._interrupted else ""))
-            go = got[0][1]
-        except Exception as e:  # noqa: BLE001 - rank 0 is gone: measure alone, say where the profile is
+            board.post(f"ready/{self.env.rank}", ready)
+            board.enrol("ready", self.env.rank)
+        except Exception as e:  # noqa: BLE001 - the store is gone: measure alone
+            self.echo(f"rank {self.env.rank}: rank 0's store is gone ({_line(e)}); measuring alone")
+            return self._on_own(own, out, private)
+        answer = self._await_answer(board)
+        if answer is None:
             if self._interrupted:
-                _write_json(private / "go.json", {"stop": "interrupted before the start"})
+                self._go(own, private, {"stop": "interrupted before the fleet started"})
                 self._stop_child(GRACE_S)
-                return 130
-            self.echo(f"rank {self.env.rank}: rank 0 did not answer ({_line(e)}); measuring alone")
-            if own.status == "ready":
-                self._go(own, private, [], deadline_s([own.plan_s], self.timeout_s), _utc_now())
-                self._watch_child(own, time.monotonic() + deadline_s([own.plan_s], self.timeout_s))
-            return self._kept(own, out)
-        if go.get("stop"):
-            self._stop_reason = str(go["stop"])
-            _write_json(private / "go.json", {"stop": go["stop"]})
+                return self._kept(own, out)
+            self.echo(f"rank {self.env.rank}: no start signal from rank 0; measuring alone")
+            return self._on_own(own, out, private)
+        if "stop" in answer:
+            self._stop_reason = str(answer["stop"])
+            self._go(own, private, {"stop": answer["stop"]})
             self._stop_child(GRACE_S)
-            self.echo(f"rank {self.env.rank}: {go['stop']}")
-            return 2
-        deadline = time.monotonic() + float(go["deadline_s"])
-        self._go(own, private, [int(p) for p in go.get("siblings", [])], float(go["deadline_s"]), go["started_utc"])
+            self.echo(f"rank {self.env.rank}: {answer['stop']}")
+            return 0
+        deadline = time.monotonic() + float(answer["deadline_s"])
+        siblings = [int(p) for p in answer["siblings"].get(self.host, []) if p != own.pid]
+        self._go(own, private, {"started_utc": answer["started_utc"], "siblings": siblings})
         if own.status == "ready":
-            self._watch_child(own, deadline)
-        result = {**ready, "status": own.status, "reason": own.reason, "exit_code": own.exit_code}
-        result["local_copy"] = str(out.resolve()) if own.profile_text is not None else None
-        result["profile_text"] = own.profile_text
+            self._watch_child(own, deadline, board, lambda: None)
         try:
-            wire.send("result", result, 0, max(deadline - time.monotonic(), 0.0) + GRACE_S * 2 + 60)
-        except Exception as e:  # noqa: BLE001 - rank 0 is gone: the profile stays here
-            self.echo(f"rank {self.env.rank}: rank 0 did not take the result ({_line(e)})")
-            return self._kept(own, out)
-        return 0
+            board.put_result(self.env.rank, self._result(own, ready, out))
+        except Exception as e:  # noqa: BLE001 - rank 0's store is gone: the profile stays here
+            self.echo(f"rank {self.env.rank}: the result could not be sent to rank 0 ({_line(e)})")
+        return self._kept(own, out)
+
+    def _await_answer(self, board: _Board) -> dict[str, Any] | None:
+        """Rank 0's ``go`` or ``stop`` (also ``stop/<rank>``), polled until 2 × the join timeout + GRACE_S."""
+        deadline = time.monotonic() + 2 * self.join_s + GRACE_S
+        while time.monotonic() < deadline and not self._interrupted:
+            try:
+                for key in (f"stop/{self.env.rank}", "stop", "go"):
+                    said = board.read(key)
+                    if said is not None:
+                        return {"stop": said["reason"]} if key.startswith("stop") else said
+            except Exception:  # noqa: BLE001 - the store is gone: no answer will come
+                return None
+            time.sleep(STOP_POLL_S)
+        return None
 
     def _kept(self, own: _Own, out: Path) -> int:
         if own.profile_text is not None:
             self.echo(f"rank {self.env.rank}: this rank's profile is saved on {self.host} at {out.resolve()}")
         else:
             self.echo(f"rank {self.env.rank}: no profile: {own.reason}")
-        return FleetError.exit_code
+        return 0
 
-    def _alone(self, own: _Own, problem: str | None, out: Path, stem: str, private: Path) -> int:
-        """The rendezvous failed: measure this device anyway, keep the profile here, say where."""
-        if problem is not None:
-            self.echo(f"rank {self.env.rank}: {problem}")
-            return 2
-        self._start_child(own, out, stem, private)
-        self._await_ready(own, private)
-        self._go(own, private, [], deadline_s([own.plan_s], self.timeout_s), _utc_now())
+    def _on_own(self, own: _Own, out: Path, private: Path) -> int:
+        """Rank 0 cannot be reached: measure this device anyway, keep its profile here, say where."""
         if own.status == "ready":
-            self._watch_child(own, time.monotonic() + deadline_s([own.plan_s], self.timeout_s))
+            wait = deadline_s([own.plan_s], self.timeout_s)
+            self._go(own, private, {"started_utc": _utc_now(), "siblings": []})
+            self._watch_child(own, time.monotonic() + wait, None, lambda: None)
         return self._kept(own, out)
 
+    def _alone(self, own: _Own, problem: str | None, out: Path, stem: str, private: Path) -> int:
+        """The store could not be reached at all: measure this device anyway, keep the profile here, say where."""
+        if problem is not None:
+            self.echo(f"rank {self.env.rank}: {problem}")
+            return 2 if self.env.rank == 0 else 0
+        self._start_child(own, out, stem, private)
+        self._await_ready(own, private, time.monotonic() + self.join_s)
+        self._on_own(own, out, private)
+        return FleetError.exit_code if self.env.rank == 0 else 0
+
     # ------------------------------------------------------------------------------------------- rank 0
-    def _hub(self, wire: _Wire, own: _Own, ready: dict[str, Any], out: Path, stem: str, private: Path) -> int:
+    def _hub(
+        self,
+        board: _Board,
+        own: _Own,
+        ready: dict[str, Any],
+        out: Path,
+        private: Path,
+        started_at: float,
+        abort: str | None,
+    ) -> int:
         world = self.env.world_size
         members: dict[int, dict[str, Any]] = {0: ready}
-        join_deadline = time.monotonic() + self.join_s
+        join_deadline = started_at + self.join_s
         self.echo(f"fleet: {world} rank(s); waiting for every rank to be ready (up to {self.join_s:g} s)")
-        inbox = wire.inbox("ready", world - 1, self.join_s)
-        for sender, said in self._drain(inbox, world - 1, join_deadline):
-            members[sender] = said
-        abort = ready.get("abort") or (self._stop_reason if self._interrupted else None)
+        while len(members) < world and time.monotonic() < join_deadline and not self._interrupted:
+            for rank in board.enrolled("ready"):
+                if rank not in members:
+                    said = board.read(f"ready/{rank}")
+                    if said is not None:
+                        members[rank] = said
+            time.sleep(STOP_POLL_S)
+        self._refuse_duplicates(board, members)
         started = _utc_now()
+        if abort or self._interrupted:
+            reason = abort or f"the fleet was {self._stop_reason or 'interrupted'} before it started"
+            board.post("stop", {"reason": reason})
+            self._go(own, private, {"stop": reason})
+            self._stop_child(GRACE_S)
+            if abort:
+                self.echo(f"npucheck: error: {abort}")
+                return 2
+            return self._write(members, {0: self._keep(self._result(own, ready, out))}, started, 0.0, final=True)
         wait_s = deadline_s([float(m.get("plan_s") or 0.0) for m in members.values()], self.timeout_s)
         by_host: dict[str, list[int]] = {}
         for m in members.values():
-            if m.get("pid"):
+            if m.get("pid") and not m.get("refused"):
                 by_host.setdefault(str(m["host"]), []).append(int(m["pid"]))
-        for rank, m in sorted(members.items()):
-            siblings = [p for p in by_host.get(str(m["host"]), []) if p != m.get("pid")]
-            answer = {"started_utc": started, "deadline_s": wait_s, "siblings": siblings}
-            if abort:
-                answer = {"stop": abort}
-            if rank == 0:
-                continue
-            try:
-                wire.send("go", answer, rank, 30.0)
-            except Exception as e:  # noqa: BLE001 - it vanished after saying ready: recorded when results are due
-                members[rank]["lost"] = f"did not take the start signal: {_line(e)}"
-        if abort:
-            _write_json(private / "go.json", {"stop": abort})
-            self._stop_child(GRACE_S)
-            self.echo(f"npucheck: error: {abort}")
-            return 2
+        board.post("go", {"started_utc": started, "deadline_s": wait_s, "siblings": by_host})
         deadline = time.monotonic() + wait_s
-        results_box = wire.inbox("result", len(members) - 1, wait_s + GRACE_S + RESULT_MARGIN_S)
         self.echo(
             f"fleet: {len(members)} of {world} rank(s) ready; started {started}; results due within {wait_s:.0f} s"
         )
-        self._go(own, private, [p for p in by_host.get(self.host, []) if p != own.pid], wait_s, started)
-        if own.status == "ready":
-            self._watch_child(own, deadline)
-        results: dict[int, dict[str, Any]] = {
-            0: self._keep(
-                {
-                    **ready,
-                    "status": own.status,
-                    "reason": own.reason,
-                    "exit_code": own.exit_code,
-                    "local_copy": str(out.resolve()) if own.profile_text is not None else None,
-                    "profile_text": own.profile_text,
-                }
-            )
-        }
-        expected = [r for r in members if r != 0 and "lost" not in members[r]]
-        result_deadline = deadline + GRACE_S + RESULT_MARGIN_S
-        if self._interrupted:
-            result_deadline = min(result_deadline, time.monotonic() + GRACE_S * 2)
-        for sender, said in self._drain(results_box, len(expected), result_deadline):
-            results[sender] = self._keep(said)  # each profile written as it arrives: memory stays bounded
-        return self._write(members, results, started, wait_s)
+        results: dict[int, dict[str, Any]] = {}
+        self._write(members, results, started, wait_s, final=False)  # what is known, should rank 0 be lost
+        siblings = [p for p in by_host.get(self.host, []) if p != own.pid]
+        self._go(own, private, {"started_utc": started, "siblings": siblings})
 
-    def _drain(self, box: queue.Queue[Any], count: int, deadline: float) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Up to ``count`` messages from an inbox as they arrive, until the deadline (shortened to GRACE_S*2 on
-        Ctrl-C)."""
-        got = 0
-        while got < count:
-            if self._interrupted:
-                deadline = min(deadline, self._interrupted_at + GRACE_S * 2)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            try:
-                item = box.get(timeout=min(left, 0.2))
-            except queue.Empty:
-                continue
-            if isinstance(item, BaseException):
-                return
-            got += 1
-            yield item
+        def take() -> None:
+            for rank in board.enrolled("done"):
+                if rank not in results:
+                    try:
+                        results[rank] = self._keep(board.take_result(rank))
+                    except Exception as e:  # noqa: BLE001 - one bad result must not cost the others
+                        results[rank] = {"status": "error", "reason": f"its result could not be read: {_line(e)}"}
+
+        if own.status == "ready":
+            self._watch_child(own, deadline, None, take)
+        results[0] = self._keep(self._result(own, ready, out))
+        if self._interrupted:
+            board.post("stop", {"reason": f"rank 0 was {self._stop_reason or 'interrupted'}"})
+        expected = {r for r, m in members.items() if not m.get("refused")}
+        result_deadline = deadline + GRACE_S + RESULT_MARGIN_S
+        while expected - set(results):
+            now = time.monotonic()
+            if now >= result_deadline or (self._interrupted and now >= self._interrupted_at + INTERRUPTED_WAIT_S):
+                break
+            take()
+            time.sleep(STOP_POLL_S)
+        take()
+        return self._write(members, results, started, wait_s, final=True)
+
+    def _refuse_duplicates(self, board: _Board, members: dict[int, dict[str, Any]]) -> None:
+        """Two ranks with one profile name (the same host name and local rank: cloned containers) would overwrite
+        each other's profile on a shared DIR: the later rank is stopped, with the reason."""
+        seen: dict[str, int] = {}
+        for rank in sorted(members):
+            stem = str(members[rank].get("stem"))
+            if stem in seen:
+                reason = (
+                    f"rank {rank} has the same host name and local rank as rank {seen[stem]} ({stem}): host names "
+                    "must be unique"
+                )
+                members[rank].update(refused=True, error=reason)
+                board.post(f"stop/{rank}", {"reason": reason})
+            else:
+                seen[stem] = rank
 
     def _write(
-        self, members: dict[int, dict[str, Any]], results: dict[int, dict[str, Any]], started: str, wait_s: float
+        self,
+        members: dict[int, dict[str, Any]],
+        results: dict[int, dict[str, Any]],
+        started: str,
+        wait_s: float,
+        final: bool,
     ) -> int:
         rows = []
         for rank in range(self.env.world_size):
             said = results.get(rank)
             known = members.get(rank)
+            about = said if said is not None and "host" in said else known or {}
             row: dict[str, Any] = {
                 "rank": rank,
-                "local_rank": (said or known or {}).get("local_rank"),
-                "host": (said or known or {}).get("host"),
-                "device": (said or known or {}).get("device"),
+                "local_rank": about.get("local_rank"),
+                "host": about.get("host"),
+                "device": about.get("device"),
                 "status": "missing",
                 "profile": None,
                 "reason": None,
                 "local_copy": None,
                 "exit_code": None,
-                "pid": (said or known or {}).get("pid"),
+                "pid": about.get("pid"),
             }
             if said is not None:
                 row.update(status=said["status"], reason=said.get("reason"), exit_code=said.get("exit_code"))
-                row["local_copy"] = said.get("local_copy")
-                row["profile"] = said.get("stored")
+                row.update(local_copy=said.get("local_copy"), profile=said.get("stored"))
                 if row["status"] == "error" and said.get("error"):
                     row["reason"] = said["error"]
+            elif known is not None and known.get("refused"):
+                row.update(status="error", reason=known["error"])
             elif known is None:
                 row["reason"] = f"rank {rank} never reported ready within {self.join_s:g} s (not started, or lost)"
-            elif "lost" in known:
-                row["reason"] = known["lost"]
+            elif not final:
+                row["reason"] = "no result yet: the fleet was still running when this summary was written"
             elif self._interrupted:
                 row["reason"] = "the fleet was interrupted before this rank's result arrived"
             else:
@@ -740,11 +861,12 @@ class Rank:
         except Exception as e:  # noqa: BLE001 - a bug here must not lose the fleet's outcome: keep it unchecked
             from npucheck.atomic import write_atomic
 
-            path = write_atomic(self.dir / "fleet.unchecked.json", json.dumps(summary, indent=2).encode("utf-8"))
-            self.echo(
-                f"npucheck: internal error: the fleet summary did not pass its schema ({_line(e)}); kept at {path}"
-            )
+            text = json.dumps(summary, indent=2).encode("utf-8")
+            path = write_atomic(self.dir / "fleet.unchecked.json", text)
+            self.echo(f"npucheck: internal error: the fleet summary failed its schema ({_line(e)}); kept at {path}")
             return FleetError.exit_code
+        if not final:
+            return 0
         analysis = _analysis(self.dir)
         if analysis is not None:
             path = write_summary(self.dir, {**summary, "analysis": analysis})
@@ -757,7 +879,13 @@ class Rank:
     def _keep(self, said: dict[str, Any]) -> dict[str, Any]:
         """A rank's result with its profile written to DIR (``stored``: the name there) instead of held."""
         text = said.pop("profile_text", None)
-        return {**said, "stored": self._store(said["stem"], text) if text is not None else None}
+        if text is None:
+            return {**said, "stored": None}
+        try:
+            return {**said, "stored": self._store(said["stem"], text)}
+        except OSError as e:  # a full disk: this profile is lost here, but the rank kept its own copy
+            reason = f"rank 0 could not write its profile ({e}); the rank's own copy: {said.get('local_copy')}"
+            return {**said, "stored": None, "status": "error", "reason": reason}
 
     def _store(self, stem: str, text: str) -> str:
         """Rank 0's copy of a member's profile in DIR (already there when DIR is shared); the name in DIR."""
@@ -791,19 +919,6 @@ def _analysis(directory: Path) -> dict[str, Any] | None:
         "outliers": [f"{fleets.device_label(row)}: {row['flag_reasons']}" for _, row in flagged.iterrows()],
         "failed_targets": [fleets.device_label(row) for _, row in analysed[analysed["failed"]].iterrows()],
     }
-
-
-def _interrupt_when_orphaned() -> None:
-    """In the measuring process, before it runs: if its rank dies (SIGKILL, a crash), Linux sends it SIGINT
-    (``PR_SET_PDEATHSIG``), so it stops and saves what it measured like after Ctrl-C. Elsewhere: nothing."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGINT), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # no prctl: an orphaned measuring process runs to its end and saves its profile then
 
 
 def _command() -> list[str]:
