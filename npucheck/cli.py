@@ -7,7 +7,10 @@ Exit codes:
   2    usage or bad input (unknown option value, bad target profile, missing or corrupt result file)
   3    ``check``: nothing FAILed but some verdict is INCONCLUSIVE or ERROR
   4    internal error (a bug: please report it)
-  130  interrupted (Ctrl-C); ``run`` saves what it measured first
+  5    fleet run: a member is not ``ok`` (rank 0), or this rank's result could not reach rank 0
+  6    ``run``: measured, but the result could not be saved where asked; a copy was saved and its path printed
+  128+N  stopped by signal N: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP; ``run`` saves what it measured
+       first, marked interrupted with the signal's name (a signal while saving is held until the file is written)
 
 ``check``, ``show``, ``targets``, ``results``, ``compare``, ``fleet``, ``plot`` and ``report`` read stored data only
 and never import torch.
@@ -36,6 +39,7 @@ __all__ = [
     "compare_command",
     "env",
     "fleet_command",
+    "keygen_command",
     "main",
     "NpucheckGroup",
     "plot_command",
@@ -44,11 +48,14 @@ __all__ = [
     "results_command",
     "run",
     "show",
+    "sign_command",
     "targets_command",
+    "verify_command",
 ]
 
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_NOT_SAVED = 6  # `run`: measured, but saved elsewhere than asked (the copy's path is printed)
 
 
 def _console(err: bool = False) -> Console:
@@ -98,9 +105,11 @@ class NpucheckGroup(click.Group):
         except NpucheckError as e:
             click.echo(f"npucheck: error: {e}", err=True)
             ctx.exit(e.exit_code)
-        except KeyboardInterrupt:
-            click.echo("npucheck: interrupted", err=True)
-            ctx.exit(EXIT_INTERRUPTED)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP during `run` (npucheck.signals): 128 + N
+            from npucheck import signals
+
+            click.echo(f"npucheck: interrupted by {signals.signal_name(signals.signum_of(e))}", err=True)
+            ctx.exit(signals.exit_code(signals.signum_of(e)))
 
 
 @click.group(cls=NpucheckGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -314,6 +323,10 @@ def run(
     if output is not None:
         store.output_path_available(output)
     chosen_targets = target_profiles.load_targets(list(targets) or None)
+    store.check_output_folder(*((output.parent, "-o") if output is not None else (results_dir, "--results-dir")))
+    from npucheck import signals  # SIGTERM and SIGHUP stop the run as Ctrl-C does: what was measured is saved
+
+    guard = click.get_current_context().with_resource(signals.StopOnSignal()) if member is None else None
     from npucheck.measure.runner import Runner, RunOptions  # imports torch: only now that the input is known good
 
     options = RunOptions(
@@ -376,12 +389,26 @@ def run(
         profile = replace(profile, warnings=(*profile.warnings, f"not judged: {e}"))
     if member is not None and member.get("power_note"):
         profile = replace(profile, warnings=(*profile.warnings, member["power_note"]))
-    path = _save(profile, output, results_dir, console)
-    _print_profile(console, profile)
-    console.print(f"\nresult saved to [bold]{path}[/bold]")
-    if profile.interrupted:
-        click.echo("npucheck: interrupted; partial result saved", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+    path, not_saved = _save(profile, output, results_dir, console)
+    signum = guard.received if guard is not None else None
+    try:
+        _print_profile(console, profile)
+        console.print(f"\nresult saved to [bold]{path}[/bold]")
+    except OSError:  # a closed terminal (SIGHUP): the file is saved, the printout is lost
+        if signum is None:
+            raise
+    if not_saved:
+        click.echo(f"npucheck: not saved where asked ({not_saved}); the result's copy is at {path}", err=True)
+    if profile.interrupted or signum is not None:
+        name = signals.signal_name(signum) if signum is not None else None  # None: a fleet member, or Ctrl-C
+        if profile.interrupted:
+            by = f" by {name}" if name else ""
+            click.echo(f"npucheck: interrupted{by}; partial result saved to {path}", err=True)
+        else:
+            click.echo(f"npucheck: {name} arrived while the complete result was saved; it is at {path}", err=True)
+        sys.exit(signals.exit_code(signum))
+    if not_saved:
+        sys.exit(EXIT_NOT_SAVED)
 
 
 # --------------------------------------------------------------------------------------------------------- fleet
@@ -433,7 +460,7 @@ def _fleet(
     import socket
 
     from npucheck.measure import fleet
-    from npucheck.store import slug
+    from npucheck.store import check_output_folder, slug
 
     if output is not None:
         raise UsageError("-o names one result file; a fleet writes a directory: use --fleet DIR")
@@ -457,6 +484,7 @@ def _fleet(
             fleet_dir = results_dir / f"fleet-{slug(socket.gethostname())}-{stamp}"
         if (fleet_dir / "fleet.json").exists():
             raise UsageError(f"{fleet_dir / 'fleet.json'}: already exists; choose a new --fleet DIR")
+        check_output_folder(fleet_dir, "--fleet DIR")  # before any rank starts
         accelerator, count = fleet.local_devices()
         nproc = nproc_per_node or (count if accelerator is not None else 1)
         if accelerator is not None and nproc > count:
@@ -471,6 +499,7 @@ def _fleet(
         return
     if fleet_dir is None:
         raise UsageError("under torchrun, give the fleet directory: --fleet DIR")
+    check_output_folder(fleet_dir, "--fleet DIR")
     echo = (lambda line: click.echo(line)) if env.rank == 0 else (lambda line: click.echo(line, err=True))
     rank = fleet.Rank(
         env,
@@ -563,23 +592,24 @@ def _member_power(member: dict[str, Any], device: str, power_spec: str) -> str:
     return power_spec
 
 
-def _save(profile: ResultProfile, output: Path | None, results_dir: Path, console: Console) -> Path:
-    """Save; if the chosen place fails, save to a temporary directory rather than lose the measurements."""
+def _save(profile: ResultProfile, output: Path | None, results_dir: Path, console: Console) -> tuple[Path, str | None]:
+    """Save; if the chosen place fails, save beside it or to a temporary directory rather than lose the
+    measurements. Returns the path written and, when it is not where asked, why (``run`` then exits 6)."""
     import tempfile
 
     from npucheck import store
 
     try:
-        return store.save_result(profile, output, results_dir)
+        return store.save_result(profile, output, results_dir), None
     except NpucheckError as e:
         if output is None:
             raise
         console.print(f"[yellow]warning:[/yellow] {e}; saving beside it under a new name instead")
-        return store.save_result(profile, None, output.parent if str(output.parent) else Path("."))
+        return store.save_result(profile, None, output.parent if str(output.parent) else Path(".")), str(e)
     except OSError as e:
         fallback = Path(tempfile.mkdtemp(prefix="npucheck-"))
         console.print(f"[red]could not write the result ({e}); saving to {fallback} instead[/red]")
-        return store.save_result(profile, None, fallback)
+        return store.save_result(profile, None, fallback), str(e)
 
 
 class _Progress:
@@ -665,6 +695,7 @@ def check(result: Path, targets: tuple[str, ...]) -> None:
     from npucheck.read.text import bottom_line, bottom_lines, header_lines
 
     print_wrapped(console, header_lines(profile))
+    print_wrapped(console, _evidence_lines(profile))
     print_verdicts(console, verdicts)
     print_wrapped(console, [bottom_line(*line) for line in bottom_lines(verdicts)])
     sys.exit(judging.exit_code_for(verdicts))
@@ -686,7 +717,11 @@ def show(result: Path, fmt: str, all_cases: bool) -> None:
     elif fmt == "markdown":
         click.echo(to_markdown(profile), nl=False)
     else:
-        _print_profile(_console(), profile, all_cases=all_cases)
+        console = _console()
+        _print_profile(console, profile, all_cases=all_cases)
+        from npucheck.read.screen import print_wrapped
+
+        print_wrapped(console, _evidence_lines(profile))
 
 
 def _print_profile(console: Console, document: ResultProfile | dict[str, Any], all_cases: bool = False) -> None:
@@ -1067,6 +1102,103 @@ def fleet_command(directory: Path, tolerance: float, fail_on_outlier: bool, fmt:
     code = fleets.exit_code(analysed, fail_on_outlier)
     if code:
         sys.exit(code)
+
+
+# --------------------------------------------------------------------------------------------------- evidence
+def _evidence_lines(profile: dict[str, Any]) -> list[str]:
+    """What ``check`` and ``show`` say about the file's evidence: "modified since measured" (or "not sealed") and
+    each case whose stored figures disagree with its raw samples (npucheck.evidence)."""
+    from npucheck.evidence import audit
+
+    return [f"evidence: {line}" for line in audit(profile).lines()]
+
+
+@cli.command("sign")
+@click.argument("result", type=click.Path(path_type=Path))
+@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Ed25519 private key (PEM).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Signature file (default: RESULT.sig).")
+def sign_command(result: Path, key_path: Path, output: Path | None) -> None:
+    """Sign a sealed result with the lab's Ed25519 key: a detached RESULT.sig (needs npucheck[sign]).
+
+    Exit 1 when the file was modified since it was measured (it is not signed), 2 on bad input."""
+    import json
+
+    from npucheck import evidence, store
+    from npucheck.atomic import write_atomic
+
+    key = evidence.load_private_key(key_path)
+    profile = store.load_result(result)
+    state = evidence.digest_status(profile)
+    if state.state in ("modified", "unknown"):
+        click.echo(f"npucheck: {result}: not signed: {state.message}", err=True)
+        sys.exit(EXIT_FAIL)
+    signature = evidence.sign(profile, key)
+    target = output if output is not None else result.with_name(result.name + evidence.SIGNATURE_SUFFIX)
+    write_atomic(target, (json.dumps(signature, indent=1) + "\n").encode("ascii"))
+    click.echo(
+        f"{target}: signed {result} (content sha256:{signature['digest']['sha256'][:12]}…) "
+        f"with key {signature['key_id']}"
+    )
+
+
+@cli.command("verify")
+@click.argument("result", type=click.Path(path_type=Path))
+@click.option("--public-key", type=click.Path(path_type=Path), help="The lab's Ed25519 public key (PEM) to trust.")
+@click.option("--signature", "signature_path", type=click.Path(path_type=Path), help="Default: RESULT.sig.")
+def verify_command(result: Path, public_key: Path | None, signature_path: Path | None) -> None:
+    """Check a result's content digest and, where there is one, its signature.
+
+    Exit 0 verified (the digest matches; a signature, when present or required by --public-key, is valid), 1 not
+    verified (modified since measured, not sealed, not signed, bad signature), 2 bad input. Without --public-key a
+    signature is checked against the key it names, which proves only that file and signature agree."""
+    import json
+
+    from npucheck import evidence, store
+    from npucheck.errors import UsageError
+
+    profile = store.load_result(result)
+    trusted = evidence.load_public_key(public_key) if public_key is not None else None
+    state = evidence.digest_status(profile)
+    lines, ok = [f"{result}: {state.message}"], state.state == "sealed"
+    sig_path = signature_path or result.with_name(result.name + evidence.SIGNATURE_SUFFIX)
+    if sig_path.exists() or signature_path is not None or trusted is not None:
+        if not sig_path.exists():
+            lines.append(f"{result}: not signed: no {sig_path}")
+            ok = False
+        else:
+            try:
+                signature = json.loads(evidence.read_small(sig_path, "an npucheck signature"))
+            except (ValueError, RecursionError) as e:
+                raise UsageError(f"{sig_path}: not an npucheck signature (invalid JSON)") from e
+            valid, message = evidence.verify_signature(profile, signature, trusted)
+            lines.append(f"{result}: {message}")
+            # a file from before the digest, signed since, is verified by its signature alone
+            ok = valid and (ok or state.state == "not sealed")
+    for line in lines:
+        click.echo(line)
+    sys.exit(EXIT_OK if ok else EXIT_FAIL)
+
+
+@cli.command("keygen")
+@click.argument("key", type=click.Path(path_type=Path))
+def keygen_command(key: Path) -> None:
+    """Make an Ed25519 key pair for signing: KEY (private, mode 0600; encrypted with $NPUCHECK_KEY_PASSPHRASE when
+    set) and KEY's name with .pub.pem (public, to hand to whoever verifies). Never overwrites."""
+    from npucheck import evidence
+
+    public_path = key.with_name(key.stem + ".pub.pem")
+    for path in (key, public_path):
+        if os.path.lexists(path):
+            raise UsageError(f"{path}: already exists; npucheck keygen never overwrites a key")
+    private, public = evidence.generate_key()
+    try:
+        fd = os.open(key, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(private)
+        public_path.write_bytes(public)
+    except OSError as e:
+        raise UsageError(f"{key}: cannot write the key: {e.strerror or e}") from e
+    click.echo(f"{key}: private key (keep it secret); {public_path}: public key")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -351,6 +351,10 @@ def parse_datasheet(text: str, origin: str, builtin: bool = False) -> Datasheet:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise DatasheetError(_one_line(f"datasheet {origin}: not valid TOML ({e})")) from e
+    except RecursionError as e:  # tomllib recurses into nested arrays: a hostile file can exhaust the stack
+        raise DatasheetError(f"datasheet {origin}: not valid TOML (nested too deeply)") from e
+    except ValueError as e:  # an integer past Python's digit limit (int() refuses it; not a TOMLDecodeError)
+        raise DatasheetError(_one_line(f"datasheet {origin}: not valid TOML ({str(e).split(';')[0]})")) from e
     for key in data:
         if key == "tflops_per_watt":
             raise _error(origin, key, "is derived from tflops and power_w by npucheck; remove it")

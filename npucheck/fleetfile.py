@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import stat
 from importlib import resources
 from pathlib import Path
@@ -89,7 +90,9 @@ def validate_summary(doc: Any, origin: str) -> None:
     message = " ".join(error.message.split())
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[: MAX_MESSAGE_CHARS - 1] + "…"
-    raise ResultFileError(f"{origin}: {error.json_path}: {message}")
+    # A key may hold a line break or a terminal escape: the path is shown escaped, so the error stays one line.
+    where = error.json_path.encode("unicode_escape").decode("ascii")
+    raise ResultFileError(f"{origin}: {where[:MAX_MESSAGE_CHARS]}: {message}")
 
 
 # --------------------------------------------------------------------------------------------------- load
@@ -103,7 +106,7 @@ def load_summary(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     text = _read_text(path)
     try:
-        doc = json.loads(text, parse_constant=_refuse_constant)
+        doc = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError as e:
         where = "is empty" if not text.strip() else f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
         raise ResultFileError(f"{path}: {where}") from e
@@ -153,6 +156,14 @@ def _read_text(path: Path) -> str:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as a float; ``1e999`` overflows to infinity, which no npucheck file holds: refused."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]}{'…' if len(text) > 20 else ''} is beyond the range of a float")
+    return value
 
 
 # --------------------------------------------------------------------------------------------------- write

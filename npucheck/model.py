@@ -382,7 +382,13 @@ def _number(
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{where}: expected a number, got {type(value).__name__}")
-    if not math.isfinite(value):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer beyond the range of a float (JSON allows 4300 digits)
+        raise ValueError(
+            f"{where}: an integer of {len(str(abs(value)))} digits is beyond the range of a float"
+        ) from None
+    if not finite:
         raise ValueError(f"{where}: {value!r} is not finite")
     if minimum is not None and value < minimum:
         raise ValueError(f"{where}: {value!r} is below {minimum:g}")
@@ -395,12 +401,22 @@ def _numbers(record: Record, names: str, **options: Any) -> None:
         _number(record, name, **options)
 
 
+MAX_COUNT = 2**1024
+"""Counts (FLOPs, calls, bytes, samples) at or above this are refused: a float cannot hold them (OverflowError)."""
+MAX_DIMENSION = 2**63
+"""A kernel dimension (``shape``) at or above this is refused: the readers multiply three of them as floats."""
+
+
 def _count(record: Record, name: str, nullable: bool = True) -> None:
     value = getattr(record, name)
     if value is None and nullable:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{record._where(name)}: {value!r} is not a non-negative integer")
+    if value >= MAX_COUNT:  # the readers compute with counts as floats; JSON allows integers of 4300 digits
+        raise ValueError(
+            f"{record._where(name)}: an integer of {len(str(value))} digits is beyond the range of a float"
+        )
 
 
 def _counts(record: Record, names: str) -> None:
@@ -486,6 +502,11 @@ def _case_checks(record: Any) -> None:
     _texts(record, "shape_set flop_convention")
     if not isinstance(record.shape, Mapping):
         raise ValueError(f"{record._where('shape')}: expected an object")
+    for key, value in record.shape.items():
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MAX_DIMENSION:
+            raise ValueError(
+                f"{record._where('shape')}.{key}: an integer of {len(str(abs(value)))} digits is too large"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -925,6 +946,23 @@ class StoredDatasheet(Record):
             "ceiling_factor power_w power_w_per_part memory_bandwidth_gbps memory_bandwidth_gbps_per_part",
             minimum=0.0,
         )
+        # The readers index these maps by dtype and format their values: a hand-edited file must not reach them
+        # with another type (``"peak_tflops": true`` used to end `show` in a TypeError). null reads as empty.
+        for name in ("tflops", "peak_tflops", "ceiling_tflops", "tflops_per_part", "tflops_per_watt"):
+            for value in self._map(name).values():
+                _number(self, name, minimum=0.0, value=value)
+        for name in ("sources", "notes"):
+            for key, value in self._map(name).items():
+                if value is not None and not isinstance(value, str):
+                    raise ValueError(f"{self._where(name)}.{key}: expected a string, got {type(value).__name__}")
+
+    def _map(self, name: str) -> Mapping[str, Any]:
+        value = getattr(self, name)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{self._where(name)}: expected an object, got {type(value).__name__}")
+        return value
 
 
 def _positive(value: Any) -> float | None:
@@ -1073,6 +1111,15 @@ class Peak(Record):
 
     def _check(self) -> None:
         _text(self, "case")
+        written = (
+            bool(self.extra)
+            or bool(self.present_keys)
+            or any(getattr(self, name) is not None for name in ("tflops", "ci_low", "ci_high", "confirmed_tflops"))
+        )
+        if self.case is None and written:  # the readers show the peak's case (`{"": null}` used to end `show`)
+            raise ValueError("Peak.case: a peak that is not empty must name its case (kernel/dtype/shape)")
+        if self.case is not None and not _ID.match(self.case):
+            raise ValueError(f"Peak.case: {self.case!r} is not kernel/dtype/shape")
         _numbers(self, "tflops ci_low ci_high confirmed_tflops sustained_tflops", minimum=0.0)
         if self.ci_low is not None and self.ci_high is not None and self.ci_low > self.ci_high:
             raise ValueError(f"Peak: ci_low {self.ci_low!r} is above ci_high {self.ci_high!r}")

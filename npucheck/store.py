@@ -111,7 +111,8 @@ def validate(doc: dict[str, Any], origin: str) -> None:
     message = " ".join(error.message.split())
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[: MAX_MESSAGE_CHARS - 1] + "…"
-    raise ResultFileError(f"{origin}: {error.json_path}: {message}")
+    where = error.json_path.encode("unicode_escape").decode("ascii")  # a key with a line break stays one line
+    raise ResultFileError(f"{origin}: {where}: {message}")
 
 
 def migrate(
@@ -157,12 +158,12 @@ def load_result(path: str | Path) -> dict[str, Any]:
     text = _read_text(path)
     try:
         # NaN/Infinity are Python extensions to JSON; a file holding them was not written by npucheck.
-        doc = json.loads(text, parse_constant=_refuse_constant)
+        doc = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError as e:
         raise ResultFileError(f"{path}: {_describe_json_error(e, text)}") from e
     except RecursionError as e:
         raise ResultFileError(f"{path}: invalid JSON: nested too deeply") from e
-    except ValueError as e:  # _refuse_constant, or an integer beyond Python's digit limit
+    except ValueError as e:  # _refuse_constant, _finite_float, or an integer beyond Python's digit limit
         raise ResultFileError(f"{path}: invalid JSON: {e}") from e
     if not isinstance(doc, dict):
         raise ResultFileError(
@@ -221,6 +222,14 @@ def _read_text(path: Path) -> str:
         return data.decode("utf-8-sig")  # tolerate a BOM added by an editor
     except UnicodeDecodeError as e:
         raise ResultFileError(f"{path}: not UTF-8 text (invalid byte at offset {e.start})") from e
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as a float; ``1e999`` overflows to infinity, which no npucheck file holds: refused."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]}{'…' if len(text) > 20 else ''} is beyond the range of a float")
+    return value
 
 
 def _refuse_constant(name: str) -> Any:
@@ -286,7 +295,12 @@ def save_result(
     if where is not None:
         raise ValueError(f"result not saved: {where} is not a finite number")
     text = json.dumps(doc, indent=1, sort_keys=False, allow_nan=False, ensure_ascii=False) + "\n"
-    # Validate what will be on disk (tuples become arrays, float subclasses become floats), not the Python object.
+    # Sealed with its content digest over exactly what will be on disk (tuples become arrays, float subclasses
+    # become floats; JSON floats round-trip): npucheck.evidence.seal, checked by `check`, `show` and `verify`.
+    from npucheck.evidence import seal
+
+    text = json.dumps(seal(json.loads(text)), indent=1, sort_keys=False, allow_nan=False, ensure_ascii=False) + "\n"
+    # Validate what will be on disk, not the Python object.
     validate(json.loads(text), f"result not saved to {path if path is not None else results_dir}")
     if path is not None:
         output_path_available(path)
@@ -351,6 +365,41 @@ def output_path_available(path: str | Path) -> None:
     """
     if os.path.lexists(path):
         raise UsageError(f"{path}: already exists; npucheck never overwrites a result (choose another -o path)")
+
+
+def check_output_folder(directory: str | Path, option: str = "-o") -> None:
+    """Before a run measures anything, prove that a result can be written in ``directory``: it is created if
+    missing (as the save would), and a file is created in it and removed again. No torch, no schema: cheap.
+
+    Args:
+        directory: the ``-o`` file's folder, the ``--results-dir``, or a fleet directory.
+        option: the option that named it, for the message.
+
+    Raises:
+        UsageError: the folder cannot be created, is not a folder, or a file cannot be created in it (read-only,
+            a pseudo-filesystem such as /proc or /sys, permission denied, disk full); one line with the reason.
+    """
+    import secrets
+
+    folder = Path(directory) if str(directory) else Path(".")
+    probe = folder / f".npucheck-probe-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    step = "the folder cannot be created"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        step = "no file can be created in it"
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            os.write(fd, b"npucheck\n")  # a full disk can refuse the data after accepting the name
+        finally:
+            os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        why = f"{step}: {e.strerror or type(e).__name__}"
+        if isinstance(e, FileExistsError) and not folder.is_dir():
+            why = "it is not a folder"
+        raise UsageError(
+            f"{folder}: a result cannot be written there ({why}); nothing was measured (choose another {option})"
+        ) from e
 
 
 # --------------------------------------------------------------------------------------------------- list

@@ -254,9 +254,11 @@ def parse_target(text: str, origin: str) -> Target:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise _error(origin, f"not valid TOML: {e}") from e
+        raise _error(origin, f"not valid TOML: {str(e).split(';')[0]}") from e
     except RecursionError as e:  # tomllib recurses into nested arrays: a hostile file can exhaust the stack
         raise _error(origin, "not valid TOML: nested too deeply") from e
+    except ValueError as e:  # an integer past Python's digit limit (int() refuses it; not a TOMLDecodeError)
+        raise _error(origin, f"not valid TOML: {e}") from e
 
     _check_keys(data, _TOP_REQUIRED, _TOP_OPTIONAL, origin)
     fmt = data["format"]

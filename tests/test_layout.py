@@ -21,6 +21,8 @@ SHARED = [
     "stats.py",
     "errors.py",
     "fleetfile.py",
+    "signals.py",
+    "evidence.py",
 ]
 MEASURING = ("torch", "npucheck.measure", "npucheck.kernels")
 

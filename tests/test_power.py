@@ -673,6 +673,7 @@ def _per_watt_verdict(energy, profile_extra=None):
         "tflops": 600.0,
         "window_s": 30.0,
         "joules": 9000.0,
+        "flops": 600.0e12 * 30.0,  # the work behind 600 TFLOPS for 30 s: the judge recomputes TFLOPS/W from it
         "source": "nvml",
         **energy,
     }
@@ -683,8 +684,9 @@ def _per_watt_verdict(energy, profile_extra=None):
     profile.update(profile_extra or {})
     criterion = Criterion("tflops_per_watt", ">", 1.0, dtype="fp16")
     target = Target(name="t", title="t", source="", description="", criteria=(criterion,), path="")
-    # the judge reads a complete profile: conftest's, with this summary
-    return profile["summary"], judge(make_profile(summary=profile["summary"]), [target])[0]["criteria"][0]
+    # the judge reads a complete profile: conftest's, with this summary and the window behind it
+    document = make_profile(summary=profile["summary"], measurements=[measured.to_dict()])
+    return profile["summary"], judge(document, [target])[0]["criteria"][0]
 
 
 def test_rapl_never_covers_a_gpu_so_its_tflops_per_watt_is_not_judged(tmp_path):
@@ -729,10 +731,25 @@ def test_a_stored_file_without_coverage_is_judged_only_where_the_old_code_could_
         }
         # a complete profile (conftest's) with this device, power source and summary; the judge reads no energy
         base = make_profile()
+        window = {  # the headline window behind the 2.0 TFLOPS/W (the judge recomputes it): 2e12 FLOPs, 1 J, 1 s
+            "kind": "headline",
+            "source": source["name"],
+            "scope": source["scope"],
+            "quality": "Q2",
+            "uncertainty_rel": None,
+            "window_s": 1.0,
+            "valid": True,
+            "joules": 1.0,
+            "avg_watts": 1.0,
+            "flops": 2.0e12,
+            "tflops": 2.0,
+            "tflops_per_watt": 2.0,
+        }
         profile = make_profile(
             device={**base["device"], **device},
             power={**base["power"], "spec": spec, "source": {"quality": "Q2", **source}},
             summary=summary,
+            measurements=[make_measurement(energy=window)],
         )
         criterion = Criterion("tflops_per_watt", ">", 1.0, dtype="fp16")
         return judge(profile, [Target("t", "t", "", "", (criterion,), "")])[0]["criteria"][0]

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from npucheck import store
 from npucheck.errors import ResultFileError, UsageError
+from npucheck.evidence import seal
 
 
 def write(path, content):
@@ -113,7 +114,7 @@ def test_validation_message_is_one_short_line(minimal_profile):
 # ------------------------------------------------------------------------------------------------------- load
 def test_save_then_load_round_trips(tmp_path, minimal_profile):
     path = store.save_result(minimal_profile, tmp_path / "r.json")
-    assert store.load_result(path) == minimal_profile
+    assert store.load_result(path) == seal(minimal_profile)  # what was given, sealed with its digest
 
 
 def test_missing_file_says_it_does_not_exist(tmp_path):
@@ -358,7 +359,7 @@ def test_output_path_available_refuses_a_dangling_symlink(tmp_path):
 def test_explicit_path_creates_its_directory(tmp_path, minimal_profile):
     path = store.save_result(minimal_profile, str(tmp_path / "a" / "b" / "r.json"))
     assert path == tmp_path / "a" / "b" / "r.json"
-    assert store.load_result(path) == minimal_profile
+    assert store.load_result(path) == seal(minimal_profile)  # what was given, sealed with its digest
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
@@ -384,7 +385,7 @@ def test_falls_back_to_exclusive_create_without_hard_links(tmp_path, monkeypatch
     first = store.save_result(minimal_profile, results_dir=tmp_path)
     second = store.save_result(minimal_profile, results_dir=tmp_path)
     assert second.name.endswith("-1.json")
-    assert store.load_result(first) == store.load_result(second) == minimal_profile
+    assert store.load_result(first) == store.load_result(second) == seal(minimal_profile)
     assert sorted(tmp_path.iterdir()) == sorted([first, second])
 
 
@@ -406,7 +407,7 @@ def test_iter_results_lists_json_files_by_name_with_their_errors(tmp_path, minim
     listed = list(store.iter_results(tmp_path))
     assert [path for path, _ in listed] == [bad, good]
     assert isinstance(listed[0][1], ResultFileError)
-    assert listed[1][1] == minimal_profile
+    assert listed[1][1] == seal(minimal_profile)
 
 
 def test_iter_results_refuses_a_missing_directory(tmp_path):
@@ -452,7 +453,7 @@ def test_any_valid_measurement_list_round_trips(tmp_path, measurement_list):
     profile = make_profile(measurements=measurement_list)
     with tempfile.TemporaryDirectory(dir=tmp_path) as directory:
         path = store.save_result(profile, results_dir=directory)
-        assert store.load_result(path) == profile
+        assert store.load_result(path) == seal(profile)
 
 
 def test_a_file_the_schema_allows_but_the_model_refuses_is_one_line_error(tmp_path):

@@ -3,8 +3,9 @@ progress goes to a callback.
 
 Each case becomes a :class:`~npucheck.model.Measurement` when it finishes, so a bad value fails at that case and
 not when the file is saved. A case that raises, runs out of memory, returns NaN/Inf or a wrong answer is recorded
-as ``error`` with the reason and the run goes on. Ctrl-C stops the run; what was measured is returned, marked
-interrupted. What each case may cost (rate prediction, budgets, pilot calls) is decided by
+as ``error`` with the reason and the run goes on. Ctrl-C (and, in ``npucheck run``, SIGTERM or SIGHUP: see
+:mod:`npucheck.signals`) stops the run; what was measured is returned, marked interrupted with the signal's name.
+What each case may cost (rate prediction, budgets, pilot calls) is decided by
 :mod:`npucheck.measure.planning`; the summary is computed by :mod:`npucheck.measure.summary`.
 """
 
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 
 from npucheck import __version__
+from npucheck import signals as stopping
 from npucheck.datasheets import ceiling_reason, match_datasheet
 from npucheck.errors import UsageError
 from npucheck.kernels import KERNELS, Case, NonFiniteOutput, build_workload, select_dtypes, select_kernels
@@ -375,11 +377,10 @@ class Runner:
             self._run_cases(draft, unsupported, flush, flush_s)
             self._confirm_peaks(draft, flush, flush_s)
             self._energy_phase(draft)
-        except KeyboardInterrupt:
+            stopping.hold()  # measuring is over: a signal from now on must not stop the profile being saved
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP through npucheck.signals (named in the warning)
             draft.interrupted = True
-            draft.warnings.append(
-                "interrupted: the run was stopped before the suite finished; the cases not measured are missing"
-            )
+            draft.warnings.append(stopping.interrupted_warning(e))
         self._finish_warnings(draft)
         return draft.build(wall_s=self._clock() - started)
 

@@ -4,7 +4,12 @@ A difference in speed counts as real only when a bootstrap interval of the ratio
 raw per-call samples both profiles keep, excludes 1; it counts as a regression (or improvement) only when it is
 also larger than the threshold (asv's rule: a factor *and* statistical distinctness). Cases measured
 differently (kernel version, FLOP convention, timing method, cache flushing) are marked incomparable rather
-than compared; TFLOPS/W is compared only between windows of the same power source and scope.
+than compared; a case that failed its correctness check is not measured, however fast it ran; TFLOPS/W is
+compared only between valid windows of the same power source and scope.
+
+The case frame holds each value as the model holds it (``dtype=object``: Python bools, ints and None, never
+numpy booleans or NaN), and every test of a value here reads it by truth or absence, never by identity with
+``True``/``False``: a column pandas had turned into numpy booleans once made ``correct is False`` never true.
 """
 
 from __future__ import annotations
@@ -121,9 +126,10 @@ def cases_frame(profile: ProfileLike) -> pd.DataFrame:
                 "power_source": energy.source if energy is not None else None,
                 "power_scope": energy.scope if energy is not None else None,
                 "power_uncertainty": energy.uncertainty_rel if energy is not None else None,
+                "power_invalid": m.energy.reason if m.energy is not None and not m.energy.valid else None,
             }
         )
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows, dtype=object)  # values as the model holds them: no numpy bools, no NaN for None
     return frame.drop_duplicates("id").set_index("id") if not frame.empty else frame
 
 
@@ -150,9 +156,20 @@ def _incomparable(base: pd.Series, other: pd.Series) -> str | None:
         ("timing_method", "timing method"),
         ("flushed", "cache flushing"),
     ):
-        if base[key] != other[key]:
-            return f"{what} differs ({base[key]} vs {other[key]})"
+        if not _same(base[key], other[key]):
+            return f"{what} differs ({_shown(base[key])} vs {_shown(other[key])})"
     return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, counting two absent values (None or NaN) as the same and an absent one as unlike any value."""
+    if _absent(a) or _absent(b):
+        return _absent(a) and _absent(b)
+    return bool(a == b)
+
+
+def _shown(value: Any) -> str:
+    return "unknown" if _absent(value) else str(value)
 
 
 def classify(ratio: float, low: float, high: float, threshold: float) -> str:
@@ -200,10 +217,13 @@ def compare_frames(
             if b is None or o is None:
                 row.update(verdict=MISSING, note="only in base" if o is None else "not in base")
             elif row["base_tflops"] is None or row["other_tflops"] is None:
+                reasons = [
+                    f"{side}: {reason}" for side, reason in (("base", _unusable(b)), ("other", _unusable(o))) if reason
+                ]
                 row.update(
                     verdict=NOT_MEASURED,
                     note=f"status {b['status']} vs {o['status']}"
-                    + ("" if b["status"] != "ok" or o["status"] != "ok" else " (no raw samples)"),
+                    + ("" if b["status"] != "ok" or o["status"] != "ok" else f" ({'; '.join(reasons)})"),
                 )
             elif (why := _incomparable(b, o)) is not None:
                 row.update(verdict=INCOMPARABLE, note=why)
@@ -216,22 +236,47 @@ def compare_frames(
 
 
 def _ok_tflops(case: pd.Series | None) -> float | None:
-    """The case's TFLOPS if it ran, was correct and kept its raw samples; else None. (pandas turns a missing
-    value into NaN, so every test here goes through pd.isna.)"""
-    if case is None or case["status"] != "ok" or case["correct"] is False or _absent(case["tflops"]):
+    """The case's TFLOPS if it ran, was not found wrong and kept its raw samples; else None."""
+    if case is None or _unusable(case) is not None:
         return None
+    return float(case["tflops"])
+
+
+def _unusable(case: pd.Series) -> str | None:
+    """Why a case's speed cannot be compared (its status, a wrong answer, no TFLOPS, no raw samples); None if
+    it can. ``correct`` is read by truth, not identity: ``is False`` misses a numpy ``False``."""
+    if case["status"] != "ok":
+        return f"status {case['status']}"
+    if _wrong(case["correct"]):
+        return "failed its correctness check"
+    if _absent(case["tflops"]) or not math.isfinite(float(case["tflops"])):
+        return "no TFLOPS"
     if not len(case["samples_s"]):
-        return None  # no raw samples: nothing to judge a difference with
-    value = float(case["tflops"])
-    return value if math.isfinite(value) else None
+        return "no raw samples"  # nothing to judge a difference with
+    return None
+
+
+def _wrong(correct: Any) -> bool:
+    """Whether a correctness flag says wrong: False (Python's or numpy's), not True and not absent (unchecked)."""
+    return not _absent(correct) and not bool(correct)
 
 
 def _absent(value: Any) -> bool:
+    """None, NaN or pd.NA (pandas turns a missing value into NaN in a numeric column)."""
     return value is None or bool(pd.isna(value))
 
 
 def _power_ratio(row: dict[str, Any], b: pd.Series | None, o: pd.Series | None) -> None:
-    if b is None or o is None or _absent(b["tflops_per_watt"]) or _absent(o["tflops_per_watt"]):
+    if b is None or o is None:
+        return
+    sides = (("base", b), ("other", o))
+    invalid = [
+        f"{side}'s window invalid ({c['power_invalid']})" for side, c in sides if not _absent(c["power_invalid"])
+    ]
+    if invalid:
+        row["note"] = (row["note"] + "; " if row["note"] else "") + "TFLOPS/W not compared: " + ", ".join(invalid)
+        return
+    if _absent(b["tflops_per_watt"]) or _absent(o["tflops_per_watt"]):
         return
     if (b["power_source"], b["power_scope"]) != (o["power_source"], o["power_scope"]):
         row["note"] = (row["note"] + "; " if row["note"] else "") + (

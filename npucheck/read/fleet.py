@@ -122,6 +122,9 @@ METRIC_WORDS: Mapping[str, str] = {
 }
 DTYPES: tuple[str, ...] = ("fp16", "bf16", "fp32")
 DEFAULT_TOLERANCE = 0.10
+MAX_TFLOPS = 1e6
+"""No device gives a million TFLOPS (an exaFLOPS, ~1000 times the largest today): a figure recomputed from a profile's
+FLOP count and samples above it is a corrupt count or time, and the profile is listed as unreadable."""
 COMPARED = ("ok", "interrupted")
 """Member statuses whose figures are compared with their peers (error and missing members have none)."""
 _WORST = {"FAIL": 3, "ERROR": 2, "INCONCLUSIVE": 1, "PASS": 0}
@@ -204,16 +207,35 @@ def _num(c: Mapping[str, Any], key: str, where: str) -> float | None:
     value = _get(c, key, where, (int, float), False)
     if value is None:
         return None
-    if not math.isfinite(value):
-        raise _Unreadable(f"{where}.{key}: {value} is not a finite number")
-    return float(value)
+    number = _finite(value)
+    if number is None:
+        raise _Unreadable(f"{where}.{key}: {_short(value)} is not a finite number")
+    return number
+
+
+def _finite(value: int | float) -> float | None:
+    """``value`` as a finite float, or None (an integer too large for a float counts as not finite)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _short(value: Any) -> str:
+    text = (
+        str(value)
+        if not isinstance(value, int) or abs(value) < 10**30
+        else f"an integer of {len(str(abs(value)))} digits"
+    )
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _loose_number(value: Any) -> float | None:
     """A number from open-ended evidence, or None for anything else."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    return _finite(value)
 
 
 def _read_json(path: Path) -> Any:
@@ -227,7 +249,7 @@ def _read_json(path: Path) -> Any:
     if not data.strip():
         raise _Unreadable("is empty")
     try:
-        return json.loads(data, parse_constant=_refuse_constant)
+        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError as e:
         if e.pos >= len(data.rstrip()) - 1 or e.msg.startswith("Unterminated string"):
             raise _Unreadable(f"truncated JSON: the document ends at line {e.lineno} before it is complete") from e
@@ -242,6 +264,14 @@ def _read_json(path: Path) -> Any:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as a float; ``1e999`` overflows to infinity, which no npucheck file holds: refused."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]}{'…' if len(text) > 20 else ''} is beyond the range of a float")
+    return value
 
 
 def _state(value: Any) -> dict[str, Any]:
@@ -364,9 +394,14 @@ def _profile_row(path: Path) -> tuple[dict[str, Any], dict[str, tuple[float, np.
                 raise _Unreadable(f"{where}.flops: expected a positive number")
             try:
                 stats = summarize(raw)
-            except (ValueError, TypeError) as e:
+            except (ValueError, TypeError, OverflowError) as e:  # OverflowError: an integer beyond a float
                 raise _Unreadable(f"{where}.samples_s: {e}") from e
             value, low, high = (flops / s / 1e12 for s in (stats.median_s, stats.ci_high_s, stats.ci_low_s))
+            if not all(math.isfinite(x) and 0 < x <= MAX_TFLOPS for x in (value, low, high)):
+                raise _Unreadable(
+                    f"{where}: {_short(value)} TFLOPS from its flops and samples_s is not a figure a device gives "
+                    f"(more than {MAX_TFLOPS:g}, or not finite): a corrupt FLOP count or time"
+                )
             samples[dtype] = (flops, np.asarray(raw, dtype=float))
         elif dtype in stored and stored[dtype][0] is not None:
             value, low, high = stored[dtype]

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from npucheck.datasheets import ceiling_reason
+from npucheck.evidence import Audit, audit, by_case
 from npucheck.model import (
     HOST_CLOCK_TOLERANCE,
     PARTIAL_SCOPES,
@@ -25,7 +26,6 @@ from npucheck.model import (
     Measurement,
     Record,
     ResultProfile,
-    as_profile,
 )
 from npucheck.targets import Criterion, Target
 
@@ -59,10 +59,10 @@ def judge(profile: ResultProfile | Mapping[str, Any], targets: list[Target]) -> 
     Raises:
         ResultFileError: a dict that does not fit the model.
     """
-    result = as_profile(profile)
+    checked = audit(profile)
     verdicts = []
     for target in targets:
-        criteria = [judge_criterion(result, criterion) for criterion in target.criteria]
+        criteria = [judge_criterion(checked.profile, criterion, checked) for criterion in target.criteria]
         verdicts.append(
             {
                 "target": target.name,
@@ -74,13 +74,22 @@ def judge(profile: ResultProfile | Mapping[str, Any], targets: list[Target]) -> 
     return verdicts
 
 
-def judge_criterion(profile: ResultProfile | Mapping[str, Any], criterion: Criterion) -> dict[str, Any]:
-    """The verdict of one criterion on a result profile (a ``verdicts[].criteria[]`` entry)."""
+def judge_criterion(
+    profile: ResultProfile | Mapping[str, Any], criterion: Criterion, checked: Audit | None = None
+) -> dict[str, Any]:
+    """The verdict of one criterion on a result profile (a ``verdicts[].criteria[]`` entry).
+
+    The figures are recomputed from the raw data first (:func:`npucheck.evidence.audit`, or ``checked`` when the
+    caller has done it): a case whose stored figures disagree with its raw samples is an error, and a criterion
+    that depends on such a case, or a file modified since it was sealed, is INCONCLUSIVE at best."""
     evaluate = _METRICS.get(criterion.metric)
     if evaluate is None:
         raise ValueError(f"unknown metric {criterion.metric!r}")  # targets.py validates; this is a bug
-    result = as_profile(profile)
+    if checked is None:
+        checked = audit(profile)
+    result = checked.profile
     status, measured, lower, upper, reason = evaluate(result, criterion)
+    status, reason = _distrust(checked, criterion, status, reason)
     if result.interrupted and status != PASS:
         reason += INTERRUPTED_NOTE
     return {
@@ -104,6 +113,30 @@ def exit_code_for(verdicts: list[dict[str, Any]]) -> int:
     if statuses and all(s == PASS for s in statuses):
         return 0
     return 3
+
+
+def _distrust(checked: Audit, criterion: Criterion, status: str, reason: str) -> tuple[str, str]:
+    """A PASS that rests on edited or corrupt evidence, or on a file modified since it was sealed, becomes
+    INCONCLUSIVE; the reason names what disagreed."""
+    part = {"peak_tflops": "peak", "tflops_per_watt": "energy"}.get(criterion.metric)
+    findings = checked.affecting(part, criterion.dtype) if part else []
+    if part == "energy":  # the headline case's timed median is compared with its window
+        headline = {
+            m.id
+            for m in checked.profile.measurements or ()
+            if m.dtype == criterion.dtype and m.energy is not None and m.energy.kind == "headline"
+        }
+        findings += [f for f in checked.affecting("peak", criterion.dtype) if f.case in headline]
+    lines = by_case(findings)
+    doubts = lines[:2] + ([f"{len(lines) - 2} more edited or corrupt"] if len(lines) > 2 else [])
+    if checked.digest.state == "modified":
+        doubts.append(checked.digest.message)
+    if not doubts:
+        return status, reason
+    note = "; ".join(doubts)
+    if status == PASS:
+        return INCONCLUSIVE, f"{reason}, but {note}"
+    return status, f"{reason}; {note}"
 
 
 # -------------------------------------------------------------------------------------------------- decision
@@ -190,6 +223,14 @@ def _peak_tflops(profile: ResultProfile, criterion: Criterion) -> Outcome:
             too_high = ceiling_reason(datasheet, dtype, value)
             if too_high:
                 return ERROR, value, None, None, f"the confirmation of {best.id}: {too_high}"
+            if confirmation.tflops_ci is None:  # as TFLOPS/W: a figure without its uncertainty cannot decide
+                return (
+                    INCONCLUSIVE,
+                    value,
+                    value,
+                    value,
+                    f"the confirmation re-measure of the {selection} has no interval{suffix}",
+                )
             lower, upper = _bounds(confirmation)
             status = decide(criterion.op, criterion.threshold, lower, upper)
             host_ratio = confirmation.events_vs_host_clock
@@ -222,8 +263,10 @@ def _peak_tflops(profile: ResultProfile, criterion: Criterion) -> Outcome:
             return (ERROR, None, None, None, f"the confirmation re-measure of {best.id} errored: {confirmation.error}")
 
     # No confirmation (an interrupted run, a file from before npucheck 0.2): the selection alone can only FAIL.
-    bounds = [_bounds(m) for m in good]
     measured = _tflops(best)
+    if best.tflops_ci is None:
+        return INCONCLUSIVE, measured, measured, measured, f"the peak has no interval; {selection}{suffix}"
+    bounds = [_bounds(m) for m in good]
     lower, upper = max(b[0] for b in bounds), max(b[1] for b in bounds)
     status = decide(criterion.op, criterion.threshold, lower, upper)
     reason = f"{_decision_reason(status, criterion, lower, upper)}; {selection}{suffix}"

@@ -255,7 +255,7 @@ def _html(
         else "<p class='missing'>no energy windows: power was not measured in this run</p>"
     )
     parts.append("<h2>Measurements</h2>" + _table_html(measurements))
-    warnings = profile.warnings or ()
+    warnings = _warnings(profile)
     parts.append(
         "<h2>Warnings</h2>"
         + ("<ul>" + "".join(f"<li>{e(w)}</li>" for w in warnings) + "</ul>" if warnings else "<p>none</p>")
@@ -332,8 +332,16 @@ def _markdown(
         _md_table(energy) if not energy.empty else "no energy windows: power was not measured in this run\n",
     ]
     out += ["## Measurements", "", _md_table(measurements), "## Warnings", ""]
-    out += [f"- {w}" for w in profile.warnings or ()] or ["none"]
+    out += [f"- {w}" for w in _warnings(profile)] or ["none"]
     return "\n".join(out) + "\n"
+
+
+def _warnings(profile: ResultProfile) -> list[str]:
+    """The run's warnings, then what the file's evidence says: "modified since measured" (or "not sealed") and
+    each case whose stored figures disagree with its raw samples (npucheck.evidence)."""
+    from npucheck.evidence import audit
+
+    return list(profile.warnings or ()) + [f"evidence: {line}" for line in audit(profile).lines()]
 
 
 def write(path: Path, text: str, files: dict[str, bytes]) -> None:

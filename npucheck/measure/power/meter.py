@@ -184,6 +184,8 @@ class MeterLogSource(PowerSource):
             raise PowerSourceError("meter: period must be a positive number of seconds")
         if scope not in SCOPES:
             raise PowerSourceError(f"meter: unknown scope {scope!r} (known: {', '.join(SCOPES)})")
+        if not math.isfinite(offset_s):  # offset=nan would make every sample's time NaN: no window would match
+            raise PowerSourceError(f"meter: offset must be a finite number of seconds, not {offset_s}")
         self.accuracy_stated = accuracy is not None
         self.uncertainty_rel = accuracy if accuracy is not None else DEFAULT_METER_UNCERTAINTY
         self.sample_type = sample_type or "average"
