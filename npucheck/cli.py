@@ -495,7 +495,7 @@ def _fleet(
         what = f"{nproc} {accelerator} device(s)" if accelerator else f"the CPU in {nproc} slice(s)"
         click.echo(f"npucheck {__version__}: fleet of {what} on this node; results in {fleet_dir}")
         outcome = fleet.launch_node(fleet_dir, rank_args, nproc, lambda line: click.echo(line, err=True))
-        _fleet_outcome(fleet_dir, outcome["failed"], outcome["interrupted"])
+        _fleet_outcome(fleet_dir, outcome["failed"], outcome.get("signal") if outcome["interrupted"] else None)
         return
     if fleet_dir is None:
         raise UsageError("under torchrun, give the fleet directory: --fleet DIR")
@@ -522,16 +522,20 @@ def _fleet(
     os._exit(code)  # a gloo receive may still be pending on a helper thread: do not wait for it at exit
 
 
-def _fleet_outcome(fleet_dir: Path, failed: dict[int, int], interrupted: bool) -> None:
-    """After ``--device all``: rank 0 has written fleet.json and printed the table; say what the launcher saw."""
+def _fleet_outcome(fleet_dir: Path, failed: dict[int, int], stopped_by: int | None) -> None:
+    """After ``--device all``: rank 0 has written fleet.json and printed the table; say what the launcher saw.
+    ``stopped_by``: the signal that stopped the launcher (exit 128 + its number, as a plain run does)."""
+    import signal
+
     from npucheck.fleetfile import FLEET_FILE, load_summary
 
     for rank, code in sorted(failed.items()):
         click.echo(f"npucheck: rank {rank} ended with exit code {code}", err=True)
     summary_path = fleet_dir / FLEET_FILE
-    if interrupted:
-        click.echo("npucheck: interrupted; what each rank measured is saved", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+    if stopped_by is not None:
+        name = signal.Signals(stopped_by).name if stopped_by in signal.Signals._value2member_map_ else stopped_by
+        click.echo(f"npucheck: interrupted by {name}; what each rank measured is saved", err=True)
+        sys.exit(128 + stopped_by)
     if not summary_path.exists():
         click.echo(
             f"npucheck: rank 0 wrote no fleet summary; the profiles saved are in {fleet_dir} "

@@ -371,7 +371,9 @@ def test_device_all_starts_the_ranks_through_torchs_launcher(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_what_every_rank_measured(tmp_path):
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_saves_what_every_rank_measured(tmp_path, signum, code):
+    """Ctrl-C (SIGINT to the whole group) and a scheduler's SIGTERM: every rank saves, exit 128 + the signal."""
     fleet_dir = tmp_path / "fleet"
     run = subprocess.Popen(
         [sys.executable, "-m", "npucheck", "run", "--device", "all", "--nproc-per-node", "2", "--fleet", str(fleet_dir)]
@@ -385,9 +387,9 @@ def test_ctrl_c_saves_what_every_rank_measured(tmp_path):
     while time.monotonic() < deadline and not all("cases; up to about" in _text(log) for log in logs):
         time.sleep(0.1)
     time.sleep(2.0)  # measuring now
-    os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in the terminal does: every process of the group
+    os.killpg(run.pid, signum)  # Ctrl-C in the terminal, or scancel: every process of the group
     out = run.communicate(timeout=120)[0].decode()
-    assert run.returncode == 130, out[-2000:]
+    assert run.returncode == code, out[-2000:]
     members = load_summary(fleet_dir / "fleet.json")["members"]
     assert [m["status"] for m in members] == ["interrupted", "interrupted"]
     for m in members:

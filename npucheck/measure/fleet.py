@@ -955,7 +955,7 @@ def launch_node(fleet_dir: Path, rank_args: list[str], nproc: int, echo: Callabl
     ``torchrun --standalone --nproc-per-node N`` does), each rank running ``npucheck run --fleet DIR``.
 
     Returns what the launcher said: ``failed`` (rank → exit code) for ranks that ended badly, ``interrupted``
-    when a signal (Ctrl-C) stopped it.
+    and ``signal`` (its number) when a signal (Ctrl-C, SIGTERM, SIGHUP) stopped it.
     """
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -981,8 +981,8 @@ def launch_node(fleet_dir: Path, rank_args: list[str], nproc: int, echo: Callabl
         elastic_launch(config, sys.executable)(*args)
     except ChildFailedError as e:
         return {"failed": {rank: failure.exitcode for rank, failure in e.failures.items()}, "interrupted": False}
-    except SignalException:  # Ctrl-C (or SIGTERM): the launcher has passed it on to the ranks, which saved
-        return {"failed": {}, "interrupted": True}
+    except SignalException as e:  # Ctrl-C, SIGTERM, SIGHUP: the launcher has passed it on to the ranks, which saved
+        return {"failed": {}, "interrupted": True, "signal": int(e.sigval)}
     finally:
         os.environ.pop(ENV_PARENT, None)
     return {"failed": {}, "interrupted": False}
