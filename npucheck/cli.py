@@ -548,17 +548,22 @@ def _fleet_outcome(fleet_dir: Path, failed: dict[int, int], stopped_by: int | No
         sys.exit(5)
 
 
-def _print_fleet_summary(path: Path) -> None:
-    """Rank 0, once fleet.json is written: the fleet table, as ``npucheck fleet DIR`` prints it."""
+def _print_fleet_summary(path: Path) -> dict[str, Any] | None:
+    """Rank 0, once fleet.json is written: the fleet table, as ``npucheck fleet DIR`` prints it; returns the
+    analysis for the summary's record (None when the folder could not be analysed: the profiles are saved)."""
     from npucheck.read import fleet as fleets
 
     console = _console()
+    record = None
     try:
         data = fleets.load_fleet(path.parent)
-        fleets.print_fleet(console, data, fleets.analyse(data, fleets.DEFAULT_TOLERANCE), fleets.DEFAULT_TOLERANCE)
-    except NpucheckError as e:  # the profiles are saved whatever the table does
+        analysed = fleets.analyse(data, fleets.DEFAULT_TOLERANCE)
+        fleets.print_fleet(console, data, analysed, fleets.DEFAULT_TOLERANCE)
+        record = fleets.analysis_record(analysed, fleets.DEFAULT_TOLERANCE)
+    except NpucheckError as e:
         click.echo(f"npucheck: the fleet table could not be printed: {e}", err=True)
     console.print(f"\nfleet saved to [bold]{path.parent}[/bold] (summary: {path.name})")
+    return record
 
 
 def _fleet_member(text: str) -> dict[str, Any]:

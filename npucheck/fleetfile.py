@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import stat
 from importlib import resources
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 from npucheck.atomic import write_atomic
 from npucheck.errors import ResultFileError
-from npucheck.store import MAX_MESSAGE_CHARS, slug
+from npucheck.store import parse_json, raise_schema_error, slug
 
 __all__ = [
     "FLEET_FILE",
@@ -82,17 +81,7 @@ def validate_summary(doc: Any, origin: str) -> None:
     Raises:
         ResultFileError: one line, ``<origin>: <json path>: <message>``, for the most relevant error.
     """
-    from jsonschema.exceptions import best_match
-
-    error = best_match(_validator().iter_errors(doc))
-    if error is None:
-        return
-    message = " ".join(error.message.split())
-    if len(message) > MAX_MESSAGE_CHARS:
-        message = message[: MAX_MESSAGE_CHARS - 1] + "…"
-    # A key may hold a line break or a terminal escape: the path is shown escaped, so the error stays one line.
-    where = error.json_path.encode("unicode_escape").decode("ascii")
-    raise ResultFileError(f"{origin}: {where[:MAX_MESSAGE_CHARS]}: {message}")
+    raise_schema_error(_validator(), doc, origin)
 
 
 # --------------------------------------------------------------------------------------------------- load
@@ -106,7 +95,7 @@ def load_summary(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     text = _read_text(path)
     try:
-        doc = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        doc = parse_json(text)
     except json.JSONDecodeError as e:
         where = "is empty" if not text.strip() else f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
         raise ResultFileError(f"{path}: {where}") from e
@@ -152,18 +141,6 @@ def _read_text(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ResultFileError(f"{path}: not UTF-8 text (invalid byte at offset {e.start})") from e
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    """A JSON number as a float; ``1e999`` overflows to infinity, which no npucheck file holds: refused."""
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text[:20]}{'…' if len(text) > 20 else ''} is beyond the range of a float")
-    return value
 
 
 # --------------------------------------------------------------------------------------------------- write

@@ -103,16 +103,28 @@ def validate(doc: dict[str, Any], origin: str) -> None:
     Raises:
         ResultFileError: one line, ``<origin>: <json path>: <message>``, for the most relevant error.
     """
+    raise_schema_error(_validator(), doc, origin)
+
+
+def raise_schema_error(validator: Any, doc: Any, origin: str) -> None:
+    """The most relevant error of a jsonschema ``validator`` on ``doc`` as one line, ``<origin>: <json path>:
+    <message>`` (a ResultFileError); nothing when ``doc`` is valid. Shared by every file format npucheck reads."""
     from jsonschema.exceptions import best_match
 
-    error = best_match(_validator().iter_errors(doc))
+    error = best_match(validator.iter_errors(doc))
     if error is None:
         return
     message = " ".join(error.message.split())
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[: MAX_MESSAGE_CHARS - 1] + "…"
     where = error.json_path.encode("unicode_escape").decode("ascii")  # a key with a line break stays one line
-    raise ResultFileError(f"{origin}: {where}: {message}")
+    raise ResultFileError(f"{origin}: {where[:MAX_MESSAGE_CHARS]}: {message}")
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads`` as npucheck reads its files: NaN and Infinity tokens, and numbers beyond a float (``1e999``)
+    are refused with a ValueError (JSONDecodeError for bad syntax), since npucheck never writes them."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def migrate(
@@ -158,7 +170,7 @@ def load_result(path: str | Path) -> dict[str, Any]:
     text = _read_text(path)
     try:
         # NaN/Infinity are Python extensions to JSON; a file holding them was not written by npucheck.
-        doc = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        doc = parse_json(text)
     except json.JSONDecodeError as e:
         raise ResultFileError(f"{path}: {_describe_json_error(e, text)}") from e
     except RecursionError as e:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import Any
 
 import pytest
@@ -257,3 +259,11 @@ def make_v1_profile() -> dict[str, Any]:
     for measurement in profile["measurements"]:
         del measurement["energy"]
     return profile
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many examples the fuzz tests (tests/test_fuzz.py) ran, by kind, when they ran."""
+    fuzz = sys.modules.get("test_fuzz") or sys.modules.get("tests.test_fuzz")
+    counts = getattr(fuzz, "EXAMPLES_RUN", None)
+    if counts:
+        terminalreporter.write_line(f"fuzz examples run: {sum(counts.values())} " + json.dumps(counts, sort_keys=True))

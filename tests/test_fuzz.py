@@ -786,11 +786,3 @@ def test_run_refuses_a_meter_log_without_samples(tmp_path: Path) -> None:
     proc = run_subprocess([*_run_args(tmp_path), "--power", f"meter:{log},period=0.1"], {2})
     assert "meter" in proc.stderr
     assert not (tmp_path / "out.json").exists()
-
-
-# ------------------------------------------------------------------------------------------- the count
-def test_zz_report_example_count(capsys: pytest.CaptureFixture[str]) -> None:
-    """Print how many examples the fuzz tests above ran (``pytest -s`` shows it; also in the junit output)."""
-    total = sum(EXAMPLES_RUN.values())
-    with capsys.disabled():
-        print(f"\nfuzz examples run: {total} " + json.dumps(EXAMPLES_RUN, sort_keys=True))

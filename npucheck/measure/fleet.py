@@ -364,7 +364,8 @@ class Rank:
     """One rank of a fleet run: starts and watches the measuring process, talks to rank 0 through the board.
 
     ``child_args``: the ``npucheck run`` options every rank shares (suite, kernels, power, …), without device,
-    output and fleet options. ``echo``: where this rank's one-line messages go.
+    output and fleet options. ``echo``: where this rank's one-line messages go. ``on_summary`` (rank 0): called
+    once fleet.json is written; what it returns (the reading side's analysis) is stored in the summary.
     """
 
     def __init__(
@@ -377,7 +378,7 @@ class Rank:
         timeout_s: float | None,
         join_timeout_s: float,
         echo: Callable[[str], None],
-        on_summary: Callable[[Path], None] | None = None,
+        on_summary: Callable[[Path], dict[str, Any] | None] | None = None,
     ):
         self.env = env
         self.dir = fleet_dir
@@ -867,11 +868,9 @@ class Rank:
             return FleetError.exit_code
         if not final:
             return 0
-        analysis = _analysis(self.dir)
-        if analysis is not None:
-            path = write_summary(self.dir, {**summary, "analysis": analysis})
-        if self.on_summary is not None:
-            self.on_summary(path)
+        analysis = self.on_summary(path) if self.on_summary is not None else None
+        if analysis is not None:  # what the reading side found, kept for the record (readers recompute it)
+            write_summary(self.dir, {**summary, "analysis": analysis})
         if self._interrupted:
             return 130
         return 0 if all(r["status"] == "ok" for r in rows) else FleetError.exit_code
@@ -901,24 +900,6 @@ class Rank:
             path = self.dir / f"{stem}.from-rank.json"
         write_atomic(path, text.encode("utf-8"))
         return path.name
-
-
-def _analysis(directory: Path) -> dict[str, Any] | None:
-    """What ``npucheck fleet DIR`` finds at the default tolerance, kept in fleet.json for the record (readers
-    recompute it); None, said on stderr, when the reading side cannot analyse the folder."""
-    from npucheck.read import fleet as fleets
-
-    try:
-        analysed = fleets.analyse(fleets.load_fleet(directory), fleets.DEFAULT_TOLERANCE)
-    except Exception as e:  # noqa: BLE001 - the summary is written without it rather than not at all
-        print(f"npucheck: fleet analysis not stored in the summary: {_line(e)}", file=sys.stderr)
-        return None
-    flagged = analysed[analysed["flagged"]]
-    return {
-        "tolerance": fleets.DEFAULT_TOLERANCE,
-        "outliers": [f"{fleets.device_label(row)}: {row['flag_reasons']}" for _, row in flagged.iterrows()],
-        "failed_targets": [fleets.device_label(row) for _, row in analysed[analysed["failed"]].iterrows()],
-    }
 
 
 def _command() -> list[str]:

@@ -42,10 +42,11 @@ from npucheck.errors import ResultFileError
 from npucheck.fleetfile import FLEET_FILE, load_summary, profile_stem
 from npucheck.model import SCHEMA_VERSION, VERDICT_STATUSES
 from npucheck.stats import summarize
-from npucheck.store import MAX_RESULT_BYTES
+from npucheck.store import MAX_RESULT_BYTES, parse_json
 
 __all__ = [
     "analyse",
+    "analysis_record",
     "bottom_line",
     "compare_fleets",
     "COMPARE_VERDICTS",
@@ -249,7 +250,7 @@ def _read_json(path: Path) -> Any:
     if not data.strip():
         raise _Unreadable("is empty")
     try:
-        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return parse_json(data)
     except json.JSONDecodeError as e:
         if e.pos >= len(data.rstrip()) - 1 or e.msg.startswith("Unterminated string"):
             raise _Unreadable(f"truncated JSON: the document ends at line {e.lineno} before it is complete") from e
@@ -260,18 +261,6 @@ def _read_json(path: Path) -> Any:
         raise _Unreadable("invalid JSON: nested too deeply") from e
     except ValueError as e:
         raise _Unreadable(f"invalid JSON: {e}") from e
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    """A JSON number as a float; ``1e999`` overflows to infinity, which no npucheck file holds: refused."""
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text[:20]}{'…' if len(text) > 20 else ''} is beyond the range of a float")
-    return value
 
 
 def _state(value: Any) -> dict[str, Any]:
@@ -1171,3 +1160,13 @@ def to_json(fleet: FleetData, analysed: pd.DataFrame, tolerance: float) -> str:
         "bottom_line": bottom_line(analysed),
     }
     return json.dumps(doc, indent=1)
+
+
+def analysis_record(analysed: pd.DataFrame, tolerance: float) -> dict[str, Any]:
+    """What the analysis found, as fleet.json keeps it for the record (``analysis``; readers recompute it)."""
+    flagged = analysed[analysed["flagged"]]
+    return {
+        "tolerance": tolerance,
+        "outliers": [f"{device_label(row)}: {row['flag_reasons']}" for _, row in flagged.iterrows()],
+        "failed_targets": [device_label(row) for _, row in analysed[analysed["failed"]].iterrows()],
+    }
