@@ -2,13 +2,16 @@
 
 Exit codes:
   0    success (``run``: the run completed, whatever the verdicts; ``check``: every verdict PASS)
-  1    ``check``: at least one verdict FAIL; ``compare --fail-on-regression``: a regression was found;
+  1    ``check``: at least one verdict FAIL; ``compare --fail-on-regression``: a regression was found, or a
+       case right in the base is an error or a wrong answer;
        ``fleet --fail-on-outlier``: a device is an outlier, failed a target, or is missing or in error
   2    usage or bad input (unknown option value, bad target profile, missing or corrupt result file)
   3    ``check``: nothing FAILed but some verdict is INCONCLUSIVE or ERROR
   4    internal error (a bug: please report it)
   5    fleet run: a member is not ``ok`` (rank 0), or this rank's result could not reach rank 0
-  6    ``run``: measured, but the result could not be saved where asked; a copy was saved and its path printed
+  6    ``run``: measured, but the result could not be saved where asked (folder vanished, disk full, file taken
+       meanwhile); a copy was saved elsewhere and its path printed
+  7    ``run``: measured, but no copy could be saved anywhere (the asked place and every fallback folder failed)
   128+N  stopped by signal N: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP; ``run`` saves what it measured
        first, marked interrupted with the signal's name (a signal while saving is held until the file is written)
 
@@ -56,6 +59,7 @@ __all__ = [
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_NOT_SAVED = 6  # `run`: measured, but saved elsewhere than asked (the copy's path is printed)
+EXIT_LOST = 7  # `run`: measured, but no copy could be written anywhere (every fallback folder failed)
 
 
 def _console(err: bool = False) -> Console:
@@ -601,24 +605,66 @@ def _member_power(member: dict[str, Any], device: str, power_spec: str) -> str:
     return power_spec
 
 
+class _NotSavedAnywhere(NpucheckError):
+    exit_code = EXIT_LOST
+
+
 def _save(profile: ResultProfile, output: Path | None, results_dir: Path, console: Console) -> tuple[Path, str | None]:
     """Save; if the chosen place fails, save beside it or to a temporary directory rather than lose the
-    measurements. Returns the path written and, when it is not where asked, why (``run`` then exits 6)."""
-    import tempfile
+    measurements. Returns the path written and, when it is not where asked, why (``run`` then exits 6).
 
+    The folder was created and written to before measuring (store.check_output_folder), so one missing now
+    vanished during the run and is not made again. A folder that cannot take the file (vanished, disk full,
+    read-only now) gets nothing, not even a partial file (npucheck.atomic); the copy goes to the first of the
+    temporary folder, /dev/shm (memory, when the disk itself is full) and the home folder that takes it."""
     from npucheck import store
 
+    folder = output.parent if output is not None else results_dir
     try:
-        return store.save_result(profile, output, results_dir), None
+        return store.save_result(profile, output, results_dir, create_folder=False), None
     except NpucheckError as e:
         if output is None:
             raise
         console.print(f"[yellow]warning:[/yellow] {e}; saving beside it under a new name instead")
-        return store.save_result(profile, None, output.parent if str(output.parent) else Path(".")), str(e)
+        try:
+            return store.save_result(profile, None, folder if str(folder) else Path("."), create_folder=False), str(e)
+        except OSError as again:
+            return _save_elsewhere(profile, f"{e}; and beside it: {_unwritable(again, folder)}", console)
     except OSError as e:
-        fallback = Path(tempfile.mkdtemp(prefix="npucheck-"))
-        console.print(f"[red]could not write the result ({e}); saving to {fallback} instead[/red]")
-        return store.save_result(profile, None, fallback), str(e)
+        return _save_elsewhere(profile, _unwritable(e, folder), console)
+
+
+def _unwritable(e: OSError, folder: Path) -> str:
+    """Why a result could not be written in ``folder``, in words."""
+    import errno
+
+    if e.errno == errno.ENOENT and not folder.exists():
+        return f"{folder}: the folder vanished during the run"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{folder}: no space left ({e.strerror})"
+    return f"{folder}: {e.strerror or e}"
+
+
+def _save_elsewhere(profile: ResultProfile, why: str, console: Console) -> tuple[Path, str]:
+    import tempfile
+
+    from npucheck import store
+
+    console.print(f"[red]could not write the result ({escape(why)}); saving a copy elsewhere[/red]")
+    failed: list[str] = []
+    for base in (tempfile.gettempdir(), "/dev/shm", str(Path.home())):
+        fallback: Path | None = None
+        try:
+            fallback = Path(tempfile.mkdtemp(prefix="npucheck-", dir=base))
+            return store.save_result(profile, None, fallback), why
+        except OSError as e:
+            failed.append(f"{base}: {e.strerror or e}")
+            if fallback is not None:
+                try:
+                    fallback.rmdir()
+                except OSError:
+                    pass
+    raise _NotSavedAnywhere(f"result not saved ({why}), and no copy could be written ({'; '.join(failed)})")
 
 
 class _Progress:
@@ -721,16 +767,17 @@ def show(result: Path, fmt: str, all_cases: bool) -> None:
     from npucheck.read.text import to_json, to_markdown
 
     profile = store.load_result(result)
-    if fmt == "json":
+    if fmt == "json":  # the file as stored: the raw evidence, for another tool to check
         click.echo(to_json(profile))
-    elif fmt == "markdown":
-        click.echo(to_markdown(profile), nl=False)
-    else:
-        console = _console()
-        _print_profile(console, profile, all_cases=all_cases)
-        from npucheck.read.screen import print_wrapped
+        return
+    from npucheck.read.verified import verified
 
-        print_wrapped(console, _evidence_lines(profile))
+    # figures, summary and verdicts as the raw evidence gives them; what disagreed is listed with the warnings
+    shown = verified(profile).shown
+    if fmt == "markdown":
+        click.echo(to_markdown(shown), nl=False)
+    else:
+        _print_profile(_console(), shown, all_cases=all_cases)
 
 
 def _print_profile(console: Console, document: ResultProfile | dict[str, Any], all_cases: bool = False) -> None:
@@ -855,7 +902,11 @@ def results_command(directory: Path, sort_by: str, fmt: str) -> None:
     show_default=True,
     help="Smallest relative change that counts as a regression or improvement.",
 )
-@click.option("--fail-on-regression", is_flag=True, help="Exit 1 when any case regressed (for CI).")
+@click.option(
+    "--fail-on-regression",
+    is_flag=True,
+    help="Exit 1 when any case regressed, or a case right in BASE is an error or a wrong answer (for CI).",
+)
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table", show_default=True
 )
@@ -897,8 +948,19 @@ def compare_command(base: Path, others: tuple[Path, ...], threshold: float, fail
             click.echo(f"npucheck: {len(fleets.regressed)} device(s) slower beyond {threshold:.0%}", err=True)
             sys.exit(EXIT_FAIL)
         return
-    base_profile = store.load_result(base)
-    loaded = [(comparing.label(path, profile), profile) for path in others for profile in [store.load_result(path)]]
+    from npucheck.read.verified import verified
+
+    # each file verified once: its figures and verdicts as its raw evidence gives them, what disagreed as notes
+    base_doc = store.load_result(base)
+    base_seen = verified(base_doc)
+    base_profile = base_seen.profile
+    seen = [(comparing.label(path, doc), verified(doc)) for path in others for doc in [store.load_result(path)]]
+    loaded = [(label, checked.profile) for label, checked in seen]
+    evidence_notes = [
+        f"{label}: {note}"
+        for label, checked in [(comparing.label(base, base_doc), base_seen), *seen]
+        for note in checked.notes
+    ]
     frame = comparing.compare_frames(base_profile, loaded, threshold)
     summary = comparing.summary(frame, base_profile, loaded)
     if fmt == "csv":
@@ -910,6 +972,7 @@ def compare_command(base: Path, others: tuple[Path, ...], threshold: float, fail
                     "base": comparing.label(base, base_profile),
                     "threshold": threshold,
                     "summary": summary,
+                    "evidence": evidence_notes,
                     "cases": json.loads(frame.to_json(orient="records")),
                 },
                 indent=1,
@@ -917,7 +980,8 @@ def compare_command(base: Path, others: tuple[Path, ...], threshold: float, fail
         )
     elif fmt == "markdown":
         click.echo(f"# Comparison with {comparing.label(base, base_profile)}\n")
-        click.echo("\n".join(f"- {line}" for line in comparison_summary_lines(summary)) + "\n")
+        lines = comparison_summary_lines(summary) + [f"evidence: {note}" for note in evidence_notes]
+        click.echo("\n".join(f"- {line}" for line in lines) + "\n")
         click.echo(comparing.to_markdown(frame) if not frame.empty else "no cases")
     else:
         console = _console()
@@ -926,11 +990,17 @@ def compare_command(base: Path, others: tuple[Path, ...], threshold: float, fail
             "ratio = other speed / base speed (> 1 faster), 95% bootstrap interval from the raw samples"
         )
         print_table(console, frame_table(compare_display(frame, len(loaded)), "Cases"))
-        for line in comparison_summary_lines(summary):
+        for line in comparison_summary_lines(summary) + [f"evidence: {note}" for note in evidence_notes]:
             console.print(escape(line))
+    if fmt == "csv":  # the table on stdout stays a table
+        for note in evidence_notes:
+            click.echo(f"npucheck: evidence: {note}", err=True)
     regressions = int((frame["verdict"] == comparing.REGRESSION).sum()) if not frame.empty else 0
-    if fail_on_regression and regressions:
-        click.echo(f"npucheck: {regressions} regression(s) beyond {threshold:.0%}", err=True)
+    broken = sum(len(cases) for cases in summary.get("broken", {}).values())
+    if fail_on_regression and (regressions or broken):
+        what = [f"{regressions} regression(s) beyond {threshold:.0%}"] if regressions else []
+        what += [f"{broken} case(s) right in the base now an error or a wrong answer"] if broken else []
+        click.echo(f"npucheck: {'; '.join(what)}", err=True)
         sys.exit(EXIT_FAIL)
 
 

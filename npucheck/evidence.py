@@ -27,10 +27,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from npucheck.model import Energy, Measurement, ResultProfile, as_profile
+from npucheck.model import Energy, Measurement, ResultProfile, Summary, as_profile
 from npucheck.stats import summarize
+from npucheck.summary import counts, peak_gemm_cases, peaks
 
 __all__ = [
+    "agrees",
     "Audit",
     "audit",
     "by_case",
@@ -55,6 +57,7 @@ __all__ = [
     "SIGNATURE_SUFFIX",
     "signed_message",
     "verify_signature",
+    "window_tflops_per_watt",
 ]
 
 
@@ -146,8 +149,44 @@ def audit(profile: ResultProfile | Mapping[str, Any]) -> Audit:
     measurements = tuple(_checked(m, confidence, findings) for m in result.measurements or ())
     confirmations = tuple(_checked(m, confidence, findings) for m in result.confirmations or ())
     _check_summary(result, findings)
-    verified = replace(result, measurements=measurements, confirmations=confirmations)
+    summary = _rederived_summary(result.summary, measurements, confirmations, findings)
+    verified = replace(result, measurements=measurements, confirmations=confirmations, summary=summary)
     return Audit(profile=verified, findings=tuple(findings), digest=digest_status(doc))
+
+
+def _rederived_summary(
+    stored: Summary, measurements: Sequence[Measurement], confirmations: Sequence[Measurement], findings: list[Finding]
+) -> Summary:
+    """The summary as the readers see it: each dtype's peak (``peak_tflops``, ``peak``) and the case counts
+    re-derived from the checked cases, and no TFLOPS/W for a dtype with an energy finding. A stored peak that
+    disagrees is a finding unless its case already is one (the same edit, said once); an absent one is derived."""
+    best = peak_gemm_cases(measurements)
+    for dtype in sorted(set(stored.peak_tflops or {}) | set(best)):
+        value = (stored.peak_tflops or {}).get(dtype)
+        raw = best[dtype].tflops if dtype in best else None
+        if value is None or (raw is not None and agrees(value, raw)):
+            continue  # absent (a hand-made or older file): re-derived, nothing stored to disagree
+        if any(f.part == "peak" and f.dtype == dtype for f in findings):
+            continue
+        raw_text: Any = raw if raw is not None else "but no correct GEMM case gives it"
+        findings.append(Finding("summary", dtype, "peak", f"peak_tflops.{dtype}", value, raw_text))
+    tflops_per_watt = dict(stored.tflops_per_watt or {})
+    intervals = dict(stored.tflops_per_watt_ci or {})
+    not_judged = dict(stored.tflops_per_watt_not_judged or {})
+    for finding in findings:
+        if finding.part == "energy" and finding.dtype in tflops_per_watt:
+            tflops_per_watt[finding.dtype] = None
+            intervals.pop(finding.dtype, None)
+            not_judged.setdefault(finding.dtype, f"{EDITED}: {finding.disagreement}")
+    return replace(
+        stored,
+        peak_tflops={dtype: m.tflops for dtype, m in best.items() if m.tflops is not None},
+        peak=peaks(best, confirmations),
+        counts=counts(measurements),
+        tflops_per_watt=tflops_per_watt,
+        tflops_per_watt_ci=intervals,
+        tflops_per_watt_not_judged=not_judged,
+    )
 
 
 def _checked(m: Measurement, confidence: float, findings: list[Finding]) -> Measurement:
@@ -176,7 +215,7 @@ def _checked(m: Measurement, confidence: float, findings: list[Finding]) -> Meas
             ("stats.n", m.stats.n, stats.n),
         ]
     for name, stored, raw in pairs:
-        if not _agrees(stored, raw):
+        if not agrees(stored, raw):
             found.append(Finding(where, m.dtype, part, name, stored, raw))
     findings.extend(found)
     if found:
@@ -187,7 +226,9 @@ def _checked(m: Measurement, confidence: float, findings: list[Finding]) -> Meas
 
 
 def _as_error(m: Measurement, found: list[Finding]) -> Measurement:
-    return replace(m, status="error", error=f"{EDITED}: " + "; ".join(f.disagreement for f in found))
+    # the stored figures are not evidence: no reader may show them as a measurement (the error names them)
+    error = f"{EDITED}: " + "; ".join(f.disagreement for f in found)
+    return replace(m, status="error", error=error, tflops=None, tflops_ci=None, stats=None)
 
 
 def _energy_findings(energy: Energy, where: str, dtype: str | None, timed: float | None) -> list[Finding]:
@@ -202,7 +243,7 @@ def _energy_findings(energy: Energy, where: str, dtype: str | None, timed: float
         if timed and energy.sustained_vs_timed is not None:
             pairs.append(("sustained_vs_timed", energy.sustained_vs_timed, energy.tflops / timed))
     return [
-        Finding(label, dtype, "energy", name, stored, raw) for name, stored, raw in pairs if not _agrees(stored, raw)
+        Finding(label, dtype, "energy", name, stored, raw) for name, stored, raw in pairs if not agrees(stored, raw)
     ]
 
 
@@ -223,8 +264,8 @@ def _check_summary(result: ResultProfile, findings: list[Finding]) -> None:
                 Finding("summary", dtype, "energy", f"tflops_per_watt.{dtype}", value, "but no energy window gives it")
             )
             continue
-        raw = energy.flops / energy.window_s / 1e12 / (energy.joules / energy.window_s)
-        if not _agrees(value, raw):
+        raw = window_tflops_per_watt(energy.flops, energy.joules, energy.window_s)
+        if not agrees(value, raw):
             findings.append(Finding("summary", dtype, "energy", f"tflops_per_watt.{dtype}", value, raw))
             continue
         interval = (summary.tflops_per_watt_ci or {}).get(dtype)
@@ -234,13 +275,20 @@ def _check_summary(result: ResultProfile, findings: list[Finding]) -> None:
         if interval is not None and energy.quality != "Q0":
             expected = (raw / (1 + u), raw / (1 - u) if u < 1 else raw * 1e9)
             for name, stored, again in zip(("low", "high"), interval, expected):
-                if not _agrees(stored, again):
+                if not agrees(stored, again):
                     findings.append(
                         Finding("summary", dtype, "energy", f"tflops_per_watt_ci.{dtype} {name}", stored, again)
                     )
 
 
-def _agrees(stored: Any, raw: float) -> bool:
+def window_tflops_per_watt(flops: float, joules: float, window_s: float) -> float:
+    """An energy window's TFLOPS/W from its work, energy and length, as ``npucheck.measure.energy`` computes it
+    (sustained TFLOPS over average watts, in that order of operations, so a real file agrees bit for bit)."""
+    return flops / window_s / 1e12 / (joules / window_s)
+
+
+def agrees(stored: Any, raw: float) -> bool:
+    """Whether a stored figure is its recomputation to within :data:`REL_TOLERANCE` (a non-number never is)."""
     if stored is None or isinstance(stored, bool) or not isinstance(stored, (int, float)):
         return False
     return math.isclose(float(stored), float(raw), rel_tol=REL_TOLERANCE, abs_tol=0.0)

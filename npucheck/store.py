@@ -281,7 +281,10 @@ def _json_type(value: Any) -> str:
 
 # --------------------------------------------------------------------------------------------------- save
 def save_result(
-    doc: ResultProfile | dict[str, Any], path: str | Path | None = None, results_dir: str | Path = "results"
+    doc: ResultProfile | dict[str, Any],
+    path: str | Path | None = None,
+    results_dir: str | Path = "results",
+    create_folder: bool = True,
 ) -> Path:
     """Validate ``doc`` and write it atomically, never overwriting a file.
 
@@ -290,6 +293,9 @@ def save_result(
         path: the file to write (an explicit ``-o``); None for ``results_dir/<created>-<device>-<suite>.json``,
             where a numbered suffix (``-1``, ``-2``, …) is added while the name is taken.
         results_dir: directory for the default name; created if missing.
+        create_folder: False when the folder was made (or checked) before the run: one that vanished since then
+            is not silently made again (a removed folder, an unmounted share); the save fails with
+            FileNotFoundError instead, and ``run`` keeps a copy elsewhere.
 
     Returns:
         The path written.
@@ -320,7 +326,8 @@ def save_result(
     else:
         candidates = _numbered(Path(results_dir) / default_name(doc))
     first = next(candidates)
-    first.parent.mkdir(parents=True, exist_ok=True)
+    if create_folder:
+        first.parent.mkdir(parents=True, exist_ok=True)
     final = write_new(first.parent, text.encode("utf-8"), itertools.chain([first], candidates))
     if final is None:
         raise UsageError(f"{first}: already exists; npucheck never overwrites a result")

@@ -5,14 +5,19 @@ Each test here was checked to fail when the code it pins is broken (see docs/mut
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import GEMM_FLOPS, make_measurement, make_profile
+from click.testing import CliRunner
+from conftest import GEMM_FLOPS, make_measurement, make_profile, verdict_giving
 
+from npucheck import evidence
+from npucheck.cli import cli
 from npucheck.read import compare as comparing
+from npucheck.read.verified import as_verified, verified
 from npucheck.stats import summarize
 
 
@@ -113,7 +118,12 @@ def test_the_case_frame_holds_python_values_not_numpy_booleans_or_nan():
         ({"status": "skipped", "samples_s": [], "tflops": None}, {}, "status skipped vs ok"),
         ({}, {"status": "error", "samples_s": [], "tflops": None}, "status ok vs error"),
         ({}, {"samples_s": []}, "status ok vs ok (other: no raw samples)"),
-        ({"tflops": None}, {}, "status ok vs ok (base: no TFLOPS)"),
+        # a loaded file's case whose TFLOPS its samples do not give is an error (npucheck.read.verified), named
+        (
+            {"tflops": None},
+            {},
+            f"status error vs ok (base: edited or corrupt: stored tflops none, raw samples give {0.335316})",
+        ),
         (
             {"samples_s": []},
             {"correct": False},
@@ -124,6 +134,29 @@ def test_the_case_frame_holds_python_values_not_numpy_booleans_or_nan():
 def test_a_case_that_cannot_be_compared_says_which_side_and_why(base_extra, other_extra, note):
     row = _row([_case("gemm/fp16/a", 1e-4, 1, **base_extra)], [_case("gemm/fp16/a", 1e-4, 2, **other_extra)])
     assert row["verdict"] == comparing.NOT_MEASURED and row["note"] == note
+
+
+def test_a_verified_profile_is_read_as_it_is():
+    """What :func:`verified` returned is not verified again (its re-derived summary would read as modified since
+    sealed): compare gives the same rows for a sealed file's dict and its verified copy."""
+    doc = json.loads(json.dumps(make_profile(measurements=[_case("gemm/fp16/a", 1e-4, 1)])))
+    doc = evidence.seal(doc)
+    made = verified(doc).profile
+    assert as_verified(made) is made and verified(made).notes == ()
+    other = make_profile(measurements=[_case("gemm/fp16/a", 1e-4, 2)])
+    pd.testing.assert_frame_equal(
+        comparing.compare_frames(made, [("o", other)]), comparing.compare_frames(doc, [("o", other)])
+    )
+
+
+def test_an_edited_case_is_never_compared_and_the_edit_is_named():
+    """The other file's headline was edited to twice the speed, raw samples left as measured: before, compare read
+    the stored samples (so the speed ratio was right) but listed the stored TFLOPS; now the case is not measured."""
+    edited = _case("gemm/fp16/a", 1e-4, 2)
+    edited["tflops"] *= 2
+    row = _row([_case("gemm/fp16/a", 1e-4, 1)], [edited])
+    assert row["verdict"] == comparing.NOT_MEASURED and row["other_tflops"] is None
+    assert row["note"].startswith("status ok vs error (other: edited or corrupt: stored tflops ")
 
 
 # ------------------------------------------------------------------------ significance and threshold, both sides
@@ -452,7 +485,7 @@ def test_every_verdict_agrees_with_its_ratio_and_the_bound_that_decides_it():
 
 # ------------------------------------------------------------------------------------------------------- summary
 def _verdict(target: str, status: str) -> dict:
-    return {"target": target, "title": target, "status": status, "criteria": []}
+    return verdict_giving(status, target)
 
 
 def test_a_new_target_or_a_dropped_one_is_not_a_verdict_change():
@@ -489,7 +522,7 @@ def test_summary_geomean_per_family_over_compared_cases_and_counts_of_every_verd
     assert summary["counts"] == {"o": {"improvement": 2, "regression": 1, "incomparable": 1, "missing": 1}}
     assert isinstance(summary["counts"]["o"]["improvement"], int)
     empty = comparing.summary(frame.iloc[0:0], b, [("o", o)])
-    assert empty == {"geomean": {}, "counts": {}, "verdict_changes": {}}
+    assert empty == {"geomean": {}, "counts": {}, "verdict_changes": {}, "broken": {}}
 
 
 def test_summary_keeps_each_other_profile_apart_in_the_order_given():
@@ -525,17 +558,39 @@ def test_results_frame_pins_every_column_of_a_profile():
             "verdicts": "miit-2020-cloud: FAIL",
         }
     ]
-    bare = make_profile(interrupted=False, verdicts=[_verdict("a", "PASS"), _verdict("b", "FAIL")])
-    bare["summary"]["peak_tflops"] = {"bf16": 1.0}
+    # no fp16 GEMM (so no fp16 peak), and an fp16 headline window whose joules and work give 0.25 TFLOPS/W
+    window = _energy(0.25, kind="headline", flops=0.25 * 100.0 * 1e12 * 2.0)
+    carrier = make_measurement(
+        id="conv2d/fp16/x", kernel="conv2d", family="cnn", status="skipped", reason="carries the window",
+        correct=None, samples_s=[], stats=None, tflops=None, tflops_ci=None, energy=window,
+    )  # fmt: skip
+    bare = make_profile(
+        interrupted=False, verdicts=[_verdict("a", "PASS"), _verdict("b", "FAIL")], measurements=[carrier]
+    )
+    bare["summary"]["peak_tflops"] = {}
     bare["summary"]["tflops_per_watt"] = {"fp16": 0.25}
     bare["settings"]["kernels"] = ["gemm", "conv2d"]
     bare["settings"]["dtypes"] = ["fp16", "bf16"]
     bare["power"]["source"] = {"name": "rapl", "scope": "package", "quality": "Q2"}
     row = comparing.results_frame([("b.json", bare)]).iloc[0]
     assert not row["interrupted"] and row["power"] == "rapl" and row["fp16_tflops_per_watt"] == 0.25
-    assert row["verdicts"] == "a: PASS, b: FAIL" and row["kernels"] == "gemm, conv2d"
+    # b (stored FAIL: peak >= 1000) is judged again: with no fp16 GEMM there is no peak to judge
+    assert row["verdicts"] == "a: PASS, b: INCONCLUSIVE" and row["kernels"] == "gemm, conv2d"
     assert row["dtypes"] == "fp16, bf16" and _none(row["peak_fp16_tflops"])
     assert comparing.results_frame([]).columns.tolist() == list(frame.columns)
+
+
+def test_the_listing_of_a_loaded_file_shows_what_its_raw_evidence_gives():
+    """The same edits in a loaded file (a dict): the fp16 peak comes from the fp16 case's samples, a TFLOPS/W no
+    energy window gives is dropped, and a verdict is the one its stored criteria give on the evidence."""
+    doc = make_profile(verdicts=[_verdict("a", "PASS"), _verdict("b", "FAIL")])
+    measured = doc["summary"]["peak_tflops"]["fp16"]
+    doc["summary"]["peak_tflops"] = {"fp16": 500.0}
+    doc["summary"]["tflops_per_watt"] = {"fp16": 0.25}
+    doc["verdicts"][1]["status"] = "PASS"  # b's criterion (peak >= 1000) does not pass on these samples
+    row = comparing.results_frame([("b.json", doc)]).iloc[0]
+    assert row["peak_fp16_tflops"] == measured and _none(row["fp16_tflops_per_watt"])
+    assert row["verdicts"] == "a: PASS, b: FAIL"
 
 
 def test_to_markdown_shows_missing_values_as_a_dash_and_numbers_to_4_significant_digits():
@@ -547,3 +602,35 @@ def test_to_markdown_shows_missing_values_as_a_dash_and_numbers_to_4_significant
         "| b      |   —     | x      |",
     ]
     assert "1.235e-05" in comparing.to_markdown(pd.DataFrame({"x": [1.234567e-5]}))
+
+
+# ------------------------------------------------------------------------------- cases that broke, for CI gates
+def test_a_case_that_turned_wrong_or_errored_is_broken_and_fails_the_gate(tmp_path):
+    """A case right in the base that is a wrong answer (or an error, here an edited headline) in the other has no
+    speed to compare, so it is no regression; before, `--fail-on-regression` passed such a profile."""
+    base = make_profile(measurements=[_case("gemm/fp16/a", 1e-4, 1), _case("gemm/fp16/b", 1e-4, 2)])
+    edited = _case("gemm/fp16/b", 1e-4, 4)
+    edited["tflops"] *= 2
+    other = make_profile(measurements=[_case("gemm/fp16/a", 1e-4, 3, correct=False), edited])
+    frame = comparing.compare_frames(base, [("o", other)])
+    summary = comparing.summary(frame, base, [("o", other)])
+    assert summary["broken"] == {"o": ["gemm/fp16/a", "gemm/fp16/b"]}
+    assert comparing.REGRESSION not in set(frame["verdict"])
+    paths = [tmp_path / "base.json", tmp_path / "other.json"]
+    for path, doc in zip(paths, (base, other)):
+        path.write_text(json.dumps(doc), encoding="utf-8")
+    gate = CliRunner().invoke(cli, ["compare", *map(str, paths), "--fail-on-regression"], env={"COLUMNS": "200"})
+    assert gate.exit_code == 1, gate.output
+    assert "2 case(s) right in the base now an error or a wrong answer" in gate.output
+    assert "4 threads): gemm/fp16/b: edited or corrupt" in gate.output  # the note names the profile and case
+    same = CliRunner().invoke(cli, ["compare", str(paths[0]), str(paths[0]), "--fail-on-regression"])
+    assert same.exit_code == 0, same.output
+
+
+def test_a_case_wrong_in_the_base_too_or_skipped_now_is_not_broken():
+    base = make_profile(measurements=[_case("gemm/fp16/a", 1e-4, 1, correct=False), _case("gemm/fp16/b", 1e-4, 2)])
+    skipped = _case("gemm/fp16/b", 1e-4, 4, status="skipped", reason="too big", samples_s=[], stats=None)
+    skipped.update(tflops=None, tflops_ci=None, correct=None)
+    other = make_profile(measurements=[_case("gemm/fp16/a", 1e-4, 3, correct=False), skipped])
+    frame = comparing.compare_frames(base, [("o", other)])
+    assert comparing.summary(frame, base, [("o", other)])["broken"] == {"o": []}

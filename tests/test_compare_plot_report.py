@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import GEMM_FLOPS, make_measurement, make_profile
+from conftest import GEMM_FLOPS, make_measurement, make_profile, verdict_giving
 
 from npucheck.cli import cli
 from npucheck.read import compare as comparing
@@ -132,7 +132,7 @@ def test_a_case_without_raw_samples_is_not_measured_rather_than_noise():
 def test_summary_has_the_geometric_mean_per_family_and_verdict_changes():
     base, other = _pair()
     other["verdicts"] = copy.deepcopy(base["verdicts"])
-    other["verdicts"][0]["status"] = "INCONCLUSIVE"
+    other["verdicts"] = [verdict_giving("INCONCLUSIVE")]
     others = [("o", other)]
     summary = comparing.summary(comparing.compare_frames(base, others), base, others)
     assert summary["geomean"]["o"]["gemm"] == pytest.approx(np.sqrt(0.5), rel=0.03)
@@ -175,7 +175,7 @@ def test_every_rendering_of_the_comparison_summary_takes_its_lines_from_one_func
     monkeypatch.setattr(npucheck.read.report, "comparison_summary_lines", marked)
     base, other = _pair()
     other["verdicts"] = copy.deepcopy(base["verdicts"])
-    other["verdicts"][0]["status"] = "INCONCLUSIVE"  # a verdict change, so every kind of line has a source
+    other["verdicts"] = [verdict_giving("INCONCLUSIVE")]  # a verdict change, so every kind of line has a source
     b, o = save_result(base, tmp_path / "b.json"), save_result(other, tmp_path / "o.json")
     outputs = {}
     for fmt in ("table", "markdown"):
@@ -362,10 +362,8 @@ def test_markdown_outputs_show_missing_values_as_a_dash_never_nan(runner, tmp_pa
 def _with_datasheet(name: str = "NVIDIA H100 80GB HBM3") -> dict:
     from npucheck.datasheets import match_datasheet
 
-    profile = make_profile()
-    profile["summary"]["peak"] = {
-        "fp16": {"tflops": 791.6, "ci_low": 790.0, "ci_high": 793.0, "case": "gemm/fp16/m8192_n8192_k8192_NN"}
-    }
+    # raw samples that give ~791.6 TFLOPS (the summary's peak is re-derived from them): 80% of 989.5
+    profile = make_profile(measurements=[_case("gemm/fp16/m256_n256_k256_NN", GEMM_FLOPS / 791.6e12, 1)])
     profile["device"]["name"] = name
     profile["device"]["datasheet"] = match_datasheet(name)[0].to_dict()
     return profile

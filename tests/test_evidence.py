@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import GEMM_FLOPS, make_profile
+from conftest import GEMM_FLOPS, make_profile, verdict_giving
 
 from npucheck import evidence
 from npucheck.cli import cli
-from npucheck.model import ResultProfile
+from npucheck.model import ResultProfile, as_profile
 from npucheck.read.judge import judge
+from npucheck.read.verified import verified
 from npucheck.stats import summarize
 from npucheck.store import load_result, save_result
 from npucheck.targets import load_targets
@@ -337,3 +338,36 @@ def test_a_real_run_with_energy_windows_recomputes_exactly_and_judges_as_stored(
     assert judge(doc, load_targets(None)) == doc["verdicts"]
     sealed = evidence.seal(json.loads(json.dumps(doc)))
     assert evidence.digest_status(sealed).state == "sealed"
+    # every reader sees what the file stores: the summary re-derived from the cases is the stored one, and each
+    # stored verdict judged again from its stored criteria is the stored verdict
+    seen = verified(sealed)
+    assert seen.notes == ()
+    assert seen.profile.summary == as_profile(sealed).summary
+    assert seen.profile.verdicts == as_profile(sealed).verdicts
+
+
+# ------------------------------------------------------------------------------------ every reader, not only check
+def test_show_results_compare_and_report_read_the_raw_evidence_not_the_headline(tmp_path):
+    """The issue's edit (tflops 500 over samples of ~0.34 TFLOPS, the summary's peak too, the stored verdict set to
+    PASS) is what no reader shows: show lists the case as an error and the verdict the evidence gives, results
+    lists the peak from the samples, compare does not compare the case, and the report names the edit."""
+    base = _save(tmp_path, make_profile(), "base.json")
+    doc = _edited(make_profile())
+    doc["verdicts"] = [verdict_giving("FAIL") | {"status": "PASS"}]
+    path = _write_raw(tmp_path, doc, "edited.json")
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["show", str(path)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "edited or corrupt" in shown.output and "verdict miit-2020-cloud: stored PASS" in shown.output
+    assert "500.0" not in shown.output and "499.0" not in shown.output  # named in the error, never a figure
+    listing = runner.invoke(cli, ["results", str(tmp_path), "--format", "csv"])
+    edited_row = next(line for line in listing.output.splitlines() if "edited.json" in line)
+    # its only fp16 GEMM is an error: no peak, and the peak criterion has nothing to judge
+    assert "500" not in edited_row and edited_row.endswith(",miit-2020-cloud: INCONCLUSIVE")
+    compared = runner.invoke(cli, ["compare", str(base), str(path), "--format", "csv"])
+    assert "edited or corrupt" in compared.output and "improvement" not in compared.output
+    report = tmp_path / "report.md"
+    done = runner.invoke(cli, ["report", str(path), "-o", str(report)])
+    assert done.exit_code == 0, done.output
+    text = report.read_text(encoding="utf-8")
+    assert "edited or corrupt: stored tflops 500" in text and "stored PASS, the raw evidence gives INCONCLUSIVE" in text

@@ -4,6 +4,7 @@ interval are known exactly."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -263,10 +264,32 @@ def test_figures_come_from_the_raw_samples_not_the_stored_summary(tmp_path: Path
     assert row["peak_fp16_tflops"] == pytest.approx(tflops_of(2e-4))
     assert row["peak_fp16_ci_low"] == pytest.approx(FLOPS / stats.ci_high_s / 1e12)
     assert row["peak_fp16_ci_high"] == pytest.approx(FLOPS / stats.ci_low_s / 1e12)
-    assert row["notes"] == ""
+    assert row["notes"] == "peak fp16: edited or corrupt: stored 999, raw samples give 0.167772"  # the edit named
     assert fallback["peak_fp16_tflops"] == pytest.approx(no_samples["summary"]["peak"]["fp16"]["tflops"])
     assert "stored summary" in fallback["notes"]
     assert set(data.samples) == {"a.json"}
+
+
+def test_a_stored_tflops_per_watt_its_window_does_not_give_is_named_and_not_shown(tmp_path: Path):
+    honest = gpu("vm", 0)
+    window = {"kind": "headline", "valid": True, "flops": 4e15, "joules": 8000.0, "window_s": 10.0}
+    honest["measurements"][0]["energy"] = window
+    honest["summary"]["tflops_per_watt"] = {"fp16": 4e15 / 10.0 / 1e12 / (8000.0 / 10.0)}  # 0.5
+    honest["summary"]["tflops_per_watt_ci"] = {"fp16": [0.45, 0.55]}
+    edited = copy.deepcopy(honest)
+    edited["summary"]["tflops_per_watt"] = {"fp16": 5.0}
+    no_window = copy.deepcopy(honest)
+    no_window["measurements"][0]["energy"] = None
+    data = fleets.load_fleet(write(tmp_path, {"a": honest, "b": edited, "c": no_window}))
+    a, b, c = (data.devices.iloc[i] for i in range(3))
+    assert a["fp16_tflops_per_watt"] == 0.5 and a["fp16_tflops_per_watt_ci_low"] == 0.45 and a["notes"] == ""
+    assert _none(b["fp16_tflops_per_watt"]) and _none(b["fp16_tflops_per_watt_ci_low"])
+    assert b["notes"] == "fp16 TFLOPS/W: edited or corrupt: stored 5, its window gives 0.5"
+    assert _none(c["fp16_tflops_per_watt"]) and "but no energy window gives it" in c["notes"]
+
+
+def _none(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def test_evidence_is_read_from_the_peak_case(tmp_path: Path):

@@ -23,6 +23,7 @@ SHARED = [
     "fleetfile.py",
     "signals.py",
     "evidence.py",
+    "summary.py",
 ]
 MEASURING = ("torch", "npucheck.measure", "npucheck.kernels")
 

@@ -22,7 +22,7 @@ from npucheck.kernels import Case, build_workload
 from npucheck.measure.devices import Device
 from npucheck.measure.power.base import PowerSource
 from npucheck.measure.power.window import EnergyWindow, combine_windows
-from npucheck.measure.summary import peak_gemm_cases
+from npucheck.summary import peak_gemm_cases
 from npucheck.model import Energy, EnergyKind, Measurement
 
 __all__ = [

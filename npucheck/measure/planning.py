@@ -9,13 +9,20 @@ when the prediction does not fit the case or suite budget. The planner holds no 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
-from npucheck.kernels import Case, reference_flops
+from npucheck.kernels import Case, conv, reference_flops, rnn
 from npucheck.measure.suites import Suite
 
 __all__ = [
+    "case_bytes",
     "CasePlanner",
+    "cgroup_available_bytes",
+    "host_available_bytes",
     "HOST_REFERENCE_FLOPS_PER_S",
+    "MEMORY_MARGIN",
+    "MEMORY_RESERVE_BYTES",
+    "memory_skip_reason",
     "PILOT_SHARE",
     "rate_kind",
     "VERIFY_CALLS",
@@ -107,3 +114,117 @@ class CasePlanner:
                 f"{self.suite.suite_budget_s:g} s budget left"
             )
         return None
+
+
+# ----------------------------------------------------------------------------------------------------- memory
+MEMORY_MARGIN = 1.25
+"""A case is run only when ``MEMORY_MARGIN`` × its estimated bytes plus ``MEMORY_RESERVE_BYTES`` are free: the
+estimate counts the tensors the kernel builds, not the allocator's rounding, oneDNN/cuBLAS scratch or the host
+reference, which stay well under a quarter of it for every shape in the catalog."""
+MEMORY_RESERVE_BYTES = 256 * 2**20
+"""Kept free beyond the margin: the interpreter's own growth while it measures, the profile, the page cache the
+system needs to stay responsive."""
+_ELEMENT_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4}
+_BUILD_BYTES = 4
+"""Inputs are drawn in float32 and then converted (kernels.base.randn): the float32 draw of the largest tensor
+exists beside the converted tensors while a case is built."""
+
+
+def case_bytes(case: Case) -> int:
+    """Bytes a case's workload holds at its peak on the device, from its shape alone (nothing is allocated):
+    inputs, weights and outputs in the case's dtype (the outputs twice where each call allocates a fresh one,
+    since the previous call's output may still be alive), plus the float32 draw of the largest input. The cache
+    flush buffer is not counted: it is allocated once, before the first case, so it is already out of the free
+    figure this is compared with."""
+    size = _ELEMENT_BYTES[case.dtype]
+    shape = case.shape
+    if case.kernel == "gemm":
+        m, n, k = int(shape["m"]), int(shape["n"]), int(shape["k"])
+        return size * (m * k + k * n + m * n) + _BUILD_BYTES * max(m * k, k * n)
+    if case.kernel == "conv2d":
+        n, c, h, w = (int(shape[key]) for key in ("n", "c", "h", "w"))
+        k, r, s, groups = int(shape["k"]), int(shape["r"]), int(shape["s"]), int(shape.get("groups", 1))
+        p, q = conv.output_hw(shape)
+        image, weight, out = n * c * h * w, k * (c // groups) * r * s, n * k * p * q
+        return size * (image + weight + 2 * out) + _BUILD_BYTES * max(image, weight)
+    # recurrent: the module is built in float32 on the host, then converted; per call, the input projection of
+    # every step (gates × hidden), each layer's output and the final state
+    gates = rnn.GATES[case.kernel]
+    hidden, inp, layers = int(shape["hidden"]), int(shape["input"]), int(shape.get("layers", 1))
+    batch, steps = int(shape["batch"]), int(shape["seq_len"])
+    first = gates * hidden * (inp + hidden + 2)
+    params = first + (layers - 1) * gates * hidden * (2 * hidden + 2)
+    x, out, states = steps * batch * inp, steps * batch * hidden, 2 * layers * batch * hidden
+    activations = x + 2 * out * min(layers, 2) + steps * batch * gates * hidden + 2 * states
+    return size * (activations + params) + _BUILD_BYTES * (params + max(x, gates * hidden * max(inp, hidden)))
+
+
+def memory_skip_reason(case: Case, available_bytes: int | None) -> str | None:
+    """Why ``case`` must be skipped for memory (``needs ~X GiB, only Y GiB available``), or None to run it;
+    None also when the free memory is unknown (``available_bytes`` None: the backend cannot tell)."""
+    if available_bytes is None:
+        return None
+    estimate = case_bytes(case)
+    needed = int(estimate * MEMORY_MARGIN) + MEMORY_RESERVE_BYTES
+    if needed <= available_bytes:
+        return None
+    return (
+        f"out of memory avoided: needs ~{_size(needed)} ({_size(estimate)} of tensors, "
+        f"+{MEMORY_MARGIN - 1:.0%} and {_size(MEMORY_RESERVE_BYTES)} kept free), only {_size(available_bytes)} "
+        "available"
+    )
+
+
+def _size(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.3g} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.3g} MiB"
+
+
+def host_available_bytes(sysfs_root: str | Path = "/sys", proc_root: str | Path = "/proc") -> int:
+    """Memory the host can give this process without swapping or the OOM killer: the kernel's MemAvailable
+    (psutil), and less where this process's cgroup (a container's limit, a Slurm job's) allows less."""
+    import psutil
+
+    available = int(psutil.virtual_memory().available)
+    limited = cgroup_available_bytes(sysfs_root, proc_root)
+    return available if limited is None else min(available, limited)
+
+
+def cgroup_available_bytes(sysfs_root: str | Path = "/sys", proc_root: str | Path = "/proc") -> int | None:
+    """What this process's memory cgroup still allows (limit minus usage, page cache that can be dropped counted
+    as free), or None without a limit (or where it cannot be read). cgroup v2, else v1."""
+    try:
+        lines = (Path(proc_root) / "self" / "cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    paths = {}
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            paths[controller] = path.lstrip("/")
+    root = Path(sysfs_root) / "fs" / "cgroup"
+    # A container without its own cgroup namespace lists the host's path, but mounts its own group at the root.
+    candidates = []
+    if "" in paths:  # v2: one unified hierarchy
+        for folder in (root / paths[""], root):
+            candidates.append((folder, "memory.max", "memory.current", "inactive_file"))
+    if "memory" in paths:
+        for folder in (root / "memory" / paths["memory"], root / "memory"):
+            candidates.append((folder, "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"))
+    for folder, limit_name, usage_name, cache_key in candidates:
+        try:
+            limit_text = (folder / limit_name).read_text().strip()
+            usage = int((folder / usage_name).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit_text == "max" or not limit_text.isdigit() or int(limit_text) >= 2**60:  # v1 "no limit" is ~2^63
+            return None
+        cache = 0
+        try:
+            for stat_line in (folder / "memory.stat").read_text().splitlines():
+                key, _, value = stat_line.partition(" ")
+                if key == cache_key:
+                    cache = int(value)
+        except (OSError, ValueError):
+            pass
+        return max(int(limit_text) - max(usage - cache, 0), 0)
+    return None

@@ -3,10 +3,12 @@ progress goes to a callback.
 
 Each case becomes a :class:`~npucheck.model.Measurement` when it finishes, so a bad value fails at that case and
 not when the file is saved. A case that raises, runs out of memory, returns NaN/Inf or a wrong answer is recorded
-as ``error`` with the reason and the run goes on. Ctrl-C (and, in ``npucheck run``, SIGTERM or SIGHUP: see
-:mod:`npucheck.signals`) stops the run; what was measured is returned, marked interrupted with the signal's name.
+as ``error`` with the reason and the run goes on; a case whose tensors would not fit in the free memory is skipped
+before anything is allocated (on the CPU the OOM killer would otherwise end the whole run). Ctrl-C (and, in
+``npucheck run``, SIGTERM or SIGHUP: see :mod:`npucheck.signals`) stops the run; what was measured is returned,
+marked interrupted with the signal's name.
 What each case may cost (rate prediction, budgets, pilot calls) is decided by
-:mod:`npucheck.measure.planning`; the summary is computed by :mod:`npucheck.measure.summary`.
+:mod:`npucheck.measure.planning`; the summary is computed by :mod:`npucheck.summary`.
 """
 
 from __future__ import annotations
@@ -35,11 +37,10 @@ from npucheck.measure.allocator import settle_malloc
 from npucheck.measure.devices import Device, resolve_device
 from npucheck.measure.family_support import check_support
 from npucheck.measure.host_load import FOREIGN_CORES_WARNING, LoadMonitor, busy_processes, describe_busy
-from npucheck.measure.planning import CasePlanner
+from npucheck.measure.planning import CasePlanner, host_available_bytes, memory_skip_reason
 from npucheck.measure.power import PowerSource, open_source
 from npucheck.measure.power.window import DEFAULT_SAMPLE_HZ
 from npucheck.measure.suites import Suite, get_suite
-from npucheck.measure.summary import peak_gemm_cases, summarize
 from npucheck.measure.timing import TimingSettings, time_kernel
 from npucheck.model import (
     HOST_CLOCK_TOLERANCE,
@@ -58,6 +59,7 @@ from npucheck.model import (
     SupportFamily,
 )
 from npucheck.stats import is_unstable
+from npucheck.summary import peak_gemm_cases, summarize
 
 __all__ = [
     "CONFIDENCE",
@@ -69,6 +71,7 @@ __all__ = [
     "HOST_CLOCK_S",
     "PROBE_MAX_SIZE",
     "PROBE_MIN_CALL_S",
+    "available_memory_bytes",
     "Runner",
     "RunOptions",
     "TIMED_SUSTAINED_TOLERANCE",
@@ -192,7 +195,10 @@ class Runner:
         suite: Suite | None = None,
         power_source: PowerSource | None = None,
         runtime: Any | None = None,
+        available_memory: Callable[[], int | None] | None = None,
     ):
+        """``available_memory``: bytes free where the kernels' tensors live, read before each case (None: unknown,
+        no check); default :func:`available_memory_bytes` of the device. Tests pass a figure."""
         self.options = options
         self._emit = on_event or (lambda kind, data: None)
         self._clock = clock
@@ -209,6 +215,7 @@ class Runner:
         if options.threads is not None:
             torch.set_num_threads(options.threads)
         self.device: Device = resolve_device(options.device, runtime)  # runtime: tests pass a fake accelerator
+        self._available_memory = available_memory or (lambda: available_memory_bytes(self.device))
         sheet, self._datasheet_reason = match_datasheet(self.device.name)
         self._datasheet: dict[str, Any] | None = sheet.to_dict() if sheet is not None else None
         self.cases: list[Case] = self.suite.cases(self.kernels, self.dtypes)
@@ -429,6 +436,9 @@ class Runner:
         try:
             trials = self._trials if kind == "headline" else 1
             case = KERNELS[measurement.kernel].case(measurement.dtype, measurement.shape, measurement.shape_set)
+            too_big = self._memory_reason(case)
+            if too_big:
+                return replace(energy_windows.invalid_energy(self.power, too_big), kind=kind, case=measurement.id)
             batch = energy_windows.window_batch(measurement)
             energy = energy_windows.combine_trials(
                 [self._trial(case, batch, window_s / trials, trial) for trial in range(trials)]
@@ -510,6 +520,10 @@ class Runner:
         with torch.inference_mode():
             while True:
                 case = KERNELS["gemm"].case(dtype, {"m": size, "n": size, "k": size, "layout": "NN"}, "probe")
+                too_big = self._memory_reason(case) if dtype in self.planner.probe_tflops else None
+                if too_big:
+                    self._probe_notes[dtype] = f"probe stopped at {size}^3 ({too_big}); rate of {size // 2}^3 kept"
+                    return
                 try:
                     workload = build_workload(case, self.device.torch_device, self.options.seed)
                     workload.run()
@@ -600,7 +614,7 @@ class Runner:
         self._emit("start", {"total": len(self.cases)})
         for index, case in enumerate(self.cases):
             self._emit("case_start", {"index": index, "case": case})
-            reason = unsupported.get(case.dtype)
+            reason = unsupported.get(case.dtype) or self._memory_reason(case)  # before its time: nothing to spend
             if reason is None and not self.planner.needs_pilot(case):
                 reason = self.planner.skip_reason(case, flush_s, deadline - self._clock())
             if reason is not None:
@@ -632,6 +646,9 @@ class Runner:
         before = self._monitor.snapshot()
         workload = None
         try:
+            too_big = self._memory_reason(case)
+            if too_big:
+                raise _Skip(too_big)
             with torch.inference_mode():
                 workload = build_workload(case, self.device.torch_device, self.options.seed if seed is None else seed)
                 if not self.planner.has_rate(case):
@@ -762,6 +779,14 @@ class Runner:
             )
         return checked
 
+    def _memory_reason(self, case: Case) -> str | None:
+        """Why ``case`` must not be built now (its tensors would not fit in the free memory), or None."""
+        try:
+            available = self._available_memory()
+        except Exception:  # noqa: BLE001 - a reading that fails must not end the run: unknown, no check
+            available = None
+        return memory_skip_reason(case, available)
+
     def _release_memory(self) -> None:
         gc.collect()
         try:
@@ -789,6 +814,20 @@ class Runner:
                 "the accelerator code path has not yet been validated on real hardware by "
                 "the npucheck project; treat its figures with care"
             )
+
+
+def available_memory_bytes(device: Device) -> int | None:
+    """Bytes free where ``device``'s tensors live: the host's available memory (and its cgroup's) when they live
+    on the host (the CPU, a fake accelerator), else the backend's ``mem_get_info`` (CUDA, ROCm, XPU, Ascend…), read
+    after the runner has returned its cached blocks; None where the backend cannot tell (MPS): no check."""
+    kind = device.torch_device.type
+    if kind == "cpu":
+        return host_available_bytes()
+    try:
+        free, _total = torch.get_device_module(kind).mem_get_info(device.torch_device)
+    except Exception:  # noqa: BLE001 - no such API, or a backend that fails to answer: unknown
+        return None
+    return int(free)
 
 
 def _measurement(case: Case, **found: Any) -> Measurement:

@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from npucheck.model import Energy, ResultProfile, as_profile
+from npucheck.evidence import EDITED
+from npucheck.model import Energy, ResultProfile
 from npucheck.read.text import profile_label as label  # re-exported (in __all__) for callers of this module
+from npucheck.read.verified import as_verified
 
 __all__ = [
     "cases_frame",
@@ -42,8 +44,9 @@ __all__ = [
 
 
 ProfileLike = ResultProfile | Mapping[str, Any]
-"""What the functions here accept: a :class:`ResultProfile`, or a loaded schema-v2 dict (converted once with
-:func:`npucheck.model.as_profile`)."""
+"""What the functions here accept: a :class:`ResultProfile` (used as given), or a loaded schema-v2 dict, whose
+figures, summary and verdicts are re-derived from its raw evidence first (:func:`npucheck.read.verified.as_verified`):
+an edited case is an error, never compared."""
 
 DEFAULT_THRESHOLD = 0.05
 RESAMPLES = 2000
@@ -59,7 +62,7 @@ def results_frame(entries: Sequence[tuple[Path, ProfileLike]]) -> pd.DataFrame:
     TFLOPS, fp16 TFLOPS/W, verdicts."""
     rows = []
     for path, loaded in entries:
-        profile = as_profile(loaded)
+        profile = as_verified(loaded)
         source = profile.power.source
         rows.append(
             {
@@ -105,7 +108,7 @@ def _fp16(by_dtype: Mapping[str, Any] | None) -> Any:
 def cases_frame(profile: ProfileLike) -> pd.DataFrame:
     """The profile's measurements, one row per case id, with what decides comparability."""
     rows = []
-    for m in as_profile(profile).measurements:
+    for m in as_verified(profile).measurements:
         energy: Energy | None = m.energy if m.energy is not None and m.energy.valid else None
         rows.append(
             {
@@ -115,6 +118,7 @@ def cases_frame(profile: ProfileLike) -> pd.DataFrame:
                 "dtype": m.dtype,
                 "flops": m.flops,
                 "status": m.status,
+                "error": m.error,
                 "correct": m.correct,
                 "tflops": m.tflops,
                 "samples_s": list(m.samples_s),
@@ -220,10 +224,11 @@ def compare_frames(
                 reasons = [
                     f"{side}: {reason}" for side, reason in (("base", _unusable(b)), ("other", _unusable(o))) if reason
                 ]
+                if b["status"] != "ok" or o["status"] != "ok":  # why only when it is the evidence's doing
+                    reasons = [f"{side}: {c['error']}" for side, c in (("base", b), ("other", o)) if _edited(c)]
                 row.update(
                     verdict=NOT_MEASURED,
-                    note=f"status {b['status']} vs {o['status']}"
-                    + ("" if b["status"] != "ok" or o["status"] != "ok" else f" ({'; '.join(reasons)})"),
+                    note=f"status {b['status']} vs {o['status']}" + (f" ({'; '.join(reasons)})" if reasons else ""),
                 )
             elif (why := _incomparable(b, o)) is not None:
                 row.update(verdict=INCOMPARABLE, note=why)
@@ -254,6 +259,16 @@ def _unusable(case: pd.Series) -> str | None:
     if not len(case["samples_s"]):
         return "no raw samples"  # nothing to judge a difference with
     return None
+
+
+def _broke(case: pd.Series) -> bool:
+    """An error (a failure, or figures its raw data does not give) or a failed correctness check."""
+    return bool(case["status"] == "error" or _wrong(case["correct"]))
+
+
+def _edited(case: pd.Series) -> bool:
+    """Whether the case was made an error because its stored figures disagree with its raw data."""
+    return case["status"] == "error" and str(case["error"] or "").startswith(EDITED)
 
 
 def _wrong(correct: Any) -> bool:
@@ -300,10 +315,19 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 
 def summary(frame: pd.DataFrame, base: ProfileLike, others: Sequence[tuple[str, ProfileLike]]) -> dict[str, Any]:
-    """Geometric-mean speed ratio per other profile and kernel family, counts by verdict, verdict changes."""
-    out: dict[str, Any] = {"geomean": {}, "counts": {}, "verdict_changes": {}}
+    """Geometric-mean speed ratio per other profile and kernel family, counts by verdict, verdict changes, and
+    ``broken``: the cases that ran and were right in the base but are an error or a wrong answer in the other (no
+    speed to compare, so no regression; ``compare --fail-on-regression`` fails on them too)."""
+    out: dict[str, Any] = {"geomean": {}, "counts": {}, "verdict_changes": {}, "broken": {}}
     if frame.empty:
         return out
+    base_cases = cases_frame(base)
+    usable = [case_id for case_id in base_cases.index if _unusable(base_cases.loc[case_id]) is None]
+    for other_label, other in others:
+        other_cases = cases_frame(other)
+        out["broken"][other_label] = [
+            case_id for case_id in usable if case_id in other_cases.index and _broke(other_cases.loc[case_id])
+        ]
     compared = frame.dropna(subset=["ratio"])
     for other_label, group in compared.groupby("other", sort=False):
         out["geomean"][other_label] = {
@@ -312,10 +336,10 @@ def summary(frame: pd.DataFrame, base: ProfileLike, others: Sequence[tuple[str, 
         }
     for other_label, group in frame.groupby("other", sort=False):
         out["counts"][other_label] = {k: int(v) for k, v in group["verdict"].value_counts().items()}
-    base_verdicts = {v.target: v.status for v in as_profile(base).verdicts}
+    base_verdicts = {v.target: v.status for v in as_verified(base).verdicts}
     for other_label, other in others:
         changes = []
-        for v in as_profile(other).verdicts:
+        for v in as_verified(other).verdicts:
             before = base_verdicts.get(v.target)
             if before is not None and before != v.status:
                 changes.append({"target": v.target, "base": before, "other": v.status})

@@ -17,7 +17,11 @@ the schema leaves free-form) is read defensively: a value of an unexpected type 
 Per-device figures are recomputed from the raw samples: for each dtype the peak case named by
 ``summary.peak[dtype].case`` is found among the measurements, and its TFLOPS (FLOPs per call ÷ median per-call
 seconds) and 95% interval of the median (:func:`npucheck.stats.summarize`) come from its ``samples_s``. Only when
-a peak has no raw samples is the stored summary figure used, and the row's ``notes`` say so.
+a peak has no raw samples is the stored summary figure used, and the row's ``notes`` say so. A stored peak that its
+samples do not give, and a stored fp16 TFLOPS/W that its headline window's joules and work do not give, are named in
+the ``notes`` as "edited or corrupt" (:mod:`npucheck.evidence`); that TFLOPS/W is then not shown. The ``verdicts``
+column is the stored verdicts (re-judging 10,000 profiles would cost the fast path its speed): ``npucheck check
+DIR`` judges every device again from its raw samples.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from rich.table import Table
 from rich.text import Text
 
 from npucheck.errors import ResultFileError
+from npucheck.evidence import EDITED, agrees, window_tflops_per_watt
 from npucheck.fleetfile import FLEET_FILE, load_summary, profile_stem
 from npucheck.model import SCHEMA_VERSION, VERDICT_STATUSES
 from npucheck.stats import summarize
@@ -392,6 +397,9 @@ def _profile_row(path: Path) -> tuple[dict[str, Any], dict[str, tuple[float, np.
                     f"(more than {MAX_TFLOPS:g}, or not finite): a corrupt FLOP count or time"
                 )
             samples[dtype] = (flops, np.asarray(raw, dtype=float))
+            kept = stored.get(dtype, (None,))[0]
+            if kept is not None and not agrees(kept, value):  # shown from the samples; the edit is named
+                notes.append(f"peak {dtype}: {EDITED}: stored {kept:.6g}, raw samples give {value:.6g}")
         elif dtype in stored and stored[dtype][0] is not None:
             value, low, high = stored[dtype]
             notes.append(f"peak {dtype}: the stored summary's figure (its case has no raw samples)")
@@ -405,6 +413,10 @@ def _profile_row(path: Path) -> tuple[dict[str, Any], dict[str, tuple[float, np.
         if len(interval) != 2 or not all(_loose_number(v) is not None for v in interval):
             raise _Unreadable("$.summary.tflops_per_watt_ci.fp16: expected [low, high], two numbers")
         row["fp16_tflops_per_watt_ci_low"], row["fp16_tflops_per_watt_ci_high"] = map(float, interval)
+    edited = _edited_per_watt(row["fp16_tflops_per_watt"], headline.get("fp16"))
+    if edited is not None:  # the stored figure is not what its window gives: no figure, and the row says why
+        notes.append(edited)
+        row["fp16_tflops_per_watt"] = row["fp16_tflops_per_watt_ci_low"] = row["fp16_tflops_per_watt_ci_high"] = None
 
     statuses = []
     for index, verdict in enumerate(verdicts):
@@ -604,6 +616,19 @@ def group_label(model: Any, driver: Any, power_limit_w: Any) -> str:
 
 def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def _edited_per_watt(stored: float | None, window: Mapping[str, Any] | None) -> str | None:
+    """Why a stored fp16 TFLOPS/W is not what its headline window's joules, length and work give (as
+    :func:`npucheck.evidence.window_tflops_per_watt` computes it), or None when it is (or nothing is stored)."""
+    if stored is None:
+        return None
+    numbers = [_loose_number(window.get(key)) if window else None for key in ("flops", "joules", "window_s")]
+    if not window or window.get("valid") is not True or any(n is None or n <= 0 for n in numbers):
+        return f"fp16 TFLOPS/W: {EDITED}: stored {stored:.6g}, but no energy window gives it"
+    flops, joules, window_s = (float(n) for n in numbers if n is not None)
+    raw = window_tflops_per_watt(flops, joules, window_s)
+    return None if agrees(stored, raw) else f"fp16 TFLOPS/W: {EDITED}: stored {stored:.6g}, its window gives {raw:.6g}"
 
 
 def _leave_one_out_medians(values: np.ndarray) -> np.ndarray:

@@ -16,8 +16,9 @@ Kinds, and how many profiles each takes (:data:`PROFILE_COUNTS`, checked by :fun
   each group's median and its tolerance threshold (median × (1 − tolerance)) drawn, flagged devices in red and
   labelled; device labels are thinned when there are many (:data:`FLEET_LABELLED_DEVICES`).
 
-Every function takes :class:`npucheck.model.ResultProfile` objects or loaded schema-v2 dicts (converted once with
-:func:`npucheck.model.as_profile`).
+Every function takes :class:`npucheck.model.ResultProfile` objects (used as given) or loaded schema-v2 dicts (their
+figures re-derived from their raw evidence first, :func:`npucheck.read.verified.as_verified`: an edited case is an
+error, never plotted).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from matplotlib.patches import Rectangle
 
 from npucheck.atomic import write_atomic
 from npucheck.errors import UsageError
-from npucheck.model import Energy, Measurement, ResultProfile, as_profile
+from npucheck.model import Energy, Measurement, ResultProfile
+from npucheck.read.verified import as_verified
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -97,7 +99,8 @@ PROFILE_COUNTS: dict[str, tuple[int, int | None]] = {
 (``fleet`` counts fleet directories, not profiles.)"""
 
 ProfileLike = ResultProfile | Mapping[str, Any]
-"""What the plots accept: a :class:`ResultProfile`, or a loaded schema-v2 dict."""
+"""What the plots accept: a :class:`ResultProfile` (used as given), or a loaded schema-v2 dict (its figures
+re-derived from its raw evidence first: :func:`npucheck.read.verified.as_verified`)."""
 
 
 class NothingToPlot(UsageError):
@@ -105,7 +108,7 @@ class NothingToPlot(UsageError):
 
 
 def _as_profiles(profiles: Sequence[ProfileLike]) -> list[ResultProfile]:
-    return [as_profile(profile) for profile in profiles]
+    return [as_verified(profile) for profile in profiles]
 
 
 def count_rule(kind: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from npucheck.atomic import write_atomic
-from npucheck.model import ResultProfile, as_profile
+from npucheck.model import ResultProfile
 from npucheck.read import compare as comparing
 from npucheck.read import plot as plotting
 from npucheck.read.text import (
@@ -36,6 +36,7 @@ from npucheck.read.text import (
     summary_rows,
     value_or,
 )
+from npucheck.read.verified import as_verified, verified
 from npucheck.stats import is_unstable
 
 __all__ = ["build", "build_fleet", "CSS", "FLEET_TABLE_COLUMNS", "fleet_table", "write"]
@@ -157,8 +158,9 @@ def build(
 
     ``profile`` and ``base`` are :class:`ResultProfile` objects or loaded dicts.
     """
-    profile = as_profile(profile)
-    base = as_profile(base) if base is not None else None
+    # a loaded file is judged from its raw evidence, and what disagreed is listed with the warnings
+    profile = verified(profile).shown
+    base = as_verified(base) if base is not None else None
     plots, missing_plots = _plots(profile, base, thresholds)
     comparison, comparison_summary = _comparison(profile, base)
     measurements = pd.DataFrame(list(measurement_rows(profile)), columns=MEASUREMENT_HEADERS)
@@ -337,11 +339,10 @@ def _markdown(
 
 
 def _warnings(profile: ResultProfile) -> list[str]:
-    """The run's warnings, then what the file's evidence says: "modified since measured" (or "not sealed") and
-    each case whose stored figures disagree with its raw samples (npucheck.evidence)."""
-    from npucheck.evidence import audit
-
-    return list(profile.warnings or ()) + [f"evidence: {line}" for line in audit(profile).lines()]
+    """The run's warnings, then (a loaded file) what its evidence says: "modified since measured" (or "not
+    sealed"), each case whose stored figures disagree with its raw samples, each verdict the raw evidence does not
+    give (npucheck.read.verified)."""
+    return list(profile.warnings or ())
 
 
 def write(path: Path, text: str, files: dict[str, bytes]) -> None:

@@ -584,6 +584,10 @@ def comparison_summary_lines(
             lines.append(f"{other}: " + ", ".join(f"{verdict} {count}" for verdict, count in verdict_counts.items()))
         else:
             lines.append(", ".join(f"{verdict}: {count}" for verdict, count in verdict_counts.items()))
+    for other, cases in summary.get("broken", {}).items():
+        if cases:
+            what = f"{len(cases)} case(s) right in the base are an error or a wrong answer now: {', '.join(cases)}"
+            lines.append(f"{other}: {what}" if style == "command" else what)
     for other, changes in summary.get("verdict_changes", {}).items():
         for change in changes:
             if style == "command":

@@ -6,25 +6,25 @@ model's objects (``npucheck.model``), so it runs on what a run built and on a lo
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from npucheck.model import STATUSES, Energy, Measurement, Peak, PowerInfo, Summary
 
-__all__ = ["peak_gemm_cases", "summarize", "summarize_power"]
+__all__ = ["counts", "peak_gemm_cases", "peaks", "summarize", "summarize_power"]
 
 
 def peak_gemm_cases(measurements: Iterable[Measurement]) -> dict[str, Measurement]:
     """Per dtype, the correct GEMM case with the best finite median TFLOPS (the summary's peak, the case the
     confirmation re-measures, and the case whose energy window the targets judge)."""
-    peaks: dict[str, Measurement] = {}
+    found: dict[str, Measurement] = {}
     for m in measurements:
         if m.kernel != "gemm" or m.status != "ok" or m.correct is False or m.tflops is None:
             continue
-        best = peaks.get(m.dtype)
+        best = found.get(m.dtype)
         if math.isfinite(m.tflops) and (best is None or m.tflops > (best.tflops or -1.0)):
-            peaks[m.dtype] = m
-    return peaks
+            found[m.dtype] = m
+    return found
 
 
 def summarize(
@@ -36,30 +36,43 @@ def summarize(
     """The summary: peak GEMM TFLOPS per dtype (best median over correct cases, its independent confirmation, and
     the sustained figure of its energy window), TFLOPS/W per dtype, case counts."""
     best = peak_gemm_cases(measurements)
+    peak = peaks(best, confirmations)
+    return Summary(
+        peak_tflops={dtype: m.tflops for dtype, m in best.items() if m.tflops is not None},
+        peak=peak,
+        **summarize_power(measurements, power, set(peak), list(dtypes) or sorted(best)),
+        counts=counts(measurements),
+    )
+
+
+def peaks(best: Mapping[str, Measurement], confirmations: Sequence[Measurement]) -> dict[str, Peak]:
+    """Each dtype's :class:`Peak` from its peak case (:func:`peak_gemm_cases`): its median and interval, its
+    independent confirmation, and the sustained figure of its headline energy window."""
     by_case = {c.confirms: c for c in confirmations}
     peak = {}
     for dtype, m in best.items():
         confirmation = by_case.get(m.id)
         confirmed = confirmation is not None and confirmation.status == "ok"
         energy = m.energy
-        assert m.tflops_ci is not None  # an ok measurement always has its interval
+        # a run's ok case always has its interval; a loaded case with no raw samples has lost it (npucheck.evidence)
+        low, high = m.tflops_ci if m.tflops_ci is not None else (None, None)
         peak[dtype] = Peak(
             case=m.id,
             tflops=m.tflops,
-            ci_low=m.tflops_ci[0],
-            ci_high=m.tflops_ci[1],
+            ci_low=low,
+            ci_high=high,
             confirmed_tflops=confirmation.tflops if confirmed and confirmation else None,
             confirmed_ci=confirmation.tflops_ci if confirmed and confirmation else None,
             confirmation_status=confirmation.status if confirmation else None,
             sustained_tflops=energy.tflops if energy and energy.kind == "headline" and energy.valid else None,
         )
-    counts = {status: sum(1 for m in measurements if m.status == status) for status in STATUSES}
-    return Summary(
-        peak_tflops={dtype: m.tflops for dtype, m in best.items() if m.tflops is not None},
-        peak=peak,
-        **summarize_power(measurements, power, set(peak), list(dtypes) or sorted(best)),
-        counts=counts,
-    )
+    return peak
+
+
+def counts(measurements: Iterable[Measurement]) -> dict[str, int]:
+    """How many cases ended in each status."""
+    statuses: list[str] = [m.status for m in measurements]
+    return {status: statuses.count(status) for status in STATUSES}
 
 
 def summarize_power(
