@@ -22,8 +22,8 @@ from npucheck.kernels import Case, build_workload
 from npucheck.measure.devices import Device
 from npucheck.measure.power.base import PowerSource
 from npucheck.measure.power.window import EnergyWindow, combine_windows
-from npucheck.summary import peak_gemm_cases
 from npucheck.model import Energy, EnergyKind, Measurement
+from npucheck.summary import peak_gemm_cases
 
 __all__ = [
     "combine_trials",
@@ -42,6 +42,7 @@ __all__ = [
     "sweep_window_s",
     "window_batch",
     "WINDOW_BATCH_S",
+    "WindowFactory",
     "window_plan",
     "window_too_short",
 ]
@@ -132,12 +133,21 @@ def invalid_energy(source: PowerSource, reason: str) -> Energy:
     return Energy.invalid(reason, source.describe())
 
 
+WindowFactory = Callable[[PowerSource, float], EnergyWindow]
+"""How a window is made from (source, sample rate): ``EnergyWindow``; tests give one on a simulated clock."""
+
+
 def measure_idle(
-    source: PowerSource, seconds: float, device: Device, hz: float, sleep: Callable[[float], None] = time.sleep
+    source: PowerSource,
+    seconds: float,
+    device: Device,
+    hz: float,
+    sleep: Callable[[float], None] = time.sleep,
+    make_window: WindowFactory = EnergyWindow,
 ) -> dict[str, Any]:
     """Power with nothing running, over ``seconds``, with the same source as the windows."""
     device.synchronize()
-    window = EnergyWindow(source, hz)
+    window = make_window(source, hz)
     with window:
         sleep(seconds)
     return efficiency(window.result(meter_wait_s=meter_wait_s(source)), flops=None, idle_watts=None)
@@ -153,15 +163,17 @@ def run_window(
     seed: int,
     idle_watts: float | None,
     clock: Callable[[], float] = time.perf_counter,
+    make_window: WindowFactory = EnergyWindow,
 ) -> dict[str, Any]:
     """Run ``case`` back to back for ``window_s``, ``batch`` calls per synchronization, and measure the energy
-    it used (``window_batch`` gives the batch of a timed measurement)."""
+    it used (``window_batch`` gives the batch of a timed measurement). Memory does not grow with ``window_s``
+    (the sampler's is bounded, see ``npucheck.measure.power.window``)."""
     with torch.inference_mode():
         workload = build_workload(case, device.torch_device, seed)
         workload.run()  # lazy initialisation outside the window
         device.synchronize()
         calls = 0
-        window = EnergyWindow(source, hz)
+        window = make_window(source, hz)
         with window:
             end = clock() + window_s
             while calls == 0 or clock() < end:

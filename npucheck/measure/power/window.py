@@ -6,6 +6,10 @@ the window; the edges are read right there, so the energy covers exactly the wor
 Integration is zero-order hold: each power sample holds until the next one (the last holds until the window
 ends, the first is held back to the window's start). A trapezoid rule would invent values between samples; with
 a counter present the counter decides and the integral is the cross-check (their ratio is reported).
+
+Memory is bounded whatever the window's length (docs/power.md, "Long runs"): the integral is summed as the samples
+come (``_Integral``, to the same bits as ``integrate_zoh`` / ``integrate_interval_averages`` over all of them),
+throttle reasons are tallied, and only the stored trace is thinned while sampling (``_Series``).
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from npucheck.measure.power.base import CounterReset, PowerReadError, PowerSource
@@ -23,6 +27,7 @@ __all__ = [
     "combine_windows",
     "COUNTER_AGREEMENT",
     "DEFAULT_SAMPLE_HZ",
+    "EDGE_SAMPLES",
     "EnergyWindow",
     "integrate_interval_averages",
     "integrate_zoh",
@@ -32,12 +37,22 @@ __all__ = [
     "MIN_POLL_S",
     "PowerSampler",
     "QUALITY_ORDER",
+    "TRACE_BUFFER",
 ]
 
 
 DEFAULT_SAMPLE_HZ = 10.0
 MAX_TRACE_POINTS = 600
 """Trace samples kept per window in the result (evenly thinned beyond this); the integral uses all of them."""
+TRACE_BUFFER = 2 * MAX_TRACE_POINTS
+"""Most samples of each series (power, counter, counter slope) the sampler holds for the stored trace: beyond
+this it keeps every other one, its stride doubling each time, so a window of any length holds at most this many,
+evenly spread by index. A window with no more samples than this stores the trace it stored when every sample was
+kept. Context readings: the first MAX_TRACE_POINTS are kept (the context trace's length), the rest tallied."""
+EDGE_SAMPLES = 64
+"""Samples whose running sums the integral remembers (the last ones before the window closes, and those before
+it opens): those the thread takes between the window's end and its close are taken back exactly. A window
+needing more gets no integral, with the reason (``EnergyWindow`` closes right after its end: one or two)."""
 MIN_COVERAGE = 0.5
 """A window whose power samples cover less than this share of it (sources without a counter) is invalid."""
 MIN_METER_SAMPLES = 10
@@ -93,14 +108,208 @@ def integrate_interval_averages(
     return joules, covered / (end - start) if end > start else 0.0
 
 
-@dataclass
+class _Series:
+    """A bounded series of (time, value) samples for the stored trace: all of them up to TRACE_BUFFER, then every
+    other one (the stride doubles whenever it fills), so at most TRACE_BUFFER, evenly spread by index."""
+
+    __slots__ = ("points", "seen", "stride")
+
+    def __init__(self) -> None:
+        self.points: list[tuple[float, float]] = []
+        self.seen = 0
+        self.stride = 1
+
+    def append(self, point: tuple[float, float]) -> None:
+        if self.seen % self.stride == 0:
+            self.points.append(point)
+            if len(self.points) > TRACE_BUFFER:
+                del self.points[1::2]
+                self.stride *= 2
+        self.seen += 1
+
+    def __iter__(self) -> Iterator[tuple[float, float]]:
+        return iter(self.points)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+
+class _IntegralLost(Exception):
+    """The samples an exact integral needs were not kept (more than EDGE_SAMPLES at an edge)."""
+
+
+class _Integral:
+    """Energy of the power samples as they come, in O(1) memory: to the same bits as ``integrate_zoh`` and
+    ``integrate_interval_averages`` (when the source's readings are averages) over every sample in
+    [start - 1 s, end + 1 s], the samples ``EnergyWindow`` integrated when it kept them all.
+
+    The start is known before the window's samples come (``open``; the samples taken before it wait, the last
+    EDGE_SAMPLES of them); the end only when the window closes (``close``). Until then each sample is summed as
+    if it were inside, in the same order and with the same operations as the two functions, and the sums after
+    each of the last EDGE_SAMPLES samples are remembered, so ``result`` starts again from the sums of the last
+    sample at or before the end: a sample taken between the end and the close is left out exactly (a float sum
+    cannot be un-added). After the close, a sample after the end is not summed; the first of them is kept (an
+    averaged reading after the end still covers part of the window)."""
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+        self.end: float | None = None
+        self.average_s: float | None = None
+        self._early: deque[tuple[float, float]] = deque(maxlen=EDGE_SAMPLES)
+        self._early_dropped: float | None = None
+        """Time of the latest sample taken before ``open`` and dropped from ``_early``."""
+        self._edge: deque[tuple[float, float, float | None, float, float]] = deque(maxlen=EDGE_SAMPLES)
+        """(t, watts, zero-order-hold joules after it or None before the start, average joules, covered s)."""
+        self._summed = 0
+        self._after: tuple[float, float] | None = None
+        self._hold: float | None = None
+        self._last: tuple[float, float] | None = None
+        self._first_t = 0.0
+        self._zoh = 0.0
+        self._previous = -math.inf
+        self._avg = 0.0
+        self._covered = 0.0
+
+    def open(self, start: float, average_s: float | None) -> None:
+        self.start, self.average_s = start, average_s
+        early = list(self._early)
+        self._early.clear()
+        for t, w in early:
+            self.add(t, w)
+
+    def close(self, end: float) -> None:
+        self.end = end
+
+    def add(self, t: float, w: float) -> None:
+        if self.start is None:
+            if len(self._early) == EDGE_SAMPLES:
+                self._early_dropped = self._early[0][0]
+            self._early.append((t, w))
+            return
+        if not self.start - 1.0 <= t:
+            return
+        if self.end is not None and t > self.end:
+            if self._after is None:
+                self._after = (t, w)
+            return
+        start = self.start
+        self._summed += 1
+        # zero-order hold, as integrate_zoh: the last sample at or before the start is held back to it
+        zoh = None
+        if t <= start:
+            self._hold = w
+        else:
+            if self._last is not None:
+                self._zoh += self._last[1] * (t - self._last[0])
+            elif self._hold is not None:
+                self._first_t = start
+                self._zoh = self._hold * (start - start)
+                self._zoh += self._hold * (t - start)
+            else:
+                self._first_t = t
+                self._zoh = w * (t - start)
+            self._last = (t, w)
+            zoh = self._zoh
+        # interval averages, as integrate_interval_averages, with hi = min(t, end) = t
+        if self.average_s is not None:
+            lo, hi = max(t - self.average_s, self._previous, start), t
+            self._previous = t
+            if hi > lo:
+                self._avg += w * (hi - lo)
+                self._covered += hi - lo
+        self._edge.append((t, w, zoh, self._avg, self._covered))
+
+    def result(self, end: float, average_s: float | None) -> tuple[float, float] | None:
+        """(joules, coverage) over [start, end], by interval averages over ``average_s`` when it is set, else
+        by zero-order hold; None when no sample lies in [start - 1 s, end + 1 s]."""
+        if self.start is None:
+            return None
+        start = self.start
+        if self._early_dropped is not None and self._early_dropped > start:
+            raise _IntegralLost(f"over {EDGE_SAMPLES} power samples came before the window opened")
+        if average_s != self.average_s:
+            raise _IntegralLost("the source's averaging interval changed during the window")
+        edge = list(self._edge)
+        i = len(edge) - 1
+        while i >= 0 and edge[i][0] > end:
+            i -= 1
+        if i < 0 and self._summed > len(edge):
+            raise _IntegralLost(f"over {EDGE_SAMPLES} power samples came after the window's end")
+        last = edge[i] if i >= 0 else None
+        after = edge[i + 1][:2] if i + 1 < len(edge) else self._after
+        if after is not None and not after[0] <= end + 1.0:
+            after = None
+        if last is None and after is None:
+            return None
+        if average_s is not None:
+            joules, covered = (last[3], last[4]) if last is not None else (0.0, 0.0)
+            if after is not None:  # the first sample after the end covers the window up to it
+                t, w = after
+                lo, hi = max(t - average_s, last[0] if last is not None else -math.inf, start), min(t, end)
+                if hi > lo:
+                    joules += w * (hi - lo)
+                    covered += hi - lo
+            return joules, covered / (end - start) if end > start else 0.0
+        if end <= start or last is None:
+            return 0.0, 0.0
+        t, w, zoh = last[:3]
+        if zoh is None:  # no sample inside yet: the one before the start holds over the whole window
+            joules, first_t = w * (start - start), start
+            joules += w * (end - start)
+        else:
+            joules, first_t = zoh + w * (end - t), self._first_t
+        return joules, (end - first_t) / (end - start)
+
+
 class _Trace:
-    power: list[tuple[float, float]] = field(default_factory=list)
-    energy: list[tuple[float, float]] = field(default_factory=list)
-    contexts: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
-    dropped: int = 0
-    errors: list[str] = field(default_factory=list)
-    reset: str | None = None
+    """What the sampler keeps: memory bounded whatever the run's length (see TRACE_BUFFER and EDGE_SAMPLES).
+
+    ``power`` and ``energy`` (the counter's readings) and ``slope`` (watts between counter readings) hold the
+    stored trace's samples; ``contexts`` the first MAX_TRACE_POINTS context readings. Counts, the throttle tally
+    and the integral cover every sample."""
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self.power = _Series()
+        self.energy = _Series()
+        self.slope = _Series()
+        self.contexts: list[tuple[float, dict[str, Any]]] = []
+        self.power_samples = 0
+        self.energy_samples = 0
+        self.context_samples = 0
+        self.integral = _Integral()
+        self.throttle_checks = 0
+        self.throttled_checks = 0
+        self.throttle_reasons: set[str] = set()
+        self.dropped = 0
+        self.errors: list[str] = []
+        self.reset: str | None = None
+        self._last_energy: tuple[float, float] | None = None
+
+    def add_power(self, t: float, watts: float) -> None:
+        self.power_samples += 1
+        self.power.append((t, watts))
+        self.integral.add(t, watts)
+
+    def add_energy(self, t: float, joules: float) -> None:
+        self.energy_samples += 1
+        self.energy.append((t, joules))
+        if self._last_energy is not None:
+            # watts between consecutive counter readings; pairs closer than half a period are skipped
+            # (dividing a counter step by a tiny interval gives absurd watts)
+            t0, e0 = self._last_energy
+            if t - t0 >= 0.5 * self.period_s and joules >= e0:
+                self.slope.append((t, (joules - e0) / (t - t0)))
+        self._last_energy = (t, joules)
+
+    def add_context(self, t: float, context: dict[str, Any]) -> None:
+        self.context_samples += 1
+        if len(self.contexts) < MAX_TRACE_POINTS:
+            self.contexts.append((t, context))
+        if "throttle_reasons" in context:
+            self.throttle_checks += 1
+            self.throttle_reasons.update(context["throttle_reasons"])
+            self.throttled_checks += 1 if context["throttle_reasons"] else 0
 
 
 class PowerSampler:
@@ -118,7 +327,7 @@ class PowerSampler:
         self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.trace = _Trace()
+        self.trace = _Trace(self.period_s)
         self.lock = threading.Lock()
         """Held around every read of the source, so the edges and the thread never read it at once."""
 
@@ -141,13 +350,16 @@ class PowerSampler:
                 if len(self.trace.errors) < 5:
                     self.trace.errors.append(str(e) if isinstance(e, PowerReadError) else f"{type(e).__name__}: {e}")
                 continue
-            getattr(self.trace, kind).append((now, value))
+            if kind == "power":
+                self.trace.add_power(now, value)
+            else:
+                self.trace.add_energy(now, value)
 
     def sample_context(self) -> None:
         """Clocks, temperature and throttle reasons (once a second: they matter between the edges too)."""
         context = _safe_context(self.source)
         if context:
-            self.trace.contexts.append((self._clock(), context))
+            self.trace.add_context(self._clock(), context)
 
     def _loop(self) -> None:
         next_t = self._clock()
@@ -165,6 +377,17 @@ class PowerSampler:
                 next_t = self._clock()
                 delay = 0
             self._stop.wait(delay)
+
+    def open(self, start_s: float, average_s: float | None) -> None:
+        """The window starts at ``start_s`` (this sampler's clock); ``average_s``: the averaging interval of the
+        source's power readings, None for instantaneous ones."""
+        with self.lock:
+            self.trace.integral.open(start_s, average_s)
+
+    def close(self, end_s: float) -> None:
+        """The window ended at ``end_s``: later samples are no longer integrated."""
+        with self.lock:
+            self.trace.integral.close(end_s)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="npucheck-power", daemon=True)
@@ -220,12 +443,14 @@ class EnergyWindow:
         self._sampler.sample_once()  # a power value at the start edge
         self._edge(0)
         self.start_s, self.start_unix = self._clock(), self._wall()
+        self._sampler.open(self.start_s, self.source.power_average_s or None)
         self._sampler.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.end_s, self.end_unix = self._clock(), self._wall()
         self._edge(1)
+        self._sampler.close(self.end_s)
         self._sampler.stop()
         with self._sampler.lock:
             self._sampler.sample_once()
@@ -257,13 +482,13 @@ class EnergyWindow:
             "joules_integrated": None,
             "counter_vs_integrated": None,
             "avg_watts": None,
-            "samples": len(trace.power),
+            "samples": trace.power_samples,
             "dropped_samples": trace.dropped,
             "coverage": None,
             "trace": [],
             "context_before": self.context_before,
             "context_after": self.context_after,
-            "throttle": _throttle([self.context_before, self.context_after] + [c for _, c in trace.contexts]),
+            "throttle": _throttle([self.context_before, self.context_after], trace),
             "context_trace": [[round(t - self.start_s, 3), c] for t, c in trace.contexts][:MAX_TRACE_POINTS],
             "warnings": [],
         }
@@ -271,17 +496,14 @@ class EnergyWindow:
             out["warnings"].append("throttled during the window: " + ", ".join(out["throttle"]["reasons"]))
         if trace.dropped:
             out["warnings"].append(f"{trace.dropped} power readings failed and were dropped")
-        power = [(t, w) for t, w in trace.power if self.start_s - 1.0 <= t <= self.end_s + 1.0]
-        out["trace"] = _thin([[round(t - self.start_s, 4), w] for t, w in power])
+        out["trace"] = _thin(
+            [[round(t - self.start_s, 4), w] for t, w in trace.power if self.start_s - 1.0 <= t <= self.end_s + 1.0]
+        )
         out["trace_kind"] = "power readings" if src.has_power else None
         if not src.has_power and src.has_counter:
             # no power reading (RAPL): the trace is the counter's slope between polls, shown, not integrated
             out["trace"] = _thin(
-                [
-                    [round(t - self.start_s, 4), w]
-                    for t, w in _counter_slope(trace.energy, self._sampler.period_s)
-                    if self.start_s <= t <= self.end_s
-                ]
+                [[round(t - self.start_s, 4), w] for t, w in trace.slope if self.start_s <= t <= self.end_s]
             )
             out["trace_kind"] = "energy counter slope between polls"
         reasons = []
@@ -335,12 +557,14 @@ class EnergyWindow:
             elif not reasons:
                 reasons.append("the meter log has no sample inside the window")
         elif src.has_power:
-            if src.power_average_s:
-                joules, coverage = integrate_interval_averages(power, self.start_s, self.end_s, src.power_average_s)
-            else:
-                joules, coverage = integrate_zoh(power, self.start_s, self.end_s)
-            if power:
-                out["joules_integrated"], out["coverage"] = joules, coverage
+            try:
+                with self._sampler.lock:  # a sampler thread that outlived its stop may still add a sample
+                    integral = trace.integral.result(self.end_s, src.power_average_s or None)
+            except _IntegralLost as e:
+                reasons.append(f"power could not be integrated exactly: {e}")
+                integral = None
+            if integral is not None:
+                out["joules_integrated"], out["coverage"] = integral
         # ---- decide
         if out["joules_counter"] is not None:
             out["joules"] = out["joules_counter"]
@@ -464,24 +688,19 @@ def _safe_context(source: PowerSource) -> dict[str, Any]:
         return {"error": f"{type(e).__name__}: {e}"}
 
 
-def _throttle(contexts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Limiting clock-event reasons seen at the edges or in between; empty when the source cannot tell."""
+def _throttle(contexts: list[dict[str, Any]], trace: _Trace | None = None) -> dict[str, Any]:
+    """Limiting clock-event reasons seen at the edges or in between (``trace``'s tally of the sampler's context
+    readings); empty when the source cannot tell."""
     known = [c for c in contexts if "throttle_reasons" in c]
-    if not known:
+    checks = len(known) + (trace.throttle_checks if trace is not None else 0)
+    if not checks:
         return {}
-    reasons = sorted({reason for c in known for reason in c["throttle_reasons"]})
-    throttled = sum(1 for c in known if c["throttle_reasons"])
-    return {"reasons": reasons, "seen": bool(reasons), "checks": len(known), "throttled_checks": throttled}
-
-
-def _counter_slope(energy: list[tuple[float, float]], period_s: float) -> list[tuple[float, float]]:
-    """Watts between consecutive counter readings, at each reading; pairs closer than half a period are skipped
-    (dividing a counter step by a tiny interval gives absurd watts)."""
-    slope = []
-    for (t0, e0), (t1, e1) in zip(energy, energy[1:]):
-        if t1 - t0 >= 0.5 * period_s and e1 >= e0:
-            slope.append((t1, (e1 - e0) / (t1 - t0)))
-    return slope
+    reasons = sorted(
+        {reason for c in known for reason in c["throttle_reasons"]}
+        | (trace.throttle_reasons if trace is not None else set())
+    )
+    throttled = sum(1 for c in known if c["throttle_reasons"]) + (trace.throttled_checks if trace is not None else 0)
+    return {"reasons": reasons, "seen": bool(reasons), "checks": checks, "throttled_checks": throttled}
 
 
 def _thin(points: list[list[float]]) -> list[list[float]]:
