@@ -35,9 +35,9 @@ module_path() {
 # The fast test files that pin each module (no device, no measuring run).
 module_tests() {
     case $1 in
-        judge) echo tests/test_judge.py tests/test_targets.py ;;
-        stats) echo tests/test_stats.py tests/test_judge.py ;;
-        targets) echo tests/test_targets.py tests/test_targets_doc.py tests/test_judge.py ;;
+        judge) echo tests/test_judge_pinned.py tests/test_judge.py tests/test_targets.py ;;
+        stats) echo tests/test_stats_pinned.py tests/test_stats.py tests/test_judge.py ;;
+        targets) echo tests/test_targets_pinned.py tests/test_targets.py tests/test_targets_doc.py tests/test_judge.py ;;
         compare) echo tests/test_compare_pinned.py tests/test_compare_plot_report.py tests/test_compare_plot_model.py ;;
     esac
 }
@@ -59,13 +59,13 @@ for name in "${modules[@]}"; do
     copy=$work/$name
     rm -rf "$copy"
     mkdir -p "$copy"
-    (cd "$root" && tar cf - --exclude=__pycache__ npucheck kernels profiles tests pyproject.toml) | (cd "$copy" && tar xf -)
+    (cd "$root" && tar cf - --exclude=__pycache__ --exclude=docs/images npucheck kernels profiles tests docs pyproject.toml) | (cd "$copy" && tar xf -)
     cat >>"$copy/pyproject.toml" <<EOF
 
 [tool.mutmut]
 source_paths = ["npucheck"]
 only_mutate = ["$path"]
-also_copy = ["kernels", "profiles"]
+also_copy = ["kernels", "profiles", "docs"]  # docs: tests/test_targets_doc.py reads docs/targets.md and its examples
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]
 pytest_add_cli_args_test_selection = $(toml_list "${tests[@]}")
 EOF

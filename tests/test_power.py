@@ -756,7 +756,7 @@ def test_a_stored_file_without_coverage_is_judged_only_where_the_old_code_could_
 
     assert old({"name": "rapl", "scope": "package"}, CPU)["status"] == "PASS"
     gpu_by_rapl = old({"name": "rapl", "scope": "package"}, _cuda(uuid="abcd"))
-    assert gpu_by_rapl["status"] == "INCONCLUSIVE" and "coverage not recorded" in gpu_by_rapl["reason"]
+    assert gpu_by_rapl["status"] == "INCONCLUSIVE" and "written before coverage was recorded" in gpu_by_rapl["reason"]
     assert old({"name": "nvml", "scope": "board"}, _cuda(uuid="abcd"), "nvml")["status"] == "PASS"
     assert old({"name": "nvml", "scope": "board"}, _cuda(uuid=None), "nvml")["status"] == "INCONCLUSIVE"
     assert old({"name": "amdsmi", "scope": "board"}, _cuda(uuid="x", runtime="rocm"))["status"] == "INCONCLUSIVE"

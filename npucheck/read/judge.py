@@ -261,6 +261,15 @@ def _peak_tflops(profile: ResultProfile, criterion: Criterion) -> Outcome:
             )
         if confirmation.status == "error":
             return (ERROR, None, None, None, f"the confirmation re-measure of {best.id} errored: {confirmation.error}")
+        if confirmation.status == "ok" and confirmation.correct is False:  # the same case, now wrong: unstable
+            return (
+                ERROR,
+                None,
+                None,
+                None,
+                f"the confirmation re-measure of {best.id} gave a wrong answer (it failed its correctness check, "
+                "though the case itself passed)",
+            )
 
     # No confirmation (an interrupted run, a file from before npucheck 0.2): the selection alone can only FAIL.
     measured = _tflops(best)
@@ -351,8 +360,10 @@ def _tflops_per_watt(profile: ResultProfile, criterion: Criterion) -> Outcome:
                 )
             )
         ) or None
-        how = "recorded before coverage was: " + (
-            f"{source.name} on a {device.backend} device" if covers and source is not None else "coverage not recorded"
+        what = f"{source.name} ({source.scope}) on a {device.backend} device" if source is not None else "no source"
+        how = (
+            "written before coverage was recorded; without it only RAPL package or platform power of a CPU, or NVML "
+            f"found by the device's UUID (no MIG), is judged (here: {what})"
         )
     if covers is not True:
         lead = (
