@@ -343,6 +343,14 @@ def test_an_old_file_is_not_judged_where_the_old_code_could_pick_the_wrong_devic
     assert _old_file(*source, device, spec, **extra) == _unknown(*source, {**CPU, **device})
 
 
+def test_an_old_file_with_a_figure_but_no_source_says_so():
+    profile = make_profile(tflops_per_watt=2.0, tflops_per_watt_ci=(1.8, 2.2), scope="package")
+    del profile["summary"]["tflops_per_watt_covers"], profile["summary"]["tflops_per_watt_covers_reason"]
+    profile["device"] = {**profile["device"], **CPU}
+    profile["power"] = {**profile["power"], "source": None}
+    assert outcome(profile, per_watt())[1].endswith("(here: no source)")
+
+
 # ----------------------------------------------------------------------------------------- the audit's doubts
 def _edited(profile: dict[str, Any], *indexes: int, by: float = 1.25) -> dict[str, Any]:
     """``profile`` with the stored TFLOPS of these measurements raised ``by``, as a hand edit would."""

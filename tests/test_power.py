@@ -630,9 +630,9 @@ from fakes import FakeGpu  # noqa: E402
 
 from npucheck.measure.power import base as power_base  # noqa: E402
 from npucheck.measure.power.window import PowerSampler  # noqa: E402
-from npucheck.summary import summarize_power  # noqa: E402
 from npucheck.model import Measurement, PowerInfo, SourceInfo  # noqa: E402
 from npucheck.read.judge import judge  # noqa: E402
+from npucheck.summary import summarize_power  # noqa: E402
 from npucheck.targets import Criterion, Target  # noqa: E402
 
 

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,45 @@ def test_dobench_gemm_reports_the_ratio_of_stored_to_independent_figures(tmp_pat
 
 def test_dobench_gemm_refuses_a_missing_file_with_exit_2(tmp_path):
     assert _script("dobench_gemm").main([str(tmp_path / "missing.json")]) == 2
+
+
+def test_peers_compares_npucheck_with_torch_benchmark_and_numpy_on_the_same_shapes(tmp_path, capsys):
+    out = tmp_path / "peers.json"
+    argv = ["--dtypes", "fp32,bf16", "--sizes", "64,96", "--budget-s", "0.02", "--rounds", "1", "--settle-s", "0"]
+    argv += ["--json", str(out)]
+    assert _script("peers").main(argv) == 0
+    result = json.loads(out.read_text())
+    measured = {(r["dtype"], r["size"]) for r in result["rows"]}
+    skipped = {(s["dtype"], n) for s in result["skipped"] for n in s["sizes"]}
+    assert measured | skipped == {(d, n) for d in ("fp32", "bf16") for n in (64, 96)} and not measured & skipped
+    assert {("fp32", 64), ("bf16", 64)} <= measured  # the smallest size is always measured
+    for row in result["rows"]:
+        ratios = (row["vs_torch_benchmark"], row["vs_numpy"])
+        figures = (row["npucheck_tflops"], row["torch_benchmark_tflops"], row["numpy_fp32_tflops"])
+        assert all(math.isfinite(x) and x > 0 for x in ratios + figures)
+        assert row["vs_torch_benchmark"] == pytest.approx(row["npucheck_tflops"] / row["torch_benchmark_tflops"])
+        assert row["vs_numpy"] == pytest.approx(row["npucheck_tflops"] / row["numpy_fp32_tflops"])
+    assert set(result["peaks"]) == {"fp32", "bf16"}
+    for dtype, peak in result["peaks"].items():
+        assert peak["npucheck_tflops"] == max(r["npucheck_tflops"] for r in result["rows"] if r["dtype"] == dtype)
+    table = capsys.readouterr().out
+    assert "| npucheck / torch.utils.benchmark | npucheck / numpy |" in table
+    assert sum(line.startswith(("| fp32 | ", "| bf16 | ")) for line in table.splitlines()) == len(measured) + 2
+
+
+def test_peers_refuses_an_unknown_dtype_with_exit_2(capsys):
+    assert _script("peers").main(["--dtypes", "fp8"]) == 2
+    assert "peers: error: unknown dtypes ['fp8']" in capsys.readouterr().err
+
+
+def test_selfbench_measures_the_harness_and_the_sampler_and_prints_markdown(tmp_path):
+    selfbench = _script("selfbench")
+    harness = selfbench.harness_overhead(samples=50, repeats=1)
+    kernels = [r for r in harness if "kernel" in r]
+    assert len(kernels) == 2 and all(math.isfinite(r["overhead_per_sample_us"]) for r in kernels)
+    assert all(r["bare_call_us"] > 0 and r["harness_per_sample_us"] > 0 for r in kernels)
+    assert "| no-op (`lambda: None`) |" in selfbench.harness_markdown(harness)
+    sampler = selfbench.sampler_cost((10, 1000), seconds=0.1)
+    assert [(r["hz"]) for r in sampler] == [10, 1000] * 3
+    assert all(r["achieved_hz"] > 0 and math.isfinite(r["cpu_ms_per_s"]) for r in sampler)
+    assert selfbench.sampler_markdown(sampler, 0.1).count("| RAPL fake") == 2

@@ -261,7 +261,7 @@ def _peak_tflops(profile: ResultProfile, criterion: Criterion) -> Outcome:
             )
         if confirmation.status == "error":
             return (ERROR, None, None, None, f"the confirmation re-measure of {best.id} errored: {confirmation.error}")
-        if confirmation.status == "ok" and confirmation.correct is False:  # the same case, now wrong: unstable
+        if confirmation.correct is False:  # ok (a skipped one is never checked): the same case, now wrong
             return (
                 ERROR,
                 None,

@@ -3,7 +3,7 @@
 
     python -m pytest tests/benchmarks --benchmark-enable
 
-Numbers we recorded are in README.md ("Speed").
+Numbers we recorded are in README.md ("Speed") and docs/benchmarks.md (``scripts/selfbench.py``).
 """
 
 import subprocess
@@ -49,6 +49,19 @@ def test_plot_starts_fast(benchmark, stored, tmp_path):
 
 def test_report_starts_fast(benchmark, stored, tmp_path):
     benchmark.pedantic(_cli, args=("report", str(stored), "-o", str(tmp_path / "r.html")), rounds=5, iterations=1)
+
+
+def test_fleet_starts_fast(benchmark, tmp_path):
+    """`npucheck fleet` over a small fleet (8 H200-like profiles, one member missing): start-up dominates."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("fleet_scale", Path(__file__).parents[2] / "scripts/fleet_scale.py")
+    fleet_scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fleet_scale)
+    fleet_scale.write_fleet(8, tmp_path / "fleet", indent=None)
+    done = benchmark.pedantic(_cli, args=("fleet", str(tmp_path / "fleet")), rounds=5, iterations=1)
+    assert b"8 devices" in done.stdout
 
 
 @pytest.mark.parametrize("module", ["npucheck.read.compare", "npucheck.read.plot", "npucheck.read.report"])
