@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 
-TOLERANCE = {"fp16": 5e-3, "bf16": 3e-2, "fp32": 1e-4}
+TOLERANCE = {"fp16": 5e-3, "bf16": 3e-2, "fp32": 1e-4, "int8": 0.0, "fp8_e4m3": 1e-2, "fp8_e5m2": 1e-2}
 """Largest accepted ‖out − ref‖ / ‖ref‖ against a float64 reference computed on the host from the *same* (already
 rounded) inputs, so only the arithmetic's rounding counts. bf16 and fp16 allow for reduced-precision reductions.
 
@@ -51,7 +51,9 @@ kernels build them; tests/test_references.py asserts these):
   not measured): 3 fewer mantissa bits than TF32, so about 8x TF32's error.
 
 The old fp32 tolerance, 2e-3, accepted TF32: it was chosen to let cuDNN convolutions run in TF32 (torch's
-default). fp32 cases now run under :func:`npucheck.kernels.precision.full_fp32_precision`."""
+default). fp32 cases now run under :func:`npucheck.kernels.precision.full_fp32_precision`.
+
+int8 (exact, 0) and fp8 (1e-2): see :mod:`npucheck.kernels.lowp`."""
 
 REFERENCE_DEVICE = torch.device("cpu")
 """References are computed on the host: Ascend NPUs, Intel Arc and Apple GPUs have no float64."""
@@ -74,6 +76,8 @@ class Case:
     flop_convention: str
     kernel_version: int
     shape_label: str
+    bytes: int | None = None
+    """Bytes of the operands and result of one call (``npucheck.kernels.traffic``), for the roofline."""
 
     @property
     def id(self) -> str:
@@ -129,6 +133,8 @@ class Workload:
     verify: Callable[[], Check]
     footprint_bytes: int
     keep: list[Any] = field(default_factory=list)  # tensors/modules kept alive for run()
+    backend: dict[str, str] | None = None
+    """The library backend that runs the kernel, where the family can tell (attention: the SDPA backend)."""
 
 
 def generator_for(case_id: str, seed: int, device: torch.device) -> torch.Generator:

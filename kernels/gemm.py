@@ -79,6 +79,8 @@ _training: list[dict[str, Any]] = (
 
 SHAPE_SETS: dict[str, list[dict[str, Any]]] = {
     "square": [_shape(s, s, s) for s in SQUARE_SIZES],
+    # B column-major: the one layout torch._scaled_mm (fp8) takes on CUDA; int8 and float dtypes run it too
+    "square-nt": [_shape(s, s, s, "NT") for s in SQUARE_SIZES],
     "deepbench-train": _training,
     "deepbench-server": (
         [_shape(m, n, k) for n in (700, 1500) for k in (2048, 2560) for m in (5124, 35)]

@@ -12,6 +12,8 @@ Exit codes:
   6    ``run``: measured, but the result could not be saved where asked (folder vanished, disk full, file taken
        meanwhile); a copy was saved elsewhere and its path printed
   7    ``run``: measured, but no copy could be saved anywhere (the asked place and every fallback folder failed)
+  8    ``run --power-caps``: the device's original power limit could not be restored (the result is saved and says
+       what to set by hand)
   128+N  stopped by signal N: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP; ``run`` saves what it measured
        first, marked interrupted with the signal's name (a signal while saving is held until the file is written)
 
@@ -60,6 +62,7 @@ __all__ = [
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_NOT_SAVED = 6  # `run`: measured, but saved elsewhere than asked (the copy's path is printed)
 EXIT_LOST = 7  # `run`: measured, but no copy could be written anywhere (every fallback folder failed)
+EXIT_CAP_NOT_RESTORED = 8  # `run --power-caps`: the original power limit could not be restored
 
 
 def _console(err: bool = False) -> Console:
@@ -156,9 +159,14 @@ def env() -> None:
 @click.option(
     "--kernels",
     multiple=True,
-    help="gemm, conv2d (cnn), rnn_tanh, rnn_relu (rnn), lstm, gru; repeat or comma-separate. Default: all.",
+    help="gemm, conv2d (cnn), rnn_tanh, rnn_relu (rnn), lstm, gru, attention; repeat or comma-separate. Default: all.",
 )
-@click.option("--dtypes", multiple=True, help="fp16, bf16, fp32; repeat or comma-separate. Default: all.")
+@click.option(
+    "--dtypes",
+    multiple=True,
+    help="fp16, bf16, fp32, int8 (TOPS), fp8_e4m3, fp8_e5m2; repeat or comma-separate. Default: all (int8 and fp8 "
+    "run only where the suite lists them).",
+)
 @click.option(
     "--target",
     "targets",
@@ -212,6 +220,13 @@ def env() -> None:
     type=click.IntRange(1, 20),
     default=None,
     help="Trials the headline window is split into (default: the suite's: quick 1, standard and full 3).",
+)
+@click.option(
+    "--power-caps",
+    default=None,
+    help="Efficiency vs power cap: after the run, the headline energy window again at each cap, e.g. "
+    "300,400,500,FULL (watts; FULL = the board's default limit). NVIDIA (NVML) or AMD (amdsmi) only, needs root; "
+    "the original limit is restored at the end, whatever ends the run. Not in a fleet. See docs/power.md.",
 )
 @click.option(
     "-o",
@@ -276,6 +291,7 @@ def run(
     idle_s: float | None,
     power_hz: float,
     power_trials: int | None,
+    power_caps: str | None,
     output: Path | None,
     results_dir: Path,
     fleet_dir: Path | None,
@@ -293,6 +309,8 @@ def run(
     from npucheck.read import judge as judging
 
     member = _fleet_member(fleet_member) if fleet_member is not None else None
+    if power_caps is not None and (member is not None or device.strip().lower() == "all" or fleet_dir is not None):
+        raise UsageError("--power-caps is refused in a fleet run: measure one device at a time")
     if member is None and (device.strip().lower() == "all" or fleet_dir is not None):
         shared = _shared_run_args(
             suite,
@@ -349,6 +367,7 @@ def run(
         power_hz=power_hz,
         power_trials=power_trials,
         min_sample_s=min_sample_s,
+        power_caps=[power_caps] if power_caps is not None else None,
         fleet=_public_member(member) if member is not None else None,
     )
     console = _console()
@@ -384,6 +403,8 @@ def run(
             + ("; ".join(runner.power_notes) or "no source")
             + "; TFLOPS/W will be INCONCLUSIVE"
         )
+    if runner.cap_plan is not None:
+        _announce_caps(console, runner.cap_plan)
     with progress_display:
         profile = runner.run()
     try:
@@ -403,6 +424,7 @@ def run(
             raise
     if not_saved:
         click.echo(f"npucheck: not saved where asked ({not_saved}); the result's copy is at {path}", err=True)
+    _cap_restore_failed(profile)  # exit 8 before a signal's code: a capped device matters more
     if profile.interrupted or signum is not None:
         name = signals.signal_name(signum) if signum is not None else None  # None: a fleet member, or Ctrl-C
         if profile.interrupted:
@@ -413,6 +435,32 @@ def run(
         sys.exit(signals.exit_code(signum))
     if not_saved:
         sys.exit(EXIT_NOT_SAVED)
+
+
+def _announce_caps(console: Any, plan: Any) -> None:
+    """Before the run: the caps of ``--power-caps`` and the limit that will be restored (so that it is on screen
+    even if the process is killed outright)."""
+    caps = ", ".join(f"{label} ({watts:g} W)" if label == "FULL" else f"{watts:g} W" for label, watts in plan.caps)
+    console.print(
+        f"power caps: {caps} through {plan.control.api}; the limit now, {plan.original_w:g} W, is restored at the "
+        f"end (allowed {plan.min_w:g}-{plan.max_w:g} W, default {plan.default_w:g} W)"
+    )
+
+
+def _cap_restore_failed(profile: Any) -> None:
+    """After saving: a power limit that was not restored is the loudest thing npucheck says (exit 8)."""
+    caps = getattr(profile, "power_caps", None)
+    restore = caps.restore if caps is not None else None
+    if caps is None or not caps.steps or (restore is not None and restore.verified):
+        return
+    target = restore.target_w if restore is not None else caps.original_w
+    why = (restore.error if restore is not None else None) or "the restore did not run"
+    click.echo(
+        f"npucheck: WARNING: THE POWER LIMIT WAS NOT RESTORED to {target:g} W ({why}); set it by hand "
+        "(nvidia-smi -pl WATTS, or amd-smi set --power-cap) before anyone else uses this device",
+        err=True,
+    )
+    sys.exit(EXIT_CAP_NOT_RESTORED)
 
 
 # --------------------------------------------------------------------------------------------------------- fleet
@@ -1020,10 +1068,11 @@ def _per_watt_thresholds(targets: tuple[str, ...]) -> list[tuple[str, float]]:
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--kind",
-    type=click.Choice(["sweep", "efficiency", "trace", "compare", "fleet"]),
+    type=click.Choice(["sweep", "efficiency", "trace", "compare", "fleet", "roofline", "power-caps"]),
     default="sweep",
     show_default=True,
-    help="fleet: each device of a fleet DIRECTORY against its group.",
+    help="fleet: each device of a fleet DIRECTORY against its group; roofline: one or more RESULTs; "
+    "power-caps: one RESULT of run --power-caps.",
 )
 @click.option(
     "-o",
@@ -1049,7 +1098,8 @@ def plot_command(
 ) -> None:
     """Plot stored results: sweep, efficiency curves, power trace, several profiles compared, or a fleet.
 
-    sweep, efficiency and trace take exactly one RESULT; compare takes two or more; fleet one fleet DIRECTORY.
+    sweep, efficiency and trace take exactly one RESULT; compare takes two or more; fleet one fleet DIRECTORY;
+    roofline (intensity vs TFLOPS under the measured compute and bandwidth ceilings) one or more RESULTs.
     """
     from npucheck import store
     from npucheck.read import plot as plotting

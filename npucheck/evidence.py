@@ -27,9 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from npucheck.bandwidth import bandwidth_figures
 from npucheck.model import Energy, Measurement, ResultProfile, Summary, as_profile
 from npucheck.stats import summarize
-from npucheck.summary import counts, peak_gemm_cases, peaks
+from npucheck.summary import counts, peak_gbps, peak_gemm_cases, peaks
 
 __all__ = [
     "agrees",
@@ -183,6 +184,8 @@ def _rederived_summary(
         peak_tflops={dtype: m.tflops for dtype, m in best.items() if m.tflops is not None},
         peak=peaks(best, confirmations),
         counts=counts(measurements),
+        # re-derived like peak_tflops; an old file's absent map stays absent
+        peak_gbps=peak_gbps(measurements) if stored.peak_gbps or peak_gbps(measurements) else stored.peak_gbps,
         tflops_per_watt=tflops_per_watt,
         tflops_per_watt_ci=intervals,
         tflops_per_watt_not_judged=not_judged,
@@ -202,6 +205,8 @@ def _checked(m: Measurement, confidence: float, findings: list[Finding]) -> Meas
         if m.tflops is not None:
             found.append(Finding(where, m.dtype, part, "tflops", m.tflops, "but no raw samples are stored"))
         findings.extend(found)
+        if m.gbps_ci is not None:
+            m = replace(m, gbps_ci=None)
         return replace(m, tflops_ci=None) if m.tflops_ci is not None else m
     stats, tflops, ci = recompute(m, confidence)
     pairs: list[tuple[str, Any, float]] = [("tflops", m.tflops, tflops)]
@@ -214,6 +219,7 @@ def _checked(m: Measurement, confidence: float, findings: list[Finding]) -> Meas
             ("stats.ci_high_s", m.stats.ci_high_s, stats.ci_high_s),
             ("stats.n", m.stats.n, stats.n),
         ]
+    pairs += _bandwidth_pairs(m, stats)
     for name, stored, raw in pairs:
         if not agrees(stored, raw):
             found.append(Finding(where, m.dtype, part, name, stored, raw))
@@ -225,10 +231,24 @@ def _checked(m: Measurement, confidence: float, findings: list[Finding]) -> Meas
     return m
 
 
+def _bandwidth_pairs(m: Measurement, stats: Any) -> list[tuple[str, Any, float]]:
+    """A case's stored GB/s against its bytes and raw samples (``npucheck.bandwidth``): ``gbps = bytes /
+    median_s / 1e9``. A GB/s stored without the bytes it came from is a finding too."""
+    if m.gbps is None and m.gbps_ci is None:
+        return []
+    raw = bandwidth_figures(m.bytes, stats.median_s, stats.ci_low_s, stats.ci_high_s)
+    if not raw:
+        return [("gbps", m.gbps, math.nan)]  # never agrees: no bytes to recompute it from
+    pairs: list[tuple[str, Any, float]] = [("gbps", m.gbps, raw["gbps"])]
+    if m.gbps_ci is not None:
+        pairs += [("gbps_ci low", m.gbps_ci[0], raw["gbps_ci"][0]), ("gbps_ci high", m.gbps_ci[1], raw["gbps_ci"][1])]
+    return pairs
+
+
 def _as_error(m: Measurement, found: list[Finding]) -> Measurement:
     # the stored figures are not evidence: no reader may show them as a measurement (the error names them)
     error = f"{EDITED}: " + "; ".join(f.disagreement for f in found)
-    return replace(m, status="error", error=error, tflops=None, tflops_ci=None, stats=None)
+    return replace(m, status="error", error=error, tflops=None, tflops_ci=None, stats=None, gbps=None, gbps_ci=None)
 
 
 def _energy_findings(energy: Energy, where: str, dtype: str | None, timed: float | None) -> list[Finding]:

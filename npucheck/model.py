@@ -77,6 +77,10 @@ __all__ = [
     "StoredDatasheet",
     "Settings",
     "Load",
+    "PowerCapStep",
+    "PowerCapRestore",
+    "PowerCaps",
+    "best_cap",
     "Peak",
     "Summary",
     "CriterionResult",
@@ -98,12 +102,12 @@ trusted: the runner warns and the judge does not pass the peak."""
 Status = Literal["ok", "error", "skipped"]
 STATUSES: tuple[str, ...] = get_args(Status)
 """A measurement's status."""
-Dtype = Literal["fp16", "bf16", "fp32"]
+Dtype = Literal["fp16", "bf16", "fp32", "int8", "fp8_e4m3", "fp8_e5m2"]
 DTYPES: tuple[str, ...] = get_args(Dtype)
-Family = Literal["gemm", "cnn", "rnn", "lstm", "gru"]
+Family = Literal["gemm", "cnn", "rnn", "lstm", "gru", "attention", "memory"]
 FAMILIES: tuple[str, ...] = get_args(Family)
 """A kernel's family (``rnn_tanh`` and ``rnn_relu`` are family ``rnn``, ``conv2d`` is ``cnn``)."""
-SUPPORT_FAMILIES: tuple[str, ...] = ("cnn", "rnn", "lstm", "gru")
+SUPPORT_FAMILIES: tuple[str, ...] = ("cnn", "rnn", "lstm", "gru", "transformer")
 """The families of the terminal-chip support check (the keys of ``support``)."""
 Quality = Literal["Q0", "Q1", "Q2", "Q3"]
 QUALITIES: tuple[str, ...] = get_args(Quality)
@@ -486,6 +490,8 @@ class Case(Record):
     kernel_version: int | None = _value(None)
     shape_set: str | None = _value(None)
     flop_convention: str | None = _value(None)
+    bytes: int | None = _value(None)
+    """Bytes of the operands and result of one call (memory cases: read + written), for the roofline."""
 
     def _check(self) -> None:
         _case_checks(self)
@@ -498,6 +504,7 @@ def _case_checks(record: Any) -> None:
     _choice(record, "dtype", DTYPES)
     _choice(record, "family", FAMILIES, nullable=True)
     _count(record, "flops", nullable=False)
+    _count(record, "bytes")
     _count(record, "kernel_version")
     _texts(record, "shape_set flop_convention")
     if not isinstance(record.shape, Mapping):
@@ -822,6 +829,12 @@ class Measurement(Record):
     confirms: str | None = _value(None)
     host_clock_tflops: float | None = _value(None)
     events_vs_host_clock: float | None = _value(None)
+    bytes: int | None = _value(None)
+    gbps: float | None = _value(None)
+    """Memory cases: ``bytes / median_s / 1e9`` (GB/s, bytes read + written), ``gbps_ci`` as ``tflops_ci``."""
+    gbps_ci: tuple[float, float] | None = field(default=None, metadata={"kind": "seq_or_none"})
+    backend: Mapping[str, Any] | None = _json()
+    """The library backend that ran the kernel, where known: ``{"name", "method"}`` (attention: the SDPA backend)."""
 
     @property
     def case(self) -> Case:
@@ -836,10 +849,15 @@ class Measurement(Record):
             kernel_version=self.kernel_version,
             shape_set=self.shape_set,
             flop_convention=self.flop_convention,
+            bytes=self.bytes,
         )
 
     def _check(self) -> None:
         _case_checks(self)
+        _number(self, "gbps", minimum=0.0)
+        _interval(self, "gbps_ci")
+        if self.gbps_ci is not None and self.gbps_ci[0] < 0:
+            raise ValueError(f"Measurement.gbps_ci: {self.gbps_ci[0]!r} is negative")
         _choice(self, "status", STATUSES)
         _choice(self, "cache_state", CACHE_STATES, nullable=True)
         _choice(self, "role", ROLES, nullable=True)
@@ -1161,8 +1179,12 @@ class Summary(Record):
     power: Mapping[str, Mapping[str, Any]] = _blob_map()
     power_note: str | None = _value(None)
     counts: Mapping[str, int] = _blob_map()
+    peak_gbps: Mapping[str, float] = _blob_map()
+    """Best median GB/s of a correct memory case per dtype (``npucheck.bandwidth.peak_memory_cases``)."""
 
     def _check(self) -> None:
+        for value in _by_dtype(self, "peak_gbps").values():
+            _number(self, "peak_gbps", nullable=False, minimum=0.0, value=value)
         for value in _by_dtype(self, "peak_tflops").values():
             _number(self, "peak_tflops", nullable=False, minimum=0.0, value=value)
         _by_dtype(self, "peak")
@@ -1231,6 +1253,90 @@ class Verdict(Record):
         _choice(self, "status", VERDICT_STATUSES)
 
 
+# ------------------------------------------------------------------------------------------------- power caps
+@dataclass(frozen=True, kw_only=True)
+class PowerCapStep(Record):
+    """One cap of the power-cap sweep (``power_caps.steps[]``): the limit asked for, read back and enforced (W),
+    and the headline window run at it (absent when the cap could not be set or verified: ``error`` says why)."""
+
+    label: str = _value()
+    requested_w: float = _value()
+    read_back_w: float | None = _value(None)
+    enforced_w: float | None = _value(None)
+    verified: bool | None = _value(None)
+    error: str | None = _value(None)
+    energy: Energy | None = _one("Energy")
+
+    def _check(self) -> None:
+        _text(self, "label", nullable=False)
+        _number(self, "requested_w", nullable=False, minimum=0.0)
+        _numbers(self, "read_back_w enforced_w", minimum=0.0)
+        _flag(self, "verified")
+        _text(self, "error")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PowerCapRestore(Record):
+    """How the original limit was put back after the sweep (``power_caps.restore``); ``verified``: read back."""
+
+    target_w: float = _value()
+    verified: bool = _value()
+    attempts: int = _value()
+    read_back_w: float | None = _value(None)
+    enforced_w: float | None = _value(None)
+    error: str | None = _value(None)
+
+    def _check(self) -> None:
+        _number(self, "target_w", nullable=False, minimum=0.0)
+        _numbers(self, "read_back_w enforced_w", minimum=0.0)
+        _flag(self, "verified", nullable=False)
+        _count(self, "attempts", nullable=False)
+        _text(self, "error")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PowerCaps(Record):
+    """The efficiency-vs-power-cap sweep (``power_caps``, written only by ``run --power-caps``): the device's
+    limits (W), each cap's window, the restore. ``best``: the cap with the highest TFLOPS/W (readers recompute it
+    with :func:`best_cap`). Evidence beside the verdicts, which are judged at the run's own limit."""
+
+    ALWAYS: ClassVar[frozenset[str]] = frozenset({"case", "dtype", "restore", "best", "warnings"})
+
+    api: str = _value()
+    original_w: float = _value()
+    default_w: float = _value()
+    min_w: float = _value()
+    max_w: float = _value()
+    steps: tuple[PowerCapStep, ...] = _many("PowerCapStep", required=True)
+    case: str | None = _value(None)
+    dtype: str | None = _value(None)
+    full_means: str | None = _value(None)
+    settle_s: float | None = _value(None)
+    restore: PowerCapRestore | None = _one("PowerCapRestore")
+    best: str | None = _value(None)
+    warnings: tuple[str, ...] = _seq()
+
+    def _check(self) -> None:
+        _choice(self, "api", ("nvml", "amdsmi"))
+        _numbers(self, "original_w default_w min_w max_w", nullable=False, minimum=0.0)
+        _number(self, "settle_s", minimum=0.0)
+        _texts(self, "case dtype full_means best")
+
+
+def best_cap(caps: PowerCaps) -> PowerCapStep | None:
+    """The verified cap whose valid, judgeable window has the highest TFLOPS/W, or None when no cap has one."""
+    measured = [
+        (step.energy.tflops_per_watt, index, step)
+        for index, step in enumerate(caps.steps)
+        if step.verified
+        and step.energy is not None
+        and step.energy.valid
+        and step.energy.judgeable is not False
+        and step.energy.tflops_per_watt is not None
+    ]
+    return max(measured, key=lambda item: (item[0], -item[1]))[2] if measured else None
+
+
 _UTC = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z$")
 
 
@@ -1260,6 +1366,7 @@ class ResultProfile(Record):
     confirmations: tuple[Measurement, ...] = _many("Measurement")
     support: Mapping[str, SupportFamily] = _keyed("SupportFamily")
     warnings: tuple[str, ...] = _seq()
+    power_caps: PowerCaps | None = _one("PowerCaps")
 
     def _check(self) -> None:
         if self.schema_version != SCHEMA_VERSION or isinstance(self.schema_version, bool):
@@ -1282,8 +1389,9 @@ class ResultProfile(Record):
         if not isinstance(self.environment, Mapping):
             raise ValueError("ResultProfile.environment: expected an object")
         for family in self.support or {}:
-            if family not in FAMILIES:
-                raise ValueError(f"ResultProfile.support: {family!r} is not one of {', '.join(FAMILIES)}")
+            if family not in FAMILIES and family not in SUPPORT_FAMILIES:  # "transformer" is a support family only
+                known = ", ".join(dict.fromkeys((*FAMILIES, *SUPPORT_FAMILIES)))
+                raise ValueError(f"ResultProfile.support: {family!r} is not one of {known}")
         for confirmation in self.confirmations or ():
             if confirmation.role is None:
                 raise ValueError(f"ResultProfile.confirmations: {confirmation.id} has no role 'confirmation'")

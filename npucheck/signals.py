@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
@@ -23,6 +25,7 @@ __all__ = [
     "STOPPING",
     "Stopped",
     "StopOnSignal",
+    "deferred",
     "exit_code",
     "hold",
     "interrupted_warning",
@@ -78,6 +81,24 @@ def hold() -> None:
     when no :class:`StopOnSignal` is active (a fleet measuring process, a library caller)."""
     if _active is not None:
         _active.holding = True
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A block a stopping signal must not cut short (restoring a device's power limit): a first signal that arrives
+    inside it is noted, and raised as :class:`Stopped` once the block has finished. No-op when no
+    :class:`StopOnSignal` is active, or when it already holds (measuring is over, or a signal was already raised)."""
+    active = _active
+    if active is None or active.holding or active.received is not None:
+        yield
+        return
+    active.holding = True
+    try:
+        yield
+    finally:
+        active.holding = False
+    if active.received is not None:
+        raise Stopped(active.received)
 
 
 class StopOnSignal:

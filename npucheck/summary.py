@@ -9,9 +9,10 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from npucheck.bandwidth import peak_memory_cases
 from npucheck.model import STATUSES, Energy, Measurement, Peak, PowerInfo, Summary
 
-__all__ = ["counts", "peak_gemm_cases", "peaks", "summarize", "summarize_power"]
+__all__ = ["counts", "peak_gbps", "peak_gemm_cases", "peaks", "summarize", "summarize_power"]
 
 
 def peak_gemm_cases(measurements: Iterable[Measurement]) -> dict[str, Measurement]:
@@ -42,7 +43,13 @@ def summarize(
         peak=peak,
         **summarize_power(measurements, power, set(peak), list(dtypes) or sorted(best)),
         counts=counts(measurements),
+        peak_gbps=peak_gbps(measurements),
     )
+
+
+def peak_gbps(measurements: Iterable[Measurement]) -> dict[str, float]:
+    """Per dtype, the best median GB/s of a correct memory case (``npucheck.bandwidth``)."""
+    return {dtype: m.gbps for dtype, m in peak_memory_cases(measurements).items() if m.gbps is not None}
 
 
 def peaks(best: Mapping[str, Measurement], confirmations: Sequence[Measurement]) -> dict[str, Peak]:

@@ -13,9 +13,9 @@ File format 1::
     source = "..."                  # optional: where the target comes from (quote it)
     description = "..."             # optional
     [[criteria]]                    # one or more
-    metric = "peak_tflops"          # peak_tflops | tflops_per_watt | supported_families
-    dtype = "fp16"                  # fp16 | bf16 | fp32; only for peak_tflops and tflops_per_watt
-    families = ["cnn", "rnn"]       # only for supported_families: cnn | rnn | lstm | gru
+    metric = "peak_tflops"          # peak_tflops | tflops_per_watt | supported_families | peak_tops | tops_per_watt
+    dtype = "fp16"                  # fp16 | bf16 | fp32 | fp8_e4m3 | fp8_e5m2 (TFLOPS metrics); int8 (TOPS metrics)
+    families = ["cnn", "rnn"]       # only for supported_families: cnn | rnn | lstm | gru | transformer
     op = ">="                       # >= | > | <= | <
     threshold = 128.0               # finite, >= 0; for supported_families an integer 0..len(families)
     note = "..."                    # optional
@@ -63,12 +63,16 @@ BUILTIN_DIR: Traversable = files("npucheck.profiles")
 
 FORMAT = 1
 MAX_FILE_BYTES = 256 * 1024  # a target is a few hundred bytes; anything this big is a mistake or hostile
-METRICS = ("peak_tflops", "tflops_per_watt", "supported_families")
+METRICS = ("peak_tflops", "tflops_per_watt", "supported_families", "peak_gbps", "peak_tops", "tops_per_watt")
 OPS = (">=", ">", "<=", "<")
-DTYPES = ("fp16", "bf16", "fp32")
-FAMILIES = ("cnn", "rnn", "lstm", "gru")
-UNITS = {"peak_tflops": "TFLOPS", "tflops_per_watt": "TFLOPS/W", "supported_families": "families"}
+DTYPES = ("fp16", "bf16", "fp32", "int8", "fp8_e4m3", "fp8_e5m2")
+FAMILIES = ("cnn", "rnn", "lstm", "gru", "transformer")
+UNITS = {"peak_tflops": "TFLOPS", "tflops_per_watt": "TFLOPS/W", "supported_families": "families", "peak_gbps": "GB/s"}
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
+INT8_METRICS = {"peak_tops": "peak_tflops", "tops_per_watt": "tflops_per_watt"}
+"""int8 work is integer operations, not FLOPs: its criteria are named in TOPS (tera-operations per second) and
+read the same figures as the float metrics they map to (the summary keys its int8 figures by dtype)."""
+UNITS.update({"peak_tops": "TOPS", "tops_per_watt": "TOPS/W"})
 
 _TOP_REQUIRED = ("format", "name", "title", "criteria")
 _TOP_OPTIONAL = ("source", "description")
@@ -110,7 +114,9 @@ description = "A device meets the target only if every criterion below is PASS."
 #   metric     (required) {" | ".join(METRICS)}
 #                peak_tflops: best GEMM throughput of the dtype, judged on an independent re-measure (TFLOPS)
 #                tflops_per_watt: the dtype's GEMM throughput / average power over the same window (TFLOPS/W)
+#                peak_tops, tops_per_watt: the same for int8 (dtype = "int8" only), in TOPS and TOPS/W
 #                supported_families: how many of `families` run on the device in fp16 and match a reference
+#                peak_gbps: best device-memory bandwidth of a copy or triad (GB/s); dtype optional (any dtype)
 #   dtype      (peak_tflops and tflops_per_watt only, required there) {" | ".join(DTYPES)}
 #   families   (supported_families only, required there) a non-empty list of {" | ".join(FAMILIES)}, no repeats
 #   op         (required) {" | ".join(OPS)}   measured value OP threshold
@@ -140,6 +146,26 @@ families = ["cnn", "rnn", "lstm"]
 op = ">="
 threshold = 1
 note = "at least one of CNN, RNN and LSTM runs on the device in FP16"
+
+[[criteria]]
+metric = "peak_gbps"
+op = ">="
+threshold = 10.0
+note = "at least 10 GB/s of device-memory bandwidth (copy or triad, bytes read + written)"
+
+[[criteria]]
+metric = "peak_tops"
+dtype = "int8"
+op = ">="
+threshold = 1.0
+note = "at least 1 INT8 TOPS (int8 GEMM through torch._int_mm, checked exactly)"
+
+[[criteria]]
+metric = "tops_per_watt"
+dtype = "int8"
+op = ">="
+threshold = 2.0
+note = "at least 2 INT8 TOPS/W, how terminal NPUs are rated (needs a power source that covers the device)"
 """
 
 
@@ -168,6 +194,8 @@ class Criterion:
         """Short name, e.g. ``peak_tflops.fp16`` or ``supported_families(cnn,rnn,lstm)``."""
         if self.metric == "supported_families":
             return f"{self.metric}({','.join(self.families or ())})"
+        if self.dtype is None:  # peak_gbps over every dtype
+            return self.metric
         return f"{self.metric}.{self.dtype}"
 
     @property
@@ -325,10 +353,22 @@ def _criterion(raw: Any, where: str) -> Criterion:
 
     if "families" in raw:
         raise _error(where, f"'families' applies only to supported_families, not to {metric}")
+    if metric == "peak_gbps" and "dtype" not in raw:  # bandwidth: the best memory case of any dtype
+        return Criterion(metric=metric, op=op, threshold=float(threshold), note=note)
     if "dtype" not in raw:
         raise _error(where, f"{metric} needs 'dtype' (one of {', '.join(DTYPES)})")
     dtype = _choice(raw, "dtype", DTYPES, where)
+    _check_int8_metric(metric, dtype, where)
     return Criterion(metric=metric, op=op, threshold=float(threshold), dtype=dtype, note=note)
+
+
+def _check_int8_metric(metric: str, dtype: str, where: str) -> None:
+    """int8 is judged in TOPS (peak_tops, tops_per_watt), every other dtype in TFLOPS: a mix-up is an error."""
+    if metric in INT8_METRICS and dtype != "int8":
+        raise _error(where, f"{metric} applies to int8 only; use {INT8_METRICS[metric]} for {dtype}")
+    if dtype == "int8" and metric in INT8_METRICS.values():
+        ops = next(name for name, flops in INT8_METRICS.items() if flops == metric)
+        raise _error(where, f"int8 is counted in operations, not FLOPs: use {ops} instead of {metric}")
 
 
 def _families(value: Any, where: str) -> tuple[str, ...]:

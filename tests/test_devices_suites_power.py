@@ -3,7 +3,7 @@
 import pytest
 
 from npucheck.errors import DeviceUnavailableError, UsageError
-from npucheck.kernels import select_dtypes, select_kernels
+from npucheck.kernels import DTYPE_NAMES, select_dtypes, select_kernels
 from npucheck.measure.devices import CpuDevice, available_devices, cpu_caches, resolve_device
 from npucheck.measure.suites import get_suite, load_suites
 
@@ -48,12 +48,12 @@ def test_every_builtin_suite_expands_to_cases_fp16_first():
         assert cases, name
         assert cases[0].dtype == "fp16"
         dtypes_in_order = [c.dtype for c in cases]
-        assert dtypes_in_order == sorted(dtypes_in_order, key=["fp16", "bf16", "fp32"].index)
+        assert dtypes_in_order == sorted(dtypes_in_order, key=list(DTYPE_NAMES).index)  # int8 before fp32
 
 
 def test_quick_suite_covers_every_kernel_family():
     families = {c.family for c in get_suite("quick").cases(select_kernels(None), ["fp16"])}
-    assert families == {"gemm", "cnn", "rnn", "lstm", "gru"}
+    assert families == {"gemm", "cnn", "rnn", "lstm", "gru", "attention"}
 
 
 @pytest.mark.parametrize(

@@ -371,3 +371,29 @@ def test_show_results_compare_and_report_read_the_raw_evidence_not_the_headline(
     assert done.exit_code == 0, done.output
     text = report.read_text(encoding="utf-8")
     assert "edited or corrupt: stored tflops 500" in text and "stored PASS, the raw evidence gives INCONCLUSIVE" in text
+
+
+def test_every_criterion_a_target_can_hold_is_rederived_from_its_stored_label():
+    """A stored verdict is judged again from its criteria's labels (npucheck.read.verified): every metric, dtype
+    and family a target may use must come back as the same criterion, or a reader would call it INCONCLUSIVE."""
+    from dataclasses import replace
+
+    from npucheck.read.verified import criterion_from_label
+    from npucheck.targets import DTYPES, FAMILIES, INT8_METRICS, METRICS, Criterion
+
+    criteria = [Criterion("supported_families", ">=", 2, families=FAMILIES), Criterion("peak_gbps", ">", 100.0)]
+    for metric in METRICS:
+        if metric == "supported_families":
+            continue
+        dtypes = (
+            ["int8"]
+            if metric in INT8_METRICS
+            else [d for d in DTYPES if not (d == "int8" and metric in INT8_METRICS.values())]
+        )
+        criteria += [Criterion(metric, "<=", 1.5, dtype=dtype) for dtype in dtypes]
+    criteria += [c for target in load_targets(None) for c in target.criteria]
+    for criterion in criteria:
+        again = criterion_from_label(criterion.label, criterion.op, criterion.threshold)
+        assert again == replace(criterion, note=None), criterion.label
+    with pytest.raises(ValueError, match="unknown metric"):
+        criterion_from_label("peak_flops.fp16", ">=", 1.0)

@@ -24,6 +24,7 @@ SHARED = [
     "signals.py",
     "evidence.py",
     "summary.py",
+    "bandwidth.py",
 ]
 MEASURING = ("torch", "npucheck.measure", "npucheck.kernels")
 

@@ -125,6 +125,8 @@ def test_the_rule_is_one_table_and_the_command_follows_and_documents_it(tmp_path
         "trace": (1, 1),
         "compare": (2, None),
         "fleet": (1, 1),  # one fleet directory (tests/test_fleet_outputs.py)
+        "roofline": (1, None),  # tests/test_memory_roofline.py
+        "power-caps": (1, 1),  # tests/test_power_caps.py
     }
     runner = CliRunner()
     stored = save_result(make_profile(), tmp_path / "r.json")

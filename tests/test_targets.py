@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from npucheck.errors import TargetProfileError
-from npucheck.targets import BUILTIN_DIR, Criterion, builtin_names, load_target, load_targets, parse_target
+from npucheck.targets import BUILTIN_DIR, METRICS, Criterion, builtin_names, load_target, load_targets, parse_target
 
 BUILTINS = ["miit-2020-cloud", "miit-2020-terminal", "miit-2020-terminal-strict"]
 
@@ -306,7 +306,7 @@ def test_negative_threshold_is_refused():
 
 def test_unknown_metric_is_refused_with_the_known_ones():
     message = refused(target_text(['metric = "gflops"\ndtype = "fp16"\nop = ">="\nthreshold = 1.0\n']))
-    assert "unknown metric 'gflops' (known: peak_tflops, tflops_per_watt, supported_families)" in message
+    assert f"unknown metric 'gflops' (known: {', '.join(METRICS)})" in message
 
 
 def test_unknown_op_is_refused_with_the_known_ones():
@@ -315,8 +315,8 @@ def test_unknown_op_is_refused_with_the_known_ones():
 
 
 def test_unknown_dtype_is_refused():
-    message = refused(target_text(['metric = "peak_tflops"\ndtype = "int8"\nop = ">="\nthreshold = 1.0\n']))
-    assert "unknown dtype 'int8' (known: fp16, bf16, fp32)" in message
+    message = refused(target_text(['metric = "peak_tflops"\ndtype = "int4"\nop = ">="\nthreshold = 1.0\n']))
+    assert "unknown dtype 'int4' (known: fp16, bf16, fp32, int8, fp8_e4m3, fp8_e5m2)" in message
 
 
 @pytest.mark.parametrize("metric", ["peak_tflops", "tflops_per_watt"])
@@ -337,7 +337,7 @@ def test_dtype_is_forbidden_for_supported_families():
 
 def test_families_are_required_for_supported_families():
     message = refused(target_text([FAMILIES + "threshold = 1\n"]))
-    assert "supported_families needs 'families'" in message and "(known: cnn, rnn, lstm, gru)" in message
+    assert "supported_families needs 'families'" in message and "(known: cnn, rnn, lstm, gru, transformer)" in message
 
 
 def test_empty_families_are_refused():
@@ -345,8 +345,8 @@ def test_empty_families_are_refused():
 
 
 def test_unknown_family_is_refused():
-    message = refused(target_text([FAMILIES + 'families = ["cnn", "transformer"]\nthreshold = 1\n']))
-    assert "unknown families 'transformer' (known: cnn, rnn, lstm, gru)" in message
+    message = refused(target_text([FAMILIES + 'families = ["cnn", "mlp"]\nthreshold = 1\n']))
+    assert "unknown families 'mlp' (known: cnn, rnn, lstm, gru, transformer)" in message
 
 
 def test_duplicate_family_is_refused():
@@ -391,9 +391,9 @@ def test_any_valid_throughput_criterion_round_trips(metric, dtype, op, threshold
 @pytest.mark.parametrize(
     "key,value,known",
     [
-        ("metric", "7", "known: peak_tflops, tflops_per_watt, supported_families"),
+        ("metric", "7", f"known: {', '.join(METRICS)}"),
         ("op", "1", "known: >=, >, <=, <"),
-        ("dtype", "16", "known: fp16, bf16, fp32"),
+        ("dtype", "16", "known: fp16, bf16, fp32, int8, fp8_e4m3, fp8_e5m2"),
     ],
 )
 def test_choice_that_is_not_a_string_lists_the_known_values(key, value, known):
@@ -404,7 +404,7 @@ def test_choice_that_is_not_a_string_lists_the_known_values(key, value, known):
 
 def test_missing_dtype_lists_the_known_dtypes():
     message = refused(target_text(['metric = "tflops_per_watt"\nop = ">"\nthreshold = 1.0\n']))
-    assert "tflops_per_watt needs 'dtype' (one of fp16, bf16, fp32)" in message
+    assert "tflops_per_watt needs 'dtype' (one of fp16, bf16, fp32, int8, fp8_e4m3, fp8_e5m2)" in message
 
 
 def test_empty_families_list_the_known_families():

@@ -37,6 +37,7 @@ def result_file(tmp_path):
 def test_there_are_the_three_worked_examples():
     assert [p.name for p in EXAMPLES] == [
         "efficiency-per-dtype.toml",
+        "example-terminal-npu-int8.toml",
         "lenient-cpu-smoke.toml",
         "strict-cloud-all-dtypes.toml",
     ]
@@ -150,7 +151,7 @@ def test_template_with_a_name_is_a_usage_error(runner):
         ),
         (
             'format = 1\nname = "a"\ntitle = "b"\n[[criteria]]\nmetric = "gflops"\nop = ">="\nthreshold = 1\n',
-            "unknown metric 'gflops' (known: peak_tflops, tflops_per_watt, supported_families)",
+            f"unknown metric 'gflops' (known: {', '.join(METRICS)})",
         ),
         (
             'format = 1\nname = "a"\ntitle = "b"\n[[criteria]]\nmetric = "peak_tflops"\ndtype = "fp16"\nop = "=>"\n'
@@ -158,14 +159,14 @@ def test_template_with_a_name_is_a_usage_error(runner):
             "unknown op '=>' (known: >=, >, <=, <)",
         ),
         (
-            'format = 1\nname = "a"\ntitle = "b"\n[[criteria]]\nmetric = "peak_tflops"\ndtype = "int8"\nop = ">="\n'
+            'format = 1\nname = "a"\ntitle = "b"\n[[criteria]]\nmetric = "peak_tflops"\ndtype = "int4"\nop = ">="\n'
             "threshold = 1\n",
-            "unknown dtype 'int8' (known: fp16, bf16, fp32)",
+            "unknown dtype 'int4' (known: fp16, bf16, fp32, int8, fp8_e4m3, fp8_e5m2)",
         ),
         (
             'format = 1\nname = "a"\ntitle = "b"\n[[criteria]]\nmetric = "supported_families"\nfamilies = ["mlp"]\n'
             'op = ">="\nthreshold = 1\n',
-            "unknown families 'mlp' (known: cnn, rnn, lstm, gru)",
+            "unknown families 'mlp' (known: cnn, rnn, lstm, gru, transformer)",
         ),
     ],
 )

@@ -1,5 +1,5 @@
-"""The terminal-chip support check: do CNN, RNN and LSTM (and GRU) run in FP16 on the device and give the right
-answer?
+"""The terminal-chip support check: do CNN, RNN and LSTM (and GRU, and transformer attention) run in FP16 on the
+device and give the right answer?
 
 Each family is supported only if every one of its checks ran, left its output on the device under test, and
 matched a float64 reference computed on the host from the same inputs (copied there in fp16: the device is never
@@ -79,6 +79,10 @@ def _conv_block(device: torch.device, seed: int) -> tuple[Check, torch.device]:
 
 
 _SMALL_RNN = {"hidden": 64, "batch": 4, "seq_len": 16, "input": 64, "layers": 1}
+_SMALL_ATTENTION = {"batch": 2, "heads": 8, "kv_heads": 2, "q_len": 64, "kv_len": 64, "head_dim": 64, "mask": "causal"}
+"""Transformer check 1: a causal prefill with grouped KV heads (4 query heads per KV head)."""
+_SMALL_DECODE = {"batch": 2, "heads": 8, "kv_heads": 8, "q_len": 1, "kv_len": 128, "head_dim": 64, "mask": "none"}
+"""Transformer check 2: one decoding query against a KV cache, no mask."""
 CHECKS: dict[str, list[tuple[str, Callable[[torch.device, int], tuple[Check, torch.device]]]]] = {
     "cnn": [
         (
@@ -106,6 +110,10 @@ CHECKS: dict[str, list[tuple[str, Callable[[torch.device, int], tuple[Check, tor
     "rnn": [("rnn_tanh", _kernel_check("rnn_tanh", _SMALL_RNN)), ("rnn_relu", _kernel_check("rnn_relu", _SMALL_RNN))],
     "lstm": [("lstm", _kernel_check("lstm", _SMALL_RNN))],
     "gru": [("gru", _kernel_check("gru", _SMALL_RNN))],
+    "transformer": [
+        ("attention_causal_gqa", _kernel_check("attention", _SMALL_ATTENTION)),
+        ("attention_decode", _kernel_check("attention", _SMALL_DECODE)),
+    ],
 }
 
 

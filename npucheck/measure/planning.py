@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from npucheck.kernels import Case, conv, reference_flops, rnn
+from npucheck.kernels import Case, attention, conv, reference_flops, rnn
 from npucheck.measure.suites import Suite
 
 __all__ = [
@@ -26,16 +26,35 @@ __all__ = [
     "PILOT_SHARE",
     "rate_kind",
     "VERIFY_CALLS",
+    "work",
 ]
 
 
 VERIFY_CALLS = 1
 """Calls of the correctness check before timing (part of each case's predicted time)."""
-HOST_REFERENCE_FLOPS_PER_S = {"gemm": 10e9, "cnn": 5e9, "rnn": 2e9, "lstm": 2e9, "gru": 2e9}
+HOST_REFERENCE_FLOPS_PER_S = {
+    "gemm": 10e9,
+    "cnn": 5e9,
+    "rnn": 2e9,
+    "lstm": 2e9,
+    "gru": 2e9,
+    "memory": 1e9,
+    "attention": 1e9,
+}
 """Rate assumed for the float64 host reference of each family (it runs on the CPU, whatever the device)."""
 PILOT_SHARE = 0.25
 """A case whose kernel and dtype have no measured rate yet gets one pilot call when that call, predicted from the
 GEMM probe, fits in this share of the case budget."""
+
+
+MEMORY_FALLBACK_TBPS = 0.005
+"""Bandwidth (TB/s) assumed for a memory case before one has been timed: 5 GB/s, below any DRAM system npucheck
+runs on, so the pilot call it decides on is predicted long rather than short."""
+
+
+def work(case: Case) -> int:
+    """What a case's rate counts: its FLOPs, or for a memory case (a copy has none) the bytes it moves."""
+    return int(case.bytes or 0) if case.family == "memory" else case.flops
 
 
 def rate_kind(kernel: str) -> str:
@@ -60,7 +79,12 @@ class CasePlanner:
 
     def record(self, case: Case, tflops: float) -> None:
         """A rate measured for ``case`` (a pilot call or a timed median)."""
-        self._rates.setdefault((case.kernel, case.dtype), []).append((case.flops, tflops))
+        self._rates.setdefault((case.kernel, case.dtype), []).append((work(case), tflops))
+
+    def record_call_s(self, case: Case, call_s: float) -> None:
+        """The seconds one call of ``case`` took (a pilot call or a timed median), as a rate of its work."""
+        if math.isfinite(call_s) and call_s > 0:
+            self.record(case, work(case) / call_s / 1e12)
 
     def has_rate(self, case: Case) -> bool:
         """Whether a case of this kernel and dtype has been measured."""
@@ -81,12 +105,14 @@ class CasePlanner:
                 if dtype == case.dtype and kernel != "gemm" and rate_kind(kernel) == kind
             ]
         if not seen:
+            if case.family == "memory":  # its work is bytes: the GEMM probe says nothing of it
+                return MEMORY_FALLBACK_TBPS
             return self.probe_tflops[case.dtype]
-        return min(seen, key=lambda point: abs(math.log(point[0] / case.flops)))[1]
+        return min(seen, key=lambda point: abs(math.log(point[0] / work(case))))[1]
 
     def predict_s(self, case: Case, flush_s: float) -> float:
         """Seconds for the case's warm-up, correctness check and minimum samples (each after a flush)."""
-        call_s = case.flops / (self.rate(case) * 1e12)
+        call_s = work(case) / (self.rate(case) * 1e12)
         sample_s = max(call_s, self.suite.min_sample_s) + flush_s
         fixed = (VERIFY_CALLS + 2) * call_s + reference_flops(case) / HOST_REFERENCE_FLOPS_PER_S[case.family]
         return fixed + self.suite.min_samples * sample_s
@@ -97,7 +123,7 @@ class CasePlanner:
         LSTM runs at ~45 GFLOPS on our CPU, fp16 GEMM at ~3), so one timed call decides instead."""
         if self.has_rate(case):
             return False
-        return case.flops / (self.rate(case) * 1e12) <= self.suite.case_budget_s * PILOT_SHARE
+        return work(case) / (self.rate(case) * 1e12) <= self.suite.case_budget_s * PILOT_SHARE
 
     def skip_reason(self, case: Case, flush_s: float, left_s: float) -> str | None:
         """Why the case must be skipped given its predicted time, the case budget and the ``left_s`` seconds
@@ -106,7 +132,9 @@ class CasePlanner:
         if predicted > self.suite.case_budget_s:
             return (
                 f"predicted {predicted:.3g} s for warm-up, check and {self.suite.min_samples} samples at "
-                f"~{self.rate(case):.3g} TFLOPS exceeds the case budget of {self.suite.case_budget_s:g} s"
+                f"~{self.rate(case) * (1e3 if case.family == 'memory' else 1):.3g} "
+                f"{'GB/s' if case.family == 'memory' else 'TFLOPS'} exceeds the case budget of "
+                f"{self.suite.case_budget_s:g} s"
             )
         if predicted > left_s:
             return (
@@ -124,7 +152,9 @@ reference, which stay well under a quarter of it for every shape in the catalog.
 MEMORY_RESERVE_BYTES = 256 * 2**20
 """Kept free beyond the margin: the interpreter's own growth while it measures, the profile, the page cache the
 system needs to stay responsive."""
-_ELEMENT_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4}
+_ELEMENT_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4, "int8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
+_OUTPUT_BYTES = {"int8": 4, "fp8_e4m3": 2, "fp8_e5m2": 2}
+"""Where a GEMM's output is wider than its operands: int8 writes int32, fp8 writes bf16 (kernels/lowp.py)."""
 _BUILD_BYTES = 4
 """Inputs are drawn in float32 and then converted (kernels.base.randn): the float32 draw of the largest tensor
 exists beside the converted tensors while a case is built."""
@@ -138,15 +168,21 @@ def case_bytes(case: Case) -> int:
     figure this is compared with."""
     size = _ELEMENT_BYTES[case.dtype]
     shape = case.shape
+    if case.family == "memory":  # the arrays, and the float32 draw of one of them
+        return int(case.bytes or 0) + _BUILD_BYTES * int(case.bytes or 0) // (3 * size)
     if case.kernel == "gemm":
         m, n, k = int(shape["m"]), int(shape["n"]), int(shape["k"])
-        return size * (m * k + k * n + m * n) + _BUILD_BYTES * max(m * k, k * n)
+        out = _OUTPUT_BYTES.get(case.dtype, size)
+        return size * (m * k + k * n) + out * m * n + _BUILD_BYTES * max(m * k, k * n)
     if case.kernel == "conv2d":
         n, c, h, w = (int(shape[key]) for key in ("n", "c", "h", "w"))
         k, r, s, groups = int(shape["k"]), int(shape["r"]), int(shape["s"]), int(shape.get("groups", 1))
         p, q = conv.output_hw(shape)
         image, weight, out = n * c * h * w, k * (c // groups) * r * s, n * k * p * q
         return size * (image + weight + 2 * out) + _BUILD_BYTES * max(image, weight)
+    if case.kernel == "attention":  # Q, K, V and the output; the math backend's S_q x S_kv scores not counted
+        elements, largest = attention.workload_elements(shape)
+        return size * elements + _BUILD_BYTES * largest
     # recurrent: the module is built in float32 on the host, then converted; per call, the input projection of
     # every step (gates × hidden), each layer's output and the final state
     gates = rnn.GATES[case.kernel]

@@ -27,12 +27,15 @@ import torch
 
 from npucheck import __version__
 from npucheck import signals as stopping
+from npucheck.bandwidth import bandwidth_ceiling_reason, bandwidth_figures
 from npucheck.datasheets import ceiling_reason, match_datasheet
 from npucheck.errors import UsageError
 from npucheck.kernels import KERNELS, Case, NonFiniteOutput, build_workload, select_dtypes, select_kernels
+from npucheck.kernels.lowp import PROBE_LAYOUT, PROBE_START, UnsupportedCase
+from npucheck.kernels.memory import FitsInCache
 from npucheck.kernels.precision import fp32_precision_state, full_fp32_precision
+from npucheck.measure import capsweep, environment
 from npucheck.measure import energy as energy_windows
-from npucheck.measure import environment
 from npucheck.measure.allocator import settle_malloc
 from npucheck.measure.devices import Device, resolve_device
 from npucheck.measure.family_support import check_support
@@ -128,6 +131,11 @@ class RunOptions:
     power_trials: int | None = None
     min_sample_s: float | None = None
     """``--min-sample-time``: each timed sample lasts at least this long (default: the suite's)."""
+    power_caps: list[str] | None = None
+    """``--power-caps``: the caps (watts as written, or FULL) of the efficiency-vs-power-cap sweep
+    (npucheck.measure.capsweep); None for no sweep."""
+    power_caps_settle_s: float | None = None
+    """Seconds between setting a cap and its window (default: npucheck.measure.capsweep.SETTLE_S)."""
     fleet: dict[str, Any] | None = None
     """Set when this run is one rank of a fleet (npucheck.measure.fleet): rank, host, cores, sibling processes;
     stored as ``environment.fleet``."""
@@ -149,6 +157,7 @@ class _Draft:
     support: dict[str, SupportFamily] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     interrupted: bool = False
+    power_caps: dict[str, Any] | None = None
 
     def build(self, wall_s: float) -> ResultProfile:
         foreign = [m.foreign_cpu_cores for m in self.measurements if m.foreign_cpu_cores is not None]
@@ -167,10 +176,17 @@ class _Draft:
             measurements=tuple(self.measurements),
             confirmations=tuple(self.confirmations),
             support=self.support,
-            summary=summarize(self.measurements, self.confirmations, self.settings.dtypes, self.power),
+            # a dtype chosen but with no case in the suite (fp8 in quick) gets no row in the summary
+            summary=summarize(
+                self.measurements,
+                self.confirmations,
+                [d for d in self.settings.dtypes if any(m.dtype == d for m in self.measurements)],
+                self.power,
+            ),
             verdicts=(),
             warnings=tuple(self.warnings),
             wall_s=wall_s,
+            power_caps=capsweep.to_model(self.power_caps) if self.power_caps is not None else None,
         )
 
 
@@ -219,6 +235,11 @@ class Runner:
         sheet, self._datasheet_reason = match_datasheet(self.device.name)
         self._datasheet: dict[str, Any] | None = sheet.to_dict() if sheet is not None else None
         self.cases: list[Case] = self.suite.cases(self.kernels, self.dtypes)
+        if not self.cases:  # e.g. --kernels conv2d --dtypes int8: int8 and fp8 run on GEMM only
+            raise UsageError(
+                f"suite {self.suite.name} has no case for kernels {', '.join(self.kernels)} in dtypes "
+                f"{', '.join(self.dtypes)} (int8 and fp8 run on gemm only)"
+            )
         self.planner = CasePlanner(self.suite)
         self._probe_notes: dict[str, str] = {}
         self._monitor = LoadMonitor()
@@ -259,6 +280,22 @@ class Runner:
         self._idle_watts: float | None = None
         self._allocator: dict[str, Any] | None = None
         self._phase_rng = random.Random(options.seed)
+        self.cap_plan = self._plan_power_caps() if options.power_caps else None
+
+    def _plan_power_caps(self) -> capsweep.CapPlan:
+        """``--power-caps`` checked before anything is measured: not in a fleet, a GPU whose power source can set
+        its limit, every cap within the device's range, and permission to set it (see npucheck.measure.capsweep).
+        Anything else closes the power source and raises UsageError (exit 2)."""
+        try:
+            if self.options.fleet is not None:
+                raise UsageError("--power-caps is refused in a fleet run: measure one device at a time")
+            labels = capsweep.parse_caps(",".join(self.options.power_caps or ()))
+            control = capsweep.cap_control_for(self.power, self.device.describe())
+            return capsweep.plan_caps(control, labels)
+        except UsageError:
+            if self.power is not None:
+                self.power.close()
+            raise
 
     def join_fleet(self, fleet: dict[str, Any]) -> None:
         """This run is one rank of a fleet: recorded as ``environment.fleet``; the sibling ranks' measuring
@@ -339,6 +376,8 @@ class Runner:
                 ]
                 kernels = {c.kernel for c in self.cases if c.kernel != "gemm" and c.dtype == energy_windows.SWEEP_DTYPE}
                 windows += [sweep_s + wait] * (len(sweep) + len(kernels))
+            if self.cap_plan is not None:
+                windows += [self._window_s + wait * self._trials + self._cap_settle_s()] * len(self.cap_plan.caps)
             plan["energy_s"] = sum(windows)
         plan["total_s"] = sum(plan.values())
         return plan
@@ -384,6 +423,7 @@ class Runner:
             self._run_cases(draft, unsupported, flush, flush_s)
             self._confirm_peaks(draft, flush, flush_s)
             self._energy_phase(draft)
+            self._cap_phase(draft)
             stopping.hold()  # measuring is over: a signal from now on must not stop the profile being saved
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP through npucheck.signals (named in the warning)
             draft.interrupted = True
@@ -428,6 +468,42 @@ class Runner:
             )
             draft.measurements[position[id(plan[index][0])]] = measurement
             self._emit("case_done", {"index": index, "case": None, "measurement": measurement})
+
+    def _cap_settle_s(self) -> float:
+        settle = self.options.power_caps_settle_s
+        return capsweep.SETTLE_S if settle is None else settle
+
+    def _cap_phase(self, draft: _Draft) -> None:
+        """The efficiency-vs-power-cap sweep (``--power-caps``): the headline window of fp16's peak GEMM (else the
+        first dtype's) again at each cap; the original limit is restored whatever ends it (npucheck.measure.capsweep).
+        The record is on the draft from the start, so an interrupted sweep keeps its caps and its restore."""
+        if self.cap_plan is None or self.power is None:
+            return
+        peaks = peak_gemm_cases(draft.measurements)
+        chosen = peaks.get(energy_windows.SWEEP_DTYPE) or next(iter(peaks.values()), None)
+        record = capsweep.sweep_record(
+            self.cap_plan,
+            chosen.id if chosen else None,
+            chosen.dtype if chosen else None,
+            self._cap_settle_s(),
+        )
+        draft.power_caps = record
+        if chosen is None:
+            record["warnings"].append("no correct GEMM peak to run at each cap: the limit was never changed")
+            return
+        measurement = next(m for m in draft.measurements if m.id == chosen.id)
+        self._emit("phase", {"name": f"power-cap sweep: {len(self.cap_plan.caps)} caps of {chosen.id}"})
+        try:
+            capsweep.run_sweep(
+                self.cap_plan,
+                lambda: self._energy_window(measurement, self._window_s, "headline"),
+                record,
+                on_step=lambda label, watts: self._emit("phase", {"name": f"power cap {label} ({watts:g} W)"}),
+            )
+        finally:  # a Ctrl-C mid-sweep still has its restore recorded, and a failed one warned of
+            restore = record.get("restore")
+            if restore is not None and not restore["verified"]:
+                draft.warnings.append(capsweep.restore_failed_warning(restore))
 
     def _energy_window(self, measurement: Measurement, window_s: float, kind: EnergyKind) -> Energy:
         """The energy of ``measurement``'s case run back to back for ``window_s`` (in the source's trials); an
@@ -494,6 +570,8 @@ class Runner:
         """Estimate each dtype's GEMM rate (to size cases) and find the dtypes the device cannot run."""
         unsupported: dict[str, str] = {}
         for dtype in self.dtypes:
+            if not any(case.dtype == dtype for case in self.cases):  # e.g. fp8 chosen, no fp8 entry in the suite
+                continue
             reason = self.device.dtype_support(dtype)
             if reason:
                 unsupported[dtype] = reason
@@ -516,10 +594,11 @@ class Runner:
 
         A failure at a larger size (out of memory, a backend limit) keeps the rate of the last size that worked:
         only a failure at the smallest size means the dtype cannot run."""
-        size = 64
+        size = PROBE_START.get(dtype, 64)
         with torch.inference_mode():
             while True:
-                case = KERNELS["gemm"].case(dtype, {"m": size, "n": size, "k": size, "layout": "NN"}, "probe")
+                layout = PROBE_LAYOUT.get(dtype, "NN")  # fp8: B column-major, the only layout _scaled_mm takes
+                case = KERNELS["gemm"].case(dtype, {"m": size, "n": size, "k": size, "layout": layout}, "probe")
                 too_big = self._memory_reason(case) if dtype in self.planner.probe_tflops else None
                 if too_big:
                     self._probe_notes[dtype] = f"probe stopped at {size}^3 ({too_big}); rate of {size // 2}^3 kept"
@@ -629,8 +708,7 @@ class Runner:
         this kernel and dtype."""
         workload.run()
         call_s = self.device.time_calls(workload.run, 1)
-        if math.isfinite(call_s) and call_s > 0:
-            self.planner.record(case, case.flops / call_s / 1e12)
+        self.planner.record_call_s(case, call_s)
 
     def _measure(
         self, case: Case, flush: Callable[[], None], flush_s: float, deadline: float, seed: int | None = None
@@ -651,6 +729,8 @@ class Runner:
                 raise _Skip(too_big)
             with torch.inference_mode():
                 workload = build_workload(case, self.device.torch_device, self.options.seed if seed is None else seed)
+                if workload.backend is not None:  # the library backend that runs it (attention: SDPA's choice)
+                    found["backend"] = workload.backend
                 if not self.planner.has_rate(case):
                     self._pilot(case, workload)
                     reason = self.planner.skip_reason(case, flush_s, deadline - self._clock())
@@ -679,7 +759,7 @@ class Runner:
                 state_before = self._device_state()
                 timing = time_kernel(workload.run, self.device, flush, settings, clock=self._clock)
                 state_after = self._device_state()
-        except _Skip as e:
+        except (_Skip, FitsInCache, UnsupportedCase) as e:
             found.update(status="skipped", reason=str(e))
         except _Mismatch as e:
             found.update(status="error", error=str(e))
@@ -707,11 +787,15 @@ class Runner:
                 device_state={"before": state_before, "after": state_after} if state_before or state_after else None,
             )
             _flag_faults_and_throttling(found, timing.minor_faults, timing.timed_calls)
-            reason = ceiling_reason(self._datasheet, case.dtype, found["tflops"])
+            if case.family == "memory":  # GB/s: bytes read + written over the same median and interval
+                found.update(bandwidth_figures(case.bytes, stats.median_s, stats.ci_low_s, stats.ci_high_s))
+            reason = ceiling_reason(self._datasheet, case.dtype, found["tflops"]) or bandwidth_ceiling_reason(
+                self._datasheet, found.get("gbps")
+            )
             if reason:  # above the datasheet's ceiling: a timing or counting bug, never a result
                 found.update(status="error", error=reason)
             else:
-                self.planner.record(case, found["tflops"])
+                self.planner.record_call_s(case, stats.median_s)
         finally:
             del workload
             self._release_memory()
@@ -746,7 +830,8 @@ class Runner:
             if confirmation.status == "ok" and confirmation.tflops_ci and confirmation.tflops_ci[1] < best.tflops_ci[0]:
                 confirmation = _warn(
                     confirmation,
-                    f"the confirmation ({confirmation.tflops:.4g} TFLOPS) is below the interval of the selected "
+                    f"the confirmation ({confirmation.tflops:.4g} {'TOPS' if dtype == 'int8' else 'TFLOPS'}) is "
+                    "below the interval of the selected "
                     f"case ({best.tflops_ci[0]:.4g}-{best.tflops_ci[1]:.4g}): the peak did not reproduce",
                 )
             draft.confirmations.append(confirmation)
@@ -842,6 +927,7 @@ def _measurement(case: Case, **found: Any) -> Measurement:
         shape=dict(case.shape),
         flops=case.flops,
         flop_convention=case.flop_convention,
+        bytes=case.bytes,
         **found,
     )
 

@@ -8,7 +8,7 @@ from importlib import resources
 from typing import Any
 
 from npucheck.errors import UsageError
-from npucheck.kernels import KERNELS, Case
+from npucheck.kernels import DTYPE_NAMES, FLOAT_DTYPES, KERNELS, Case, lowp
 
 __all__ = ["get_suite", "load_suites", "Suite"]
 
@@ -60,7 +60,8 @@ class Suite:
         seen: set[str] = set()
         for dtype in dtypes:
             for entry in self.entries:
-                if entry["kernel"] not in kernels or dtype not in entry.get("dtypes", dtypes):
+                # an entry without dtypes runs the float ones; int8/fp8 only where an entry names them
+                if entry["kernel"] not in kernels or dtype not in entry.get("dtypes", FLOAT_DTYPES):
                     continue
                 kernel = KERNELS[entry["kernel"]]
                 for shape in _select(kernel.shape_sets[entry["shape_set"]], entry):
@@ -166,6 +167,16 @@ def _check_entry(where: str, entry: Any) -> None:
         )
     if any(not isinstance(i, int) or not 0 <= i < len(shapes) for i in entry.get("pick", [])):
         raise UsageError(f"{where}: pick {entry['pick']} out of range for {kernel.name}/{entry['shape_set']}")
+    _check_entry_dtypes(where, kernel.name, entry.get("dtypes", FLOAT_DTYPES))
+
+
+def _check_entry_dtypes(where: str, kernel: str, dtypes: Any) -> None:
+    """An entry's dtypes are known names; int8 and fp8 only on the kernels that have a path for them."""
+    if not isinstance(dtypes, list | tuple) or any(d not in DTYPE_NAMES for d in dtypes):
+        raise UsageError(f"{where}: dtypes {dtypes!r} must be a list of {', '.join(DTYPE_NAMES)}")
+    low = [d for d in dtypes if d in lowp.LOW_PRECISION_DTYPES]
+    if low and kernel not in lowp.KERNELS:
+        raise UsageError(f"{where}: {kernel} has no {', '.join(low)} path (only {', '.join(lowp.KERNELS)})")
 
 
 def get_suite(name: str) -> Suite:

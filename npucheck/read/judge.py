@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from npucheck.bandwidth import MEMORY_FAMILY, bandwidth_ceiling_reason
 from npucheck.datasheets import ceiling_reason
 from npucheck.evidence import Audit, audit, by_case
 from npucheck.model import (
@@ -27,7 +28,7 @@ from npucheck.model import (
     Record,
     ResultProfile,
 )
-from npucheck.targets import Criterion, Target
+from npucheck.targets import INT8_METRICS, Criterion, Target
 
 __all__ = [
     "decide",
@@ -118,7 +119,9 @@ def exit_code_for(verdicts: list[dict[str, Any]]) -> int:
 def _distrust(checked: Audit, criterion: Criterion, status: str, reason: str) -> tuple[str, str]:
     """A PASS that rests on edited or corrupt evidence, or on a file modified since it was sealed, becomes
     INCONCLUSIVE; the reason names what disagreed."""
-    part = {"peak_tflops": "peak", "tflops_per_watt": "energy"}.get(criterion.metric)
+    part = {"peak_tflops": "peak", "tflops_per_watt": "energy"}.get(
+        INT8_METRICS.get(criterion.metric, criterion.metric)
+    )
     findings = checked.affecting(part, criterion.dtype) if part else []
     if part == "energy":  # the headline case's timed median is compared with its window
         headline = {
@@ -394,7 +397,63 @@ def _supported_families(profile: ResultProfile, criterion: Criterion) -> Outcome
     return status, lower, lower, upper, f"{_decision_reason(status, criterion, lower, upper)}; {listing}"
 
 
-_METRICS = {"peak_tflops": _peak_tflops, "tflops_per_watt": _tflops_per_watt, "supported_families": _supported_families}
+def _peak_gbps(profile: ResultProfile, criterion: Criterion) -> Outcome:
+    """The best memory case (copy or triad) of the dtype, or of any dtype when the criterion names none. PASS needs
+    the lower end of its interval to clear the threshold; the upper bound is the largest upper end of all correct
+    memory cases, so a FAIL means no case could reach it. Memory cases are few (copy and triad at one or two sizes)
+    and not re-measured, so the selection is judged on its own interval, as the runner measured it. A case above
+    1.1x the datasheet bandwidth is an error, never a peak; a case without an interval cannot PASS."""
+    dtype = criterion.dtype
+    what = f"{dtype} memory" if dtype else "memory"
+    cases = [m for m in profile.measurements or () if m.family == MEMORY_FAMILY and dtype in (None, m.dtype)]
+    if not cases:
+        return INCONCLUSIVE, None, None, None, f"not measured: the run has no {what} case (copy, triad)"
+    datasheet = profile.device.datasheet
+    good = [m for m in cases if m.status == "ok" and m.correct is not False and m.gbps is not None]
+    above = [m for m in good if bandwidth_ceiling_reason(datasheet, m.gbps)]
+    good = [m for m in good if m not in above]
+    errored = [m for m in cases if _errored(m)] + above
+    if not good:
+        if len(errored) == len(cases):
+            why = f"; {bandwidth_ceiling_reason(datasheet, above[0].gbps)}" if above else ""
+            return ERROR, None, None, None, f"all {_cases(len(cases), what)} errored{why}"
+        skipped = len(cases) - len(errored)
+        return (
+            INCONCLUSIVE,
+            None,
+            None,
+            None,
+            f"not measured: no {what} case ran correctly ({len(errored)} errored, {skipped} skipped)",
+        )
+    best = max(good, key=lambda m: float(m.gbps or 0.0))
+    measured = float(best.gbps or 0.0)
+    selection = f"best of {_cases(len(good), what)}: {best.id}"
+    if best.gbps_ci is None:
+        return INCONCLUSIVE, measured, measured, measured, f"the bandwidth has no interval; {selection}"
+    lower = max(_interval(m.gbps_ci)[0] for m in good if m.gbps_ci is not None)
+    upper = max(_interval(m.gbps_ci)[1] if m.gbps_ci is not None else float(m.gbps or 0.0) for m in good)
+    status = decide(criterion.op, criterion.threshold, lower, upper)
+    reason = f"{_decision_reason(status, criterion, lower, upper)}; {selection}"
+    if status == PASS and best.correct is not True:
+        return INCONCLUSIVE, measured, lower, upper, f"{reason}, but its result was not checked (unchecked)"
+    return status, measured, lower, upper, reason
+
+
+_METRICS = {
+    "peak_tflops": _peak_tflops,
+    "tflops_per_watt": _tflops_per_watt,
+    "supported_families": _supported_families,
+    "peak_gbps": _peak_gbps,
+    "peak_tops": lambda profile, criterion: _in_ops(_peak_tflops(profile, criterion)),
+    "tops_per_watt": lambda profile, criterion: _in_ops(_tflops_per_watt(profile, criterion)),
+}
+
+
+def _in_ops(outcome: Outcome) -> Outcome:
+    """An int8 outcome: the same rules and figures as the float metric (confirmation for a PASS of the peak, the
+    headline energy window for the per-watt figure), in operations: its reason says TOPS, not TFLOPS."""
+    status, measured, lower, upper, reason = outcome
+    return status, measured, lower, upper, reason.replace("TFLOPS", "TOPS")
 
 
 # --------------------------------------------------------------------------------------------------- helpers

@@ -63,11 +63,12 @@ __all__ = [
     "save",
     "SHAPE_MARKERS",
     "sweep",
+    "power_caps",
     "trace",
 ]
 
 
-KINDS = ("sweep", "efficiency", "trace", "compare", "fleet")
+KINDS = ("sweep", "efficiency", "trace", "compare", "fleet", "roofline", "power-caps")
 FORMATS = ("png", "svg", "pdf")
 DTYPE_ORDER = ("fp16", "bf16", "fp32")
 COLOURS = {"fp16": "tab:red", "bf16": "tab:blue", "fp32": "tab:green"}
@@ -94,6 +95,8 @@ PROFILE_COUNTS: dict[str, tuple[int, int | None]] = {
     "trace": (1, 1),
     "compare": (2, None),
     "fleet": (1, 1),
+    "roofline": (1, None),
+    "power-caps": (1, 1),
 }
 """How many profiles each kind takes: (least, most; None = no limit). One rule for the command and the library.
 (``fleet`` counts fleet directories, not profiles.)"""
@@ -733,6 +736,56 @@ def _name_flagged(
         )
 
 
+def power_caps(profiles: Sequence[ProfileLike]) -> Figure:
+    """TFLOPS and TFLOPS/W of the headline window against the power cap (``run --power-caps``), recomputed from
+    each window (:mod:`npucheck.read.powercaps`); the best TFLOPS/W and the limit at the start are marked."""
+    from npucheck.read.powercaps import best_row, cap_rows
+
+    loaded = _as_profiles(profiles)
+    check_count("power-caps", len(loaded))
+    caps = loaded[0].power_caps
+    if caps is None:
+        raise NothingToPlot("no power-cap sweep in the profile (npucheck run --power-caps 300,400,FULL ...)")
+    rows = sorted((row for row in cap_rows(caps) if row["tflops"] is not None), key=lambda row: row["requested_w"])
+    if not rows:
+        raise NothingToPlot("the power-cap sweep has no cap with a valid window (see each cap's note in show)")
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    speed = fig.subplots()
+    per_watt = speed.twinx()
+    watts = [row["requested_w"] for row in rows]
+    speed.plot(watts, [row["tflops"] for row in rows], "o-", color="tab:blue", label="TFLOPS (sustained)")
+    per_watt.plot(watts, [row["tflops_per_watt"] for row in rows], "s--", color="tab:red", label="TFLOPS/W")
+    unjudged = [row for row in rows if not row["judgeable"]]
+    if unjudged:  # shown, never named best: ringed in grey (the reason is in show)
+        per_watt.plot(
+            [row["requested_w"] for row in unjudged],
+            [row["tflops_per_watt"] for row in unjudged],
+            "o",
+            markersize=14,
+            markerfacecolor="none",
+            color="0.5",
+            label="not judged (see show)",
+        )
+    best = best_row(rows)
+    if best is not None:
+        per_watt.plot([best["requested_w"]], [best["tflops_per_watt"]], "*", color="tab:red", markersize=16)
+        per_watt.annotate(
+            f"best: {best['label']}",
+            (best["requested_w"], best["tflops_per_watt"]),
+            textcoords="offset points",
+            xytext=(6, 6),
+            fontsize=8,
+        )
+    speed.axvline(caps.original_w, color="0.6", linestyle=":", linewidth=1)
+    speed.set_xlabel(f"power cap, W ({caps.api}; limit at the start {caps.original_w:g} W dotted)")
+    speed.set_ylabel("TFLOPS", color="tab:blue")
+    per_watt.set_ylabel("TFLOPS/W", color="tab:red")
+    speed.set_title(f"{loaded[0].device.name}: {caps.case or 'headline case'} at each power cap", fontsize=10)
+    handles = speed.get_legend_handles_labels()[0] + per_watt.get_legend_handles_labels()[0]
+    speed.legend(handles, [str(h.get_label()) for h in handles], loc="lower right", fontsize=8)
+    return fig
+
+
 def build(
     kind: str,
     profiles: Sequence[ProfileLike],
@@ -754,6 +807,12 @@ def build(
         return efficiency(loaded, thresholds or [])
     if kind == "trace":
         return trace(loaded)
+    if kind == "power-caps":
+        return power_caps(loaded)
+    if kind == "roofline":  # npucheck.read.roofline: intensity vs TFLOPS under the measured ceilings
+        from npucheck.read.roofline import roofline
+
+        return roofline(loaded)
     return compare(loaded, labels)
 
 

@@ -30,6 +30,8 @@ from rich.table import Table
 from rich.text import Text
 
 from npucheck.model import CriterionResult, Measurement, ResultProfile, Verdict
+from npucheck.read.bandwidth_text import BANDWIDTH_HEADERS, BANDWIDTH_TITLE, bandwidth_rows, gbps_cells, is_memory
+from npucheck.read.powercaps import power_cap_lines
 from npucheck.read.text import (
     STATUS_STYLE,
     bottom_line,
@@ -211,12 +213,8 @@ def measurements_table(
             table.add_row(Text(f"{m.kernel} {m.dtype}", style="" if _plain(console) else "bold"))
         note = measurement_note(m)
         cells: list[Any] = [m.kernel, m.dtype] if wide else []
-        cells += [
-            _shape(m),
-            _status(console, m.status),
-            fmt_tflops(m.tflops),
-            ci_text(m),
-        ]
+        figure, interval = gbps_cells(m) if is_memory(m) else (fmt_tflops(m.tflops), ci_text(m))
+        cells += [_shape(m), _status(console, m.status), figure, interval]
         if wide:
             cells += [spread_text(m), str(len(m.samples_s or ()))]
         cells.append(notes.mark(note))
@@ -441,10 +439,24 @@ def print_profile(console: Console, profile: ResultProfile, all_cases: bool = Fa
         print_lines(console, _wrap(line, width))
     console.print()
     console.print(_summary_table(console, profile))
+    bandwidth = bandwidth_rows(profile)
+    if bandwidth:  # memory cases (npucheck.read.bandwidth_text): measured GB/s beside the datasheet's
+        console.print()
+        table = _table(console, BANDWIDTH_TITLE)
+        for header in BANDWIDTH_HEADERS:
+            table.add_column(header, no_wrap=True)
+        for row in bandwidth:
+            table.add_row(*row)
+        print_table(console, table)
     energy = _energy_table(console, profile)
     if energy is not None:
         console.print()
         print_table(console, *energy)
+    caps = power_cap_lines(profile)  # the power-cap sweep: evidence beside the verdicts
+    if caps:
+        console.print()
+        for line in caps:
+            console.print(line, markup=False, highlight=False, overflow="fold")
     console.print()
     for line in _support_lines(profile):
         print_lines(console, _wrap(line, width))

@@ -31,6 +31,7 @@ from npucheck.model import (
 __all__ = [
     "ci_text",
     "measurement_note",
+    "backend_text",
     "spread_text",
     "bounds_text",
     "bottom_line",
@@ -117,7 +118,14 @@ def spread_text(m: Measurement) -> str:
 
 
 def measurement_note(m: Measurement) -> str:
-    return m.error or m.reason or "; ".join(m.warnings or ())
+    note = m.error or m.reason or "; ".join(m.warnings or ())
+    return "; ".join(part for part in (note, backend_text(m)) if part)
+
+
+def backend_text(m: Measurement) -> str:
+    """``SDPA backend flash_attention`` for an attention case that recorded it; "" otherwise."""
+    name = (m.backend or {}).get("name")
+    return f"{'SDPA ' if m.kernel == 'attention' else ''}backend {name}" if name else ""
 
 
 def measurement_rows(profile: ProfileLike) -> Iterable[list[str]]:
@@ -160,7 +168,13 @@ def datasheet_cells(profile: ProfileLike, dtype: str, tflops: float | None) -> t
 
 
 def _dtype_order(dtype: str) -> tuple[int, str]:
-    return (("fp16", "bf16", "fp32").index(dtype) if dtype in ("fp16", "bf16", "fp32") else 9, dtype)
+    order = ("fp16", "bf16", "fp32", "int8", "fp8_e4m3", "fp8_e5m2")
+    return (order.index(dtype) if dtype in order else 9, dtype)
+
+
+def dtype_label(dtype: str) -> str:
+    """The dtype as a table row names it: int8 figures are tera-operations (TOPS, TOPS/W), so its row says so."""
+    return f"{dtype} (TOPS)" if dtype == "int8" else dtype
 
 
 def summary_rows(profile: ProfileLike) -> tuple[list[str], list[list[str]]]:
@@ -183,7 +197,7 @@ def summary_rows(profile: ProfileLike) -> tuple[list[str], list[list[str]]]:
     for dtype in sorted(set(peaks) | set(per_watt), key=_dtype_order):
         peak = _peak(peaks, dtype)
         row = [
-            dtype,
+            dtype_label(dtype),
             fmt_tflops(peak.tflops) if peak else "—",
             f"{fmt_tflops(peak.ci_low)}–{fmt_tflops(peak.ci_high)}" if peak else "—",
             _case_shape(peak) if peak else "no successful GEMM",
@@ -335,7 +349,7 @@ def _as_verdict(verdict: Verdict | Mapping[str, Any]) -> Verdict:
 
 
 _NEGATED = {">=": "<", ">": "≤", "<=": ">", "<": "≥", "==": "≠"}
-_METRICS = {"peak_tflops": "peak", "tflops_per_watt": "TFLOPS/W"}
+_METRICS = {"peak_tflops": "peak", "tflops_per_watt": "TFLOPS/W", "peak_tops": "peak", "tops_per_watt": "TOPS/W"}
 
 
 def _number(x: float) -> str:

@@ -83,7 +83,9 @@ def criterion_from_label(metric: str, op: str, threshold: float) -> Criterion:
         if not names or any(name not in FAMILIES for name in names) or len(set(names)) != len(names):
             raise ValueError(f"unknown families in {metric!r}")
         return Criterion("supported_families", op, threshold, families=names)
-    name, _, dtype = metric.partition(".")
+    name, dot, dtype = metric.partition(".")
+    if name == "peak_gbps" and not dot:  # bandwidth over every dtype
+        return Criterion(name, op, float(threshold))
     if name not in METRICS or name == "supported_families" or dtype not in DTYPES:
         raise ValueError(f"unknown metric {metric!r}")
     return Criterion(name, op, float(threshold), dtype=dtype)

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from npucheck.kernels.lowp import LOW_PRECISION_DTYPES, support_reason
+
 __all__ = [
     "ACCELERATOR_FLUSH_MIN_BYTES",
     "CPU_FLUSH_MAX_BYTES",
@@ -85,6 +87,8 @@ class Device:
 
     def dtype_support(self, dtype: str) -> str | None:
         """None if the device can run a matrix product in ``dtype``, else the reason it cannot."""
+        if dtype in LOW_PRECISION_DTYPES:  # int8 / fp8: torch._int_mm / torch._scaled_mm, with their own limits
+            return support_reason(dtype, self.torch_device)
         try:
             a = torch.ones((8, 8), dtype=DTYPES[dtype], device=self.torch_device)
             (a @ a).sum().item()
