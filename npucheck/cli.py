@@ -414,7 +414,13 @@ def run(
         profile = replace(profile, warnings=(*profile.warnings, f"not judged: {e}"))
     if member is not None and member.get("power_note"):
         profile = replace(profile, warnings=(*profile.warnings, member["power_note"]))
-    path, not_saved = _save(profile, output, results_dir, console)
+    try:
+        path, not_saved = _save(profile, output, results_dir, console)
+    except (NpucheckError, OSError) as e:  # nothing saved: a limit not restored is still said, and still exit 8
+        if _cap_not_restored(profile):
+            click.echo(f"npucheck: {e}", err=True)
+            _cap_restore_failed(profile)
+        raise
     signum = guard.received if guard is not None else None
     try:
         _print_profile(console, profile)
@@ -447,12 +453,20 @@ def _announce_caps(console: Any, plan: Any) -> None:
     )
 
 
-def _cap_restore_failed(profile: Any) -> None:
-    """After saving: a power limit that was not restored is the loudest thing npucheck says (exit 8)."""
+def _cap_not_restored(profile: Any) -> bool:
+    """Whether a power-cap sweep ran and its original limit was not verified back."""
     caps = getattr(profile, "power_caps", None)
     restore = caps.restore if caps is not None else None
-    if caps is None or not caps.steps or (restore is not None and restore.verified):
+    return caps is not None and bool(caps.steps) and not (restore is not None and restore.verified)
+
+
+def _cap_restore_failed(profile: Any) -> None:
+    """After saving (or failing to): a power limit that was not restored is the loudest thing npucheck says (exit
+    8)."""
+    if not _cap_not_restored(profile):
         return
+    caps = profile.power_caps
+    restore = caps.restore
     target = restore.target_w if restore is not None else caps.original_w
     why = (restore.error if restore is not None else None) or "the restore did not run"
     click.echo(

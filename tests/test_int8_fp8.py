@@ -362,3 +362,40 @@ def test_a_selection_with_no_case_is_a_usage_error_before_measuring():
     options = RunOptions(device="cpu", kernels=["conv2d"], dtypes=["int8"], flush=False, power="none")
     with pytest.raises(UsageError, match="no case for kernels conv2d in dtypes int8"):
         Runner(options, suite=get_suite("quick"))
+
+
+def test_fp8_operands_are_scaled_to_their_own_formats_range_never_past_it():
+    """ROCm's float8_e4m3fnuz tops out at 240 and turns 256 and above into NaN: scaling to e4m3fn's 448 would put a
+    few percent of the operands out of range on an MI300 (review)."""
+    import torch
+
+    from npucheck.kernels import lowp
+
+    values = torch.linspace(-3.0, 3.0, 1001)
+    # half an ulp: 3 mantissa bits (e4m3) 1/16, 2 bits (e5m2) 1/8
+    for dtype, rtol in ((torch.float8_e4m3fn, 0.07), (torch.float8_e4m3fnuz, 0.07), (torch.float8_e5m2, 0.13)):
+        quantised, scale = lowp._quantise(values, dtype, "e4m3", torch.device("cpu"))
+        back = quantised.float()
+        assert torch.isfinite(back).all(), dtype
+        assert float(back.abs().max()) <= torch.finfo(dtype).max
+        assert torch.allclose(back * scale, values, rtol=rtol, atol=1e-3), dtype
+
+
+def test_the_int8_check_always_covers_the_last_row_and_column(monkeypatch):
+    """A wrong value in the last row's last column (an edge tile) is caught whatever the random sample (review)."""
+    import torch
+
+    from npucheck.kernels import build_workload
+
+    real = torch._int_mm
+
+    def wrong_corner(a, b, *, out):
+        real(a, b, out=out)
+        out[-1, -1] += 1
+        return out
+
+    monkeypatch.setattr(torch, "_int_mm", wrong_corner)
+    for seed in range(3):
+        case = KERNELS["gemm"].case("int8", {"m": 200, "n": 136, "k": 64, "layout": "NN"}, "test")
+        check = build_workload(case, torch.device("cpu"), seed).verify()
+        assert check.ok is False and "first and last" in check.checked

@@ -358,3 +358,65 @@ def test_an_amdsmi_sweep_sets_each_cap_in_microwatts_and_restores_it():
     assert seen == [400_000_000, 750_000_000] and amd.cap_uw == 650_000_000
     assert record["restore"]["verified"] and record["restore"]["read_back_w"] == 650.0
     assert record["steps"][0]["enforced_w"] is None  # amdsmi reports one cap, no separate enforced limit
+
+
+def test_a_source_reading_another_gpu_or_a_whole_board_under_mig_never_gets_its_limit_set():
+    """The limit is set on the power source's handle: `--power nvml:N` counts in NVML's (PCI) order, not torch's, and
+    a MIG slice's board is shared with other tenants, so a source that is not the device under test is refused
+    before anything is written (review: the sweep would have capped someone else's GPU)."""
+    nv = CappableNvml()
+    source = NvmlSource(nv)
+    other = {"backend": "cuda", "runtime": "cuda", "properties": {"uuid": "GPU-00000000-dead-beef-0000-000000000000"}}
+    with pytest.raises(UsageError, match=r"--power-caps sets the limit of the GPU the power source reads, and NVML"):
+        cap_control_for(source, other)
+    source.mig, source.mig_slice = True, "MIG-1"
+    with pytest.raises(UsageError, match="MIG-1"):
+        cap_control_for(source, GPU)
+    assert nv.sets == []  # nothing was written
+
+
+def test_a_signal_before_the_restore_is_held_still_restores(monkeypatch):
+    """A stop that lands after the sweep's last window but before the restore's hold begins (or with no npucheck
+    handler installed, where the hold does nothing) must not skip the restore (review)."""
+    import contextlib
+
+    nv, plan = _nvml_plan("300", limit_mw=450_000)
+
+    @contextlib.contextmanager
+    def interrupted_on_entry():
+        raise KeyboardInterrupt
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(capsweep.signals, "deferred", interrupted_on_entry)
+    record = capsweep.sweep_record(plan, "gemm/fp16/m=128", "fp16", settle_s=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        capsweep.run_sweep(plan, lambda: _energy(1.0), record, sleep=lambda s: None)
+    assert record["restore"]["verified"] and nv.sets[-1] == 450_000
+
+
+def test_the_limit_restored_is_the_one_just_before_the_sweep_not_at_start_up():
+    """The plan reads the limit at start-up; if it changed during the suite, that later value is put back."""
+    nv, plan = _nvml_plan("300", limit_mw=450_000)
+    control = plan.control
+    control.set_w(500.0)  # as an admin would, while the suite ran
+    record = _sweep(plan, lambda: _energy(1.0))
+    assert record["original_w"] == 500.0 and record["restore"]["target_w"] == 500.0
+    assert control.limit_w() == 500.0 and any("changed during the run" in w for w in record["warnings"])
+
+
+def test_a_restore_that_fails_is_still_said_with_exit_8_when_nothing_could_be_saved(monkeypatch, tmp_path):
+    """Review: the save's own failure (exit 7) used to end the command before the restore was checked, so a
+    capped GPU went unreported."""
+    import npucheck.cli as cli_module
+
+    def lost(nv):
+        nv.fail_set = lambda mw: RuntimeError("GPU is lost") if mw == 600_000 and len(nv.sets) >= 2 else None
+
+    def nowhere(*args, **kwargs):
+        raise cli_module._NotSavedAnywhere("result not saved (disk full), and no copy could be written (all full)")
+
+    monkeypatch.setattr(cli_module, "_save", nowhere)
+    result, nv, out = _cli_with_fake_gpu(monkeypatch, tmp_path, lost)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 8, result.output
+    assert "THE POWER LIMIT WAS NOT RESTORED to 600 W" in text and "no copy could be written" in text

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from npucheck import signals
@@ -73,6 +74,18 @@ def run_sweep(
     with its error and skipped; a ``KeyboardInterrupt`` (Ctrl-C, SIGTERM, SIGHUP) is raised again after the
     restore. Returns ``record``."""
     control = plan.control
+    # the limit to restore is the one just before the first write: the plan read it at start-up, and the suite
+    # (minutes, an hour) ran since; an admin, DCGM or the BMC may have changed it meanwhile
+    try:
+        now = control.limit_w()
+    except Exception:  # noqa: BLE001 - unreadable now: the start-up reading stands
+        now = None
+    if now is not None and abs(now - plan.original_w) > READ_BACK_TOLERANCE_W:
+        record["warnings"].append(
+            f"the power limit changed during the run, from {plan.original_w:g} W to {now:g} W: {now:g} W is restored"
+        )
+        plan = replace(plan, original_w=now)
+        record["original_w"] = now
     try:
         for label, watts in plan.caps:
             if on_step is not None:
@@ -101,8 +114,13 @@ def run_sweep(
             except Exception as e:  # noqa: BLE001 - a window that fails loses this cap only
                 step["error"] = f"energy window failed: {_first_line(e)}"
     finally:
-        with signals.deferred():  # a signal now would leave the device capped
-            record["restore"] = restore_limit(plan, sleep)
+        try:
+            with signals.deferred():  # a signal now would leave the device capped
+                record["restore"] = restore_limit(plan, sleep)
+        except KeyboardInterrupt:  # before the hold began, or no npucheck handler (a library caller): restore anyway
+            if record.get("restore") is None:
+                record["restore"] = restore_limit(plan, sleep)
+            raise
     return record
 
 

@@ -147,9 +147,14 @@ def cap_control_for(source: PowerSource | None, device: dict[str, Any]) -> CapCo
     from npucheck.measure.power.nvml import NvmlSource
 
     name = source.name if source is not None else "none"
-    if isinstance(source, NvmlSource):  # the handle of the GPU under test, found by UUID or PCI bus id
-        return NvmlCapControl(source._nvml, source._handle)
-    if isinstance(source, AmdSmiSource):
+    if isinstance(source, (NvmlSource, AmdSmiSource)):
+        # the limit is set on the source's handle: only when it is the device under test, whole (a MIG slice's
+        # board is shared with other tenants; `--power nvml:N` is NVML's PCI order, not torch's device order)
+        covers, why = source.check_coverage(device)
+        if covers is not True:
+            raise UsageError(f"--power-caps sets the limit of the GPU the power source reads, and {why}")
+        if isinstance(source, NvmlSource):
+            return NvmlCapControl(source._nvml, source._handle)
         return AmdSmiCapControl(source._amd, source._handle)
     raise UsageError(
         f"--power-caps needs --power nvml (NVIDIA) or amdsmi (AMD), the only sources that can set a power limit; "
