@@ -281,6 +281,13 @@ def test_a_whole_run_records_each_cap_and_the_restore_and_show_and_plot_read_it(
         "power caps (nvml" in text and f"best TFLOPS/W: cap {caps.best}" in text and "restore: 600 W set back" in text
     )
     assert render(build("power-caps", [profile], ["r"])).startswith(b"\x89PNG")
+    # the report carries the same table, in both formats (HTML-escaped)
+    from npucheck.read.report import build as build_report
+
+    for fmt in ("markdown", "html"):
+        report, _ = build_report(profile.to_dict(), None, fmt, [])
+        assert "Power caps" in report and f"best TFLOPS/W: cap {caps.best}" in report, fmt
+        assert "restore: 600 W set back" in report, fmt
 
 
 def test_a_run_without_permission_stops_before_measuring(monkeypatch, tmp_path):

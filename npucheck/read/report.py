@@ -22,6 +22,7 @@ from npucheck.atomic import write_atomic
 from npucheck.model import ResultProfile
 from npucheck.read import compare as comparing
 from npucheck.read import plot as plotting
+from npucheck.read.powercaps import power_cap_lines
 from npucheck.read.text import (
     ENERGY_HEADERS,
     MEASUREMENT_HEADERS,
@@ -256,6 +257,9 @@ def _html(
         if not energy.empty
         else "<p class='missing'>no energy windows: power was not measured in this run</p>"
     )
+    caps = power_cap_lines(profile)
+    if caps:  # the power-cap sweep, as show prints it: evidence beside the verdicts, never a verdict
+        parts.append("<h2>Power caps</h2><pre>" + e("\n".join(caps)) + "</pre>")
     parts.append("<h2>Measurements</h2>" + _table_html(measurements))
     warnings = _warnings(profile)
     parts.append(
@@ -333,6 +337,9 @@ def _markdown(
         "",
         _md_table(energy) if not energy.empty else "no energy windows: power was not measured in this run\n",
     ]
+    caps = power_cap_lines(profile)
+    if caps:  # the power-cap sweep, as show prints it: evidence beside the verdicts, never a verdict
+        out += ["## Power caps", "", "```", *caps, "```", ""]
     out += ["## Measurements", "", _md_table(measurements), "## Warnings", ""]
     out += [f"- {w}" for w in _warnings(profile)] or ["none"]
     return "\n".join(out) + "\n"
