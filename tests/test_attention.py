@@ -4,6 +4,7 @@ the ``transformer`` support family and its judging, and the result schema."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -16,10 +17,11 @@ from npucheck import store
 from npucheck.kernels import KERNELS, attention, build_workload, reference_flops
 from npucheck.measure.family_support import CHECKS, check_support
 from npucheck.measure.runner import Runner, RunOptions
-from npucheck.measure.suites import Suite, load_suites
+from npucheck.measure.suites import load_suites
 from npucheck.model import SUPPORT_FAMILIES, ResultProfile
 from npucheck.read.judge import judge
 from npucheck.targets import FAMILIES, parse_target
+from tests.test_runner import TINY
 
 CPU = torch.device("cpu")
 ORIGINAL_SDPA = F.scaled_dot_product_attention
@@ -196,22 +198,8 @@ def test_other_devices_are_recorded_with_the_plugin_caveat(monkeypatch):
 
 def test_the_runner_records_the_backend_in_the_measurement(monkeypatch):
     monkeypatch.setattr(runner_module, "busy_processes", lambda interval_s=0.5, exclude=None: [])
-    suite = Suite(
-        name="tiny",
-        description="test",
-        suite_budget_s=20,
-        case_budget_s=1.0,
-        case_target_s=0.03,
-        device_warmup_s=0,
-        accelerator_warmup_s=0,
-        min_samples=6,
-        max_samples=8,
-        min_sample_s=0.0005,
-        power_window_s=0.3,
-        idle_s=0.2,
-        power_trials=1,
-        entries=({"kernel": "attention", "shape_set": "llama-70b-decode", "pick": [1]},),
-    )
+    entries = ({"kernel": "attention", "shape_set": "llama-70b-decode", "pick": [1]},)
+    suite = replace(TINY, case_budget_s=1.0, entries=entries)
     runner = Runner(RunOptions(device="cpu", dtypes=["fp32"], flush=False, power="none"), suite=suite)
     profile = runner.run().to_dict()
     (m,) = profile["measurements"]

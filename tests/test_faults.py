@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -31,29 +32,14 @@ from npucheck.measure.planning import (
     memory_skip_reason,
 )
 from npucheck.measure.runner import Runner, RunOptions, available_memory_bytes
-from npucheck.measure.suites import Suite
 from npucheck.store import load_result, save_result
+from tests.test_runner import TINY
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = ["run", "--device", "cpu", "--suite", "quick", "--kernels", "gemm", "--dtypes", "bf16", "--warmup", "0"]
 RUN += ["--power", "none", "--min-sample-time", "0.001"]
 
-SMALL = Suite(
-    name="tiny",
-    description="test",
-    suite_budget_s=20,
-    case_budget_s=0.5,
-    case_target_s=0.03,
-    device_warmup_s=0,
-    accelerator_warmup_s=0,
-    min_samples=6,
-    max_samples=8,
-    min_sample_s=0.0005,
-    power_window_s=0.3,
-    idle_s=0.2,
-    power_trials=1,
-    entries=({"kernel": "gemm", "shape_set": "square", "where": {"m": [128, 512]}},),
-)
+SMALL = replace(TINY, entries=({"kernel": "gemm", "shape_set": "square", "where": {"m": [128, 512]}},))
 
 
 def _memory_skips(measurements: list[dict]) -> list[dict]:

@@ -17,10 +17,11 @@ from npucheck.errors import TargetProfileError, UsageError
 from npucheck.kernels import KERNELS, build_workload, lowp, select_dtypes
 from npucheck.kernels.base import generator_for
 from npucheck.measure.runner import Runner, RunOptions
-from npucheck.measure.suites import Suite, get_suite, load_suites
+from npucheck.measure.suites import get_suite, load_suites
 from npucheck.model import as_profile
 from npucheck.read.text import summary_rows
 from npucheck.targets import Criterion, parse_target
+from tests.test_runner import TINY
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")
@@ -220,20 +221,9 @@ entries = [{ kernel = "conv2d", shape_set = "resnet50", dtypes = ["int8"] }]
 
 
 # --------------------------------------------------------------------------------------------- an int8 run
-TINY_INT8 = Suite(
+TINY_INT8 = replace(
+    TINY,
     name="tiny-int8",
-    description="test",
-    suite_budget_s=20,
-    case_budget_s=0.5,
-    case_target_s=0.03,
-    device_warmup_s=0,
-    accelerator_warmup_s=0,
-    min_samples=6,
-    max_samples=8,
-    min_sample_s=0.0005,
-    power_window_s=0.3,
-    idle_s=0.2,
-    power_trials=1,
     entries=(
         {"kernel": "gemm", "shape_set": "square", "where": {"m": [128, 256]}, "dtypes": ["int8"]},
         {"kernel": "gemm", "shape_set": "square-nt", "where": {"m": [128]}, "dtypes": ["fp8_e4m3"]},
@@ -374,7 +364,7 @@ def test_fp8_operands_are_scaled_to_their_own_formats_range_never_past_it():
     values = torch.linspace(-3.0, 3.0, 1001)
     # half an ulp: 3 mantissa bits (e4m3) 1/16, 2 bits (e5m2) 1/8
     for dtype, rtol in ((torch.float8_e4m3fn, 0.07), (torch.float8_e4m3fnuz, 0.07), (torch.float8_e5m2, 0.13)):
-        quantised, scale = lowp._quantise(values, dtype, "e4m3", torch.device("cpu"))
+        quantised, scale = lowp._quantise(values, dtype, torch.device("cpu"))
         back = quantised.float()
         assert torch.isfinite(back).all(), dtype
         assert float(back.abs().max()) <= torch.finfo(dtype).max

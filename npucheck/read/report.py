@@ -261,7 +261,7 @@ def _html(
     if caps:  # the power-cap sweep, as show prints it: evidence beside the verdicts, never a verdict
         parts.append("<h2>Power caps</h2><pre>" + e("\n".join(caps)) + "</pre>")
     parts.append("<h2>Measurements</h2>" + _table_html(measurements))
-    warnings = _warnings(profile)
+    warnings = list(profile.warnings or ())  # with the evidence notes (read/verified.py)
     parts.append(
         "<h2>Warnings</h2>"
         + ("<ul>" + "".join(f"<li>{e(w)}</li>" for w in warnings) + "</ul>" if warnings else "<p>none</p>")
@@ -341,15 +341,8 @@ def _markdown(
     if caps:  # the power-cap sweep, as show prints it: evidence beside the verdicts, never a verdict
         out += ["## Power caps", "", "```", *caps, "```", ""]
     out += ["## Measurements", "", _md_table(measurements), "## Warnings", ""]
-    out += [f"- {w}" for w in _warnings(profile)] or ["none"]
+    out += [f"- {w}" for w in profile.warnings or ()] or ["none"]
     return "\n".join(out) + "\n"
-
-
-def _warnings(profile: ResultProfile) -> list[str]:
-    """The run's warnings, then (a loaded file) what its evidence says: "modified since measured" (or "not
-    sealed"), each case whose stored figures disagree with its raw samples, each verdict the raw evidence does not
-    give (npucheck.read.verified)."""
-    return list(profile.warnings or ())
 
 
 def write(path: Path, text: str, files: dict[str, bytes]) -> None:
